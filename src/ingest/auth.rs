@@ -1,0 +1,202 @@
+//! Proves a webhook comes from the CRM: Standard Webhooks signatures (verified by the
+//! specification's reference crate) or a shared secret, compared in constant time.
+
+use actix_web::http::header::{AUTHORIZATION, HeaderMap};
+use base64::Engine;
+use secrecy::{ExposeSecret, SecretString};
+use standardwebhooks::{HEADER_WEBHOOK_ID, HEADER_WEBHOOK_SIGNATURE, HEADER_WEBHOOK_TIMESTAMP};
+use subtle::ConstantTimeEq;
+
+use crate::configuration::{AuthMode, InboundAuthSettings};
+
+pub enum InboundAuth {
+    Signature(standardwebhooks::Webhook),
+    SharedSecret(SecretString),
+    /// Explicitly configured; start-up warns about it.
+    None,
+}
+
+/// Why a request was refused: logged for operators, never sent to the caller.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthFailure {
+    #[error("signature check failed: {0}")]
+    Signature(#[from] standardwebhooks::WebhookError),
+    #[error("no usable Authorization header")]
+    MissingCredentials,
+    #[error("the shared secret does not match")]
+    WrongSecret,
+}
+
+impl InboundAuth {
+    pub fn from_settings(settings: &InboundAuthSettings) -> anyhow::Result<Self> {
+        let required = |secret: &Option<SecretString>, key: &str| {
+            secret
+                .clone()
+                .ok_or_else(|| anyhow::anyhow!("invalid configuration: `{key}` is required"))
+        };
+        Ok(match settings.mode {
+            AuthMode::Signature => {
+                let secret = required(&settings.signing_secret, "ingest.auth.signing_secret")?;
+                let webhook = standardwebhooks::Webhook::new(secret.expose_secret().trim())
+                    .map_err(|_| {
+                        anyhow::anyhow!(
+                            "invalid configuration: `ingest.auth.signing_secret` must be whsec_ followed by base64"
+                        )
+                    })?;
+                Self::Signature(webhook)
+            }
+            AuthMode::SharedSecret => Self::SharedSecret(required(
+                &settings.shared_secret,
+                "ingest.auth.shared_secret",
+            )?),
+            AuthMode::None => Self::None,
+        })
+    }
+
+    /// Checks the request's credentials against the raw body bytes, exactly as received.
+    pub fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), AuthFailure> {
+        match self {
+            Self::Signature(webhook) => Ok(webhook.verify(body, &signature_headers(headers))?),
+            Self::SharedSecret(secret) => {
+                let presented = presented_secret(headers).ok_or(AuthFailure::MissingCredentials)?;
+                let expected = secret.expose_secret().as_bytes();
+                if bool::from(presented.as_slice().ct_eq(expected)) {
+                    Ok(())
+                } else {
+                    Err(AuthFailure::WrongSecret)
+                }
+            }
+            Self::None => Ok(()),
+        }
+    }
+}
+
+/// The three Standard Webhooks headers, moved into the `http` 1.x map the verifier takes.
+fn signature_headers(headers: &HeaderMap) -> http::HeaderMap {
+    let mut map = http::HeaderMap::new();
+    for name in [
+        HEADER_WEBHOOK_ID,
+        HEADER_WEBHOOK_TIMESTAMP,
+        HEADER_WEBHOOK_SIGNATURE,
+    ] {
+        if let Some(value) = headers
+            .get(name)
+            .and_then(|v| http::HeaderValue::from_bytes(v.as_bytes()).ok())
+        {
+            map.insert(name, value);
+        }
+    }
+    map
+}
+
+/// `Bearer <secret>`, or `Basic base64(user:secret)` (the user name is ignored).
+fn presented_secret(headers: &HeaderMap) -> Option<Vec<u8>> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, credentials) = value.split_once(' ')?;
+    let credentials = credentials.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        Some(credentials.as_bytes().to_vec())
+    } else if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(credentials)
+            .ok()?;
+        let colon = decoded.iter().position(|b| *b == b':')?;
+        Some(decoded[colon + 1..].to_vec())
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::header::HeaderValue;
+
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const BODY: &[u8] = br#"{"email":"a@example.com"}"#;
+
+    fn signature_auth() -> InboundAuth {
+        InboundAuth::Signature(standardwebhooks::Webhook::new(SECRET).expect("secret"))
+    }
+
+    fn signed_headers(timestamp: i64, signature: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        let mut set = |name: &'static str, value: String| {
+            headers.insert(
+                actix_web::http::header::HeaderName::from_static(name),
+                HeaderValue::from_str(&value).expect("header"),
+            );
+        };
+        set("webhook-id", "msg_1".into());
+        set("webhook-timestamp", timestamp.to_string());
+        set("webhook-signature", signature.into());
+        headers
+    }
+
+    fn sign(id: &str, timestamp: i64, body: &[u8], secret: &str) -> String {
+        standardwebhooks::Webhook::new(secret)
+            .expect("secret")
+            .sign(id, timestamp, body)
+            .expect("sign")
+    }
+
+    fn now() -> i64 {
+        chrono::Utc::now().timestamp()
+    }
+
+    #[test]
+    fn a_valid_signature_passes_and_any_change_fails() {
+        let auth = signature_auth();
+        let ts = now();
+        let good = sign("msg_1", ts, BODY, SECRET);
+        assert!(auth.verify(&signed_headers(ts, &good), BODY).is_ok());
+        assert!(
+            auth.verify(&signed_headers(ts, &good), br#"{"email":"b@example.com"}"#)
+                .is_err()
+        );
+        assert!(auth.verify(&signed_headers(ts + 1, &good), BODY).is_err());
+    }
+
+    #[test]
+    fn one_matching_signature_among_several_passes_for_key_rotation() {
+        let ts = now();
+        let old = sign("msg_1", ts, BODY, "whsec_b2xkb2xkb2xkb2xkb2xkb2xkb2xk");
+        let new = sign("msg_1", ts, BODY, SECRET);
+        let header = format!("{old} {new}");
+        assert!(
+            signature_auth()
+                .verify(&signed_headers(ts, &header), BODY)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn stale_and_future_timestamps_fail() {
+        let auth = signature_auth();
+        for ts in [now() - 301, now() + 301] {
+            let sig = sign("msg_1", ts, BODY, SECRET);
+            assert!(
+                auth.verify(&signed_headers(ts, &sig), BODY).is_err(),
+                "{ts}"
+            );
+        }
+    }
+
+    #[test]
+    fn shared_secret_accepts_bearer_and_basic() {
+        let auth = InboundAuth::SharedSecret(SecretString::from("s3cret"));
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(AUTHORIZATION, HeaderValue::from_str(value).expect("header"));
+            auth.verify(&headers, BODY)
+        };
+        assert!(with("Bearer s3cret").is_ok());
+        assert!(with("bearer s3cret").is_ok());
+        let basic = base64::engine::general_purpose::STANDARD.encode("crm:s3cret");
+        assert!(with(&format!("Basic {basic}")).is_ok());
+        assert!(with("Bearer s3cre").is_err());
+        assert!(with("Bearer s3crett").is_err());
+        assert!(with("Token s3cret").is_err());
+        assert!(auth.verify(&HeaderMap::new(), BODY).is_err());
+    }
+}

@@ -1,0 +1,111 @@
+//! Every way a webhook can be refused, each mapped to one status code and the JSON body
+//! `{"error": {"code", "message", "field"?}}`.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::outbox::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// Deliberately vague: the caller learns nothing about which check failed.
+    #[error("authentication failed")]
+    Unauthorized,
+    #[error("the body is larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("the content type is not JSON")]
+    UnsupportedMediaType,
+    #[error("{message}")]
+    MalformedJson { message: String },
+    #[error("{message}")]
+    Invalid {
+        field: String,
+        code: &'static str,
+        message: String,
+    },
+    #[error("the body could not be read")]
+    BodyRead,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl IngestError {
+    pub fn invalid(field: &str, code: &'static str, message: &str) -> Self {
+        Self::Invalid {
+            field: field.to_owned(),
+            code,
+            message: message.to_owned(),
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::Unauthorized => "unauthorized",
+            Self::TooLarge { .. } => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::MalformedJson { .. } => "malformed_json",
+            Self::Invalid { code, .. } => code,
+            Self::BodyRead => "bad_request",
+            Self::Store(_) => "unavailable",
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Detail<'a>,
+}
+
+#[derive(Serialize)]
+struct Detail<'a> {
+    code: &'a str,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+}
+
+/// The one JSON error shape of the API, also used for ops endpoints.
+pub fn json_error(
+    status: StatusCode,
+    code: &str,
+    message: String,
+    field: Option<&str>,
+) -> HttpResponse {
+    HttpResponse::build(status).json(Body {
+        error: Detail {
+            code,
+            message,
+            field,
+        },
+    })
+}
+
+impl ResponseError for IngestError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::MalformedJson { .. } | Self::BodyRead => StatusCode::BAD_REQUEST,
+            Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let field = match self {
+            Self::Invalid { field, .. } => Some(field.as_str()),
+            _ => None,
+        };
+        let mut response = json_error(self.status_code(), self.code(), self.to_string(), field);
+        if matches!(self, Self::Store(_)) {
+            // Tell well-behaved senders when to come back.
+            response.headers_mut().insert(
+                actix_web::http::header::RETRY_AFTER,
+                actix_web::http::header::HeaderValue::from_static("5"),
+            );
+        }
+        response
+    }
+}

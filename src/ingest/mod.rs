@@ -1,0 +1,123 @@
+//! `POST /webhooks/contacts`: authenticate, validate, and answer 2xx only once the event is
+//! committed to the outbox. Nothing is stored for a refused request.
+
+pub mod auth;
+pub mod contact;
+pub mod error;
+
+use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap};
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::json;
+
+use crate::outbox::{NewEvent, WriterHandle};
+use auth::InboundAuth;
+pub use error::IngestError;
+
+/// The `source` column value for the bridge's own format.
+pub const CANONICAL_SOURCE: &str = "canonical";
+
+/// What the ingest handlers share.
+pub struct IngestState {
+    pub auth: InboundAuth,
+    pub writer: WriterHandle,
+    pub max_body_bytes: usize,
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/webhooks/contacts").route(web::post().to(post_contact)));
+}
+
+#[tracing::instrument(skip_all, fields(event_id, outbox_id))]
+async fn post_contact(
+    request: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<IngestState>,
+) -> Result<HttpResponse, IngestError> {
+    let body = read_body(request.headers(), payload, state.max_body_bytes).await?;
+    state
+        .auth
+        .verify(request.headers(), &body)
+        .map_err(|failure| {
+            tracing::warn!(reason = %failure, "Webhook refused: authentication failed");
+            IngestError::Unauthorized
+        })?;
+    require_json(request.headers())?;
+    let contact = contact::parse(&body)?;
+
+    // The signed `webhook-id` header wins: it is what Standard Webhooks keeps across retries.
+    let header_id = request
+        .headers()
+        .get(standardwebhooks::HEADER_WEBHOOK_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty());
+    if header_id.is_some_and(|id| id.chars().count() > contact::EVENT_ID_MAX) {
+        return Err(IngestError::invalid(
+            "webhook-id",
+            "too_long",
+            "the webhook-id header must be at most 255 characters",
+        ));
+    }
+    let event_id = header_id.map(str::to_owned).or(contact.event_id);
+    if let Some(id) = &event_id {
+        tracing::Span::current().record("event_id", id.as_str());
+    }
+
+    let payload = serde_json::to_string(&contact.guest).map_err(|_| IngestError::BodyRead)?;
+    let accepted = state
+        .writer
+        .append(NewEvent {
+            source: CANONICAL_SOURCE,
+            event_id,
+            email: contact.normalised_email,
+            payload,
+        })
+        .await?;
+    tracing::Span::current().record("outbox_id", accepted.id);
+
+    Ok(if accepted.duplicate {
+        tracing::info!("Repeated event acknowledged; nothing stored");
+        HttpResponse::Ok().json(json!({"id": accepted.id, "status": "duplicate"}))
+    } else {
+        tracing::info!("Event queued");
+        HttpResponse::Accepted().json(json!({"id": accepted.id, "status": "queued"}))
+    })
+}
+
+/// Reads the whole body, refusing it as soon as it passes `limit` (413), before auth needs it.
+async fn read_body(
+    headers: &HeaderMap,
+    payload: web::Payload,
+    limit: usize,
+) -> Result<web::Bytes, IngestError> {
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(IngestError::TooLarge { limit });
+    }
+    match payload.to_bytes_limited(limit).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(IngestError::TooLarge { limit }),
+        Err(_) => Err(IngestError::BodyRead),
+    }
+}
+
+/// `application/json` or any `+json` type, with or without parameters.
+fn require_json(headers: &HeaderMap) -> Result<(), IngestError> {
+    let essence = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase());
+    match essence {
+        Some(t)
+            if t == "application/json"
+                || (t.starts_with("application/") && t.ends_with("+json")) =>
+        {
+            Ok(())
+        }
+        _ => Err(IngestError::UnsupportedMediaType),
+    }
+}

@@ -1,0 +1,12 @@
+//! tallyfy-bridge: CRM contact webhooks in, Tallyfy guests out, exactly once per email.
+//! Data flows one way: `ingest` → `outbox` → (delivery) ; `status` only reads.
+
+pub mod configuration;
+pub mod ingest;
+pub mod outbox;
+pub mod startup;
+pub mod status;
+pub mod telemetry;
+
+pub use configuration::Settings;
+pub use startup::Application;

@@ -1,0 +1,99 @@
+//! The SQLite outbox: the only module that speaks SQL. Ingest appends through the group-commit
+//! [`writer`]; delivery and status read and update through the functions here.
+
+mod snapshot;
+pub mod writer;
+
+use std::str::FromStr;
+
+use anyhow::Context;
+use sqlx::ConnectOptions;
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+
+use crate::configuration::{DatabaseSettings, Synchronous};
+
+pub use snapshot::{Snapshot, StateCounts, snapshot};
+pub use writer::{Accepted, NewEvent, StoreError, WriterHandle};
+
+/// Schema changes, embedded in the binary.
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// Milliseconds since the Unix epoch: the time unit of every column.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn connect_options(settings: &DatabaseSettings) -> anyhow::Result<SqliteConnectOptions> {
+    if let Some(dir) = settings.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("Failed to create database directory {}", dir.display()))?;
+    }
+    let path = settings.path.to_string_lossy();
+    let synchronous = match settings.synchronous {
+        Synchronous::Full => SqliteSynchronous::Full,
+        Synchronous::Normal => SqliteSynchronous::Normal,
+    };
+    Ok(SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
+        .with_context(|| format!("Failed to parse database path {path}"))?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(synchronous)
+        .busy_timeout(settings.busy_timeout())
+        .foreign_keys(true)
+        .log_statements(tracing::log::LevelFilter::Trace))
+}
+
+/// The shared pool for reads and worker updates.
+pub async fn open_pool(settings: &DatabaseSettings) -> anyhow::Result<SqlitePool> {
+    let options = connect_options(settings)?;
+    SqlitePoolOptions::new()
+        .max_connections(settings.max_connections)
+        .connect_with(options)
+        .await
+        .with_context(|| format!("Failed to open database {}", settings.path.display()))
+}
+
+/// The ingest writer's own connection, outside the pool so it never waits for a pool slot.
+pub async fn open_writer_connection(
+    settings: &DatabaseSettings,
+) -> anyhow::Result<SqliteConnection> {
+    connect_options(settings)?
+        .connect()
+        .await
+        .with_context(|| format!("Failed to open database {}", settings.path.display()))
+}
+
+pub async fn migrate(pool: &SqlitePool) -> anyhow::Result<()> {
+    MIGRATOR
+        .run(pool)
+        .await
+        .context("Failed to apply database migrations")
+}
+
+/// Ready means: every embedded migration is applied and the database takes a write lock.
+pub async fn check_ready(pool: &SqlitePool) -> anyhow::Result<()> {
+    let latest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+    let applied: Option<i64> =
+        sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(pool)
+            .await
+            .context("Failed to read applied migrations")?;
+    anyhow::ensure!(
+        applied == Some(latest),
+        "migrations not applied (database at {applied:?}, binary expects {latest})"
+    );
+    let mut conn = pool.acquire().await.context("Failed to get a connection")?;
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut *conn)
+        .await
+        .context("Failed to take the write lock")?;
+    sqlx::query("ROLLBACK")
+        .execute(&mut *conn)
+        .await
+        .context("Failed to release the write lock")?;
+    Ok(())
+}

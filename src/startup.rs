@@ -1,0 +1,154 @@
+//! Wires settings, database, writer and HTTP server into an [`Application`] that tests start on
+//! port 0 and `main` runs until a signal arrives.
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::{Next, from_fn};
+use actix_web::{App, HttpMessage, HttpResponse, HttpServer, web};
+use anyhow::Context;
+use sqlx::SqlitePool;
+use tracing_actix_web::{RequestId, TracingLogger};
+
+use crate::configuration::Settings;
+use crate::ingest::auth::InboundAuth;
+use crate::ingest::error::json_error;
+use crate::ingest::{self, IngestState};
+use crate::outbox::{self, writer};
+use crate::status::{self, StatusState};
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    /// Owns the write connection; stopped after the HTTP server so queued events still commit.
+    writer: writer::WriterTask,
+    pool: SqlitePool,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let auth = InboundAuth::from_settings(&settings.ingest.auth)?;
+        if matches!(auth, InboundAuth::None) {
+            tracing::warn!(
+                "ingest.auth.mode = \"none\": unauthenticated webhooks are accepted; use only on a trusted network"
+            );
+        }
+        let pool = outbox::open_pool(&settings.database).await?;
+        if settings.database.migrate_on_start {
+            outbox::migrate(&pool).await?;
+        }
+        outbox::check_ready(&pool)
+            .await
+            .context("The database is not ready (run `tallyfy-bridge migrate`?)")?;
+
+        let conn = outbox::open_writer_connection(&settings.database).await?;
+        let (writer_handle, writer) = writer::spawn(
+            conn,
+            settings.ingest.max_batch,
+            settings.ingest.queue_capacity,
+        );
+
+        let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))
+            .with_context(|| {
+                format!(
+                    "Failed to listen on {}:{}",
+                    settings.http.host, settings.http.port
+                )
+            })?;
+        let port = listener.local_addr()?.port();
+
+        let ingest = web::Data::new(IngestState {
+            auth,
+            writer: writer_handle,
+            max_body_bytes: settings.http.max_body_bytes,
+        });
+        let status = web::Data::new(StatusState {
+            pool: pool.clone(),
+            started: Instant::now(),
+        });
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .wrap(from_fn(echo_request_id))
+                .wrap(TracingLogger::default())
+                .app_data(ingest.clone())
+                .app_data(status.clone())
+                .configure(ingest::routes)
+                .configure(status::routes)
+                .default_service(web::to(not_found))
+        })
+        .listen(listener)?
+        .disable_signals()
+        .shutdown_timeout(settings.http.shutdown_timeout_secs);
+        if settings.http.workers > 0 {
+            server = server.workers(settings.http.workers);
+        }
+        tracing::info!(port, database = %settings.database.path.display(), "Listening");
+        Ok(Self {
+            port,
+            server: server.run(),
+            writer,
+            pool,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish,
+    /// commits what the writer holds and closes the database.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let Self {
+            server,
+            writer,
+            pool,
+            ..
+        } = self;
+        let handle = server.handle();
+        let mut server = std::pin::pin!(server);
+        tokio::select! {
+            result = &mut server => result.context("The HTTP server failed")?,
+            () = shutdown => {
+                tracing::info!("Shutting down: finishing in-flight requests");
+                handle.stop(true).await;
+                server.await.context("The HTTP server failed while stopping")?;
+            }
+        }
+        writer.shutdown().await;
+        pool.close().await;
+        tracing::info!("Stopped");
+        Ok(())
+    }
+}
+
+/// Returns the request id of the tracing span as `x-request-id`, so a caller can quote it.
+async fn echo_request_id(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let id = request
+        .extensions()
+        .get::<RequestId>()
+        .and_then(|id| HeaderValue::from_str(&id.to_string()).ok());
+    let mut response = next.call(request).await?;
+    if let Some(id) = id {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static("x-request-id"), id);
+    }
+    Ok(response)
+}
+
+async fn not_found() -> HttpResponse {
+    json_error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such endpoint".into(),
+        None,
+    )
+}

@@ -1,0 +1,88 @@
+//! Read-only views for operators and orchestrators: `/status`, `/health/live`, `/health/ready`.
+//! Never shows secrets; errors come from the worker already redacted.
+
+use std::time::Instant;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::json;
+use sqlx::SqlitePool;
+
+use crate::ingest::error::json_error;
+use crate::outbox::{self, now_ms};
+
+pub struct StatusState {
+    pub pool: SqlitePool,
+    pub started: Instant,
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/status", web::get().to(status))
+        .route("/health/live", web::get().to(live))
+        .route("/health/ready", web::get().to(ready));
+}
+
+fn iso(ms: Option<i64>) -> Option<String> {
+    ms.and_then(DateTime::<Utc>::from_timestamp_millis)
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
+}
+
+fn age_secs(ms: Option<i64>, now: i64) -> Option<f64> {
+    ms.map(|t| ((now - t).max(0) as f64) / 1000.0)
+}
+
+async fn status(state: web::Data<StatusState>) -> HttpResponse {
+    let uptime_secs = state.started.elapsed().as_secs();
+    let version = env!("CARGO_PKG_VERSION");
+    let snapshot = match outbox::snapshot(&state.pool).await {
+        Ok(snapshot) => snapshot,
+        Err(error) => {
+            tracing::error!(error = %format!("{error:#}"), "Failed to read status");
+            return HttpResponse::ServiceUnavailable().json(json!({
+                "version": version,
+                "uptime_secs": uptime_secs,
+                "database": {"ok": false},
+            }));
+        }
+    };
+    let now = now_ms();
+    HttpResponse::Ok().json(json!({
+        "version": version,
+        "uptime_secs": uptime_secs,
+        "database": {"ok": true},
+        "outbox": {
+            "counts": snapshot.counts,
+            "oldest_waiting_at": iso(snapshot.oldest_waiting_at),
+            "oldest_waiting_age_secs": age_secs(snapshot.oldest_waiting_at, now),
+        },
+        "delivery": {
+            "paused": snapshot.paused_reason.is_some(),
+            "paused_reason": snapshot.paused_reason,
+            "heartbeat_at": iso(snapshot.heartbeat_at),
+            "heartbeat_age_secs": age_secs(snapshot.heartbeat_at, now),
+            "last_delivered_at": iso(snapshot.last_delivered_at),
+            "last_error": snapshot.last_error,
+            "last_error_at": iso(snapshot.last_error_at),
+        },
+    }))
+}
+
+async fn live() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "live"}))
+}
+
+async fn ready(state: web::Data<StatusState>) -> HttpResponse {
+    match outbox::check_ready(&state.pool).await {
+        Ok(()) => HttpResponse::Ok().json(json!({"status": "ready"})),
+        Err(error) => {
+            tracing::warn!(error = %format!("{error:#}"), "Not ready");
+            json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                "the database is not writable or not migrated".into(),
+                None,
+            )
+        }
+    }
+}
