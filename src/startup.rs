@@ -115,8 +115,9 @@ impl Application {
             result = &mut server => result.context("The HTTP server failed")?,
             () = shutdown => {
                 tracing::info!("Shutting down: finishing in-flight requests");
-                handle.stop(true).await;
-                server.await.context("The HTTP server failed while stopping")?;
+                // The server future must keep being polled for the stop command to run.
+                let ((), result) = tokio::join!(handle.stop(true), &mut server);
+                result.context("The HTTP server failed while stopping")?;
             }
         }
         writer.shutdown().await;

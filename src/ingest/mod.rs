@@ -98,9 +98,12 @@ async fn read_body(
         return Err(IngestError::TooLarge { limit });
     }
     match payload.to_bytes_limited(limit).await {
+        Err(_) => Err(IngestError::TooLarge { limit }),
         Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(_)) => Err(IngestError::TooLarge { limit }),
-        Err(_) => Err(IngestError::BodyRead),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "Failed to read a webhook body");
+            Err(IngestError::BodyRead)
+        }
     }
 }
 

@@ -1,0 +1,134 @@
+//! "Nothing accepted is lost": 2xx only after commit, 503 when the commit cannot happen,
+//! every concurrent request committed, every row still there after a restart.
+
+use serde_json::{Value, json};
+use sqlx::Connection;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+
+use crate::helpers::{TestApp, error_of, spawn_app, spawn_app_with};
+
+/// Another process's write transaction, held until [`WriteLock::release`].
+pub struct WriteLock(SqliteConnection);
+
+impl WriteLock {
+    pub async fn release(mut self) {
+        sqlx::query("ROLLBACK")
+            .execute(&mut self.0)
+            .await
+            .expect("rollback");
+    }
+}
+
+pub async fn hold_write_lock(app: &TestApp) -> WriteLock {
+    let options = SqliteConnectOptions::new().filename(app.db_path());
+    let mut conn = SqliteConnection::connect_with(&options)
+        .await
+        .expect("connect");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut conn)
+        .await
+        .expect("lock");
+    WriteLock(conn)
+}
+
+#[tokio::test]
+async fn a_locked_database_gets_503_and_stores_nothing_then_recovers() {
+    let app = spawn_app_with(|s| s.database.busy_timeout_ms = 100).await;
+    let lock = hold_write_lock(&app).await;
+
+    let response = app
+        .post_contact(json!({"email": "locked@example.com"}))
+        .await;
+    assert!(response.headers().contains_key("retry-after"));
+    let (status, error) = error_of(response).await;
+    assert_eq!(status, 503);
+    assert_eq!(error["code"], "unavailable");
+
+    lock.release().await;
+    assert_eq!(app.outbox_rows().await, 0);
+    let retried = app
+        .post_contact(json!({"email": "locked@example.com"}))
+        .await;
+    assert_eq!(retried.status().as_u16(), 202);
+    assert_eq!(app.outbox_rows().await, 1);
+}
+
+#[tokio::test]
+async fn two_hundred_concurrent_posts_are_all_committed() {
+    let app = spawn_app().await;
+    let mut requests = tokio::task::JoinSet::new();
+    for n in 0..200 {
+        let (client, address) = (app.client.clone(), app.address.clone());
+        let body = json!({"email": format!("c{n}@example.com")}).to_string();
+        let id = format!("msg_concurrent_{n}");
+        let timestamp = chrono::Utc::now().timestamp();
+        let signature = crate::helpers::sign(&id, timestamp, &body);
+        requests.spawn(async move {
+            let response = client
+                .post(format!("{address}/webhooks/contacts"))
+                .header("content-type", "application/json")
+                .header("webhook-id", id)
+                .header("webhook-timestamp", timestamp.to_string())
+                .header("webhook-signature", signature)
+                .body(body)
+                .send()
+                .await
+                .expect("sent");
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.expect("json");
+            (status, body["id"].as_i64())
+        });
+    }
+    let mut ids = Vec::new();
+    while let Some(result) = requests.join_next().await {
+        let (status, id) = result.expect("task");
+        assert_eq!(status, 202);
+        ids.push(id.expect("id"));
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 200, "every request got its own row");
+    assert_eq!(app.outbox_rows().await, 200);
+}
+
+#[tokio::test]
+async fn a_restart_on_the_same_file_keeps_every_accepted_event() {
+    let app = spawn_app().await;
+    let mut accepted = Vec::new();
+    for n in 0..20 {
+        let response = app
+            .post_contact(json!({"email": format!("r{n}@example.com")}))
+            .await;
+        assert_eq!(response.status().as_u16(), 202);
+        let body: Value = response.json().await.expect("json");
+        accepted.push(body["id"].as_i64().expect("id"));
+    }
+
+    let app = app.restart().await;
+
+    let db = app.db().await;
+    let stored: Vec<i64> = sqlx::query_scalar("SELECT id FROM outbox ORDER BY id")
+        .fetch_all(&db)
+        .await
+        .expect("ids");
+    assert_eq!(stored, accepted);
+    // And the restarted bridge still deduplicates the events it had before.
+    let status: Value = app.get("/status").await.json().await.expect("json");
+    assert_eq!(status["outbox"]["counts"]["queued"], 20);
+}
+
+#[tokio::test]
+async fn retries_of_one_event_across_a_restart_are_still_deduplicated() {
+    let app = spawn_app().await;
+    let body = r#"{"email":"once@example.com"}"#;
+    assert_eq!(
+        app.post_signed("msg_once", body).await.status().as_u16(),
+        202
+    );
+    let app = app.restart().await;
+    assert_eq!(
+        app.post_signed("msg_once", body).await.status().as_u16(),
+        200
+    );
+    assert_eq!(app.outbox_rows().await, 1);
+}

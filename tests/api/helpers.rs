@@ -1,0 +1,183 @@
+//! `spawn_app()`: the real `Application` on port 0 over a fresh temp SQLite file, plus helpers
+//! that post contacts the way a CRM would and read the outbox back.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::Value;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
+use tallyfy_bridge::{Application, Settings};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+
+pub const SIGNING_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub settings: Settings,
+    /// Kept so the database outlives one run of the app (restart tests).
+    pub dir: Arc<TempDir>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Test settings: signature auth, a database in `dir`, port 0, two HTTP workers.
+pub fn test_settings(dir: &Path) -> Settings {
+    let env = [
+        ("BRIDGE__HTTP__PORT", "0".to_string()),
+        ("BRIDGE__HTTP__WORKERS", "2".into()),
+        ("BRIDGE__HTTP__SHUTDOWN_TIMEOUT_SECS", "5".into()),
+        (
+            "BRIDGE__DATABASE__PATH",
+            dir.join("bridge.sqlite").display().to_string(),
+        ),
+        (
+            "BRIDGE__INGEST__AUTH__SIGNING_SECRET",
+            SIGNING_SECRET.into(),
+        ),
+        (
+            "BRIDGE__LOG__LEVEL",
+            std::env::var("TEST_LOG").unwrap_or_else(|_| "off".into()),
+        ),
+    ]
+    .map(|(k, v)| (k.to_string(), v));
+    Settings::from_sources(Path::new("config"), None, env).expect("test settings are valid")
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let mut settings = test_settings(dir.path());
+    configure(&mut settings);
+    start(settings, dir).await
+}
+
+async fn start(settings: Settings, dir: Arc<TempDir>) -> TestApp {
+    tallyfy_bridge::telemetry::init(&settings.log);
+    let app = Application::build(settings.clone())
+        .await
+        .expect("application builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        settings,
+        dir,
+        stop: Some(stop),
+        task: Some(task),
+    }
+}
+
+impl TestApp {
+    /// Stops gracefully and starts a new instance on the same database file.
+    pub async fn restart(mut self) -> TestApp {
+        self.shutdown().await;
+        start(self.settings.clone(), self.dir.clone()).await
+    }
+
+    pub async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await
+                .expect("app task joins")
+                .expect("app stops cleanly");
+        }
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.settings.database.path.clone()
+    }
+
+    /// A separate connection to the same file, as an operator's sqlite3 would open it.
+    pub async fn db(&self) -> SqlitePool {
+        let options = SqliteConnectOptions::new().filename(self.db_path());
+        SqlitePool::connect_with(options).await.expect("open db")
+    }
+
+    pub async fn outbox_rows(&self) -> i64 {
+        let db = self.db().await;
+        let n = sqlx::query_scalar("SELECT count(*) FROM outbox")
+            .fetch_one(&db)
+            .await
+            .expect("count");
+        db.close().await;
+        n
+    }
+
+    /// Posts `body` signed as a Standard Webhooks sender with event id `id`.
+    pub async fn post_signed(&self, id: &str, body: &str) -> reqwest::Response {
+        let timestamp = chrono::Utc::now().timestamp();
+        let signature = sign(id, timestamp, body);
+        self.client
+            .post(format!("{}/webhooks/contacts", self.address))
+            .header("content-type", "application/json")
+            .header("webhook-id", id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// A signed contact with a fresh event id.
+    pub async fn post_contact(&self, contact: Value) -> reqwest::Response {
+        let id = format!("msg_{}", uuid_like());
+        self.post_signed(&id, &contact.to_string()).await
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("request sent")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub fn sign(id: &str, timestamp: i64, body: &str) -> String {
+    sign_with(SIGNING_SECRET, id, timestamp, body)
+}
+
+pub fn sign_with(secret: &str, id: &str, timestamp: i64, body: &str) -> String {
+    standardwebhooks::Webhook::new(secret)
+        .expect("secret")
+        .sign(id, timestamp, body.as_bytes())
+        .expect("sign")
+}
+
+/// Unique enough for event ids within one test process.
+pub fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The `{"error": {...}}` body of a refused request.
+pub async fn error_of(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.expect("JSON error body");
+    (status, body["error"].clone())
+}

@@ -1,0 +1,7 @@
+//! The API as a CRM and an operator see it: real HTTP on loopback, a real SQLite file per test.
+
+mod auth;
+mod durability;
+mod helpers;
+mod ingest;
+mod status;
