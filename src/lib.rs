@@ -4,8 +4,10 @@
 pub mod configuration;
 pub mod ingest;
 pub mod outbox;
+pub mod sandbox;
 pub mod startup;
 pub mod status;
+pub mod tallyfy;
 pub mod telemetry;
 
 pub use configuration::Settings;

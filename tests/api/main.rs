@@ -1,7 +1,9 @@
 //! The API as a CRM and an operator see it: real HTTP on loopback, a real SQLite file per test.
 
 mod auth;
+mod binary;
 mod durability;
 mod helpers;
 mod ingest;
 mod status;
+mod tallyfy_client;

@@ -1,0 +1,144 @@
+//! A fake Tallyfy guest API with fault injection (5xx, hangs, create-then-drop, 429s), for
+//! tests, demos and crash tests; it counts creates per email so duplicates become visible.
+
+mod cap;
+mod config;
+mod control;
+mod guest;
+mod guests;
+mod server;
+mod state;
+mod validate;
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use config::{DuplicateMode, Faults, IdStyle, SandboxConfig};
+pub use guest::SandboxGuest;
+pub use state::Stats;
+
+use state::Shared;
+
+/// Entry point: `Sandbox::start` for in-process use, `run` for a foreground server.
+pub struct Sandbox;
+
+impl Sandbox {
+    /// Binds `addr` (port 0 picks a free port) and serves on the current tokio runtime until
+    /// `SandboxHandle::shutdown` or the handle is dropped.
+    pub async fn start(config: SandboxConfig, addr: SocketAddr) -> anyhow::Result<SandboxHandle> {
+        if let Err(message) = control::check_faults(&config.faults) {
+            bail!("Invalid sandbox faults: {message}");
+        }
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("Failed to bind the sandbox to {addr}"))?;
+        let addr = listener
+            .local_addr()
+            .context("Failed to read the sandbox's bound address")?;
+        let shared = Arc::new(Shared::new(config));
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(server::accept_loop(listener, shared.clone(), stopped));
+        Ok(SandboxHandle {
+            addr,
+            shared,
+            stop,
+            task,
+        })
+    }
+}
+
+/// Serves until ctrl-c (for a `sandbox` CLI subcommand).
+pub async fn run(config: SandboxConfig, addr: SocketAddr) -> anyhow::Result<()> {
+    let org = config.org_id.clone();
+    let handle = Sandbox::start(config, addr).await?;
+    tracing::info!(base_url = %handle.base_url(), %org, "Tallyfy sandbox listening");
+    tokio::signal::ctrl_c()
+        .await
+        .context("Failed to listen for ctrl-c")?;
+    handle.shutdown().await;
+    Ok(())
+}
+
+pub struct SandboxHandle {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    /// Dropping this (with the handle) also stops the server.
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl SandboxHandle {
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT` (the bound IP unless it is a wildcard); no `/api` suffix.
+    pub fn base_url(&self) -> String {
+        let ip = match self.addr.ip() {
+            ip if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            ip => ip,
+        };
+        format!("http://{}", SocketAddr::new(ip, self.addr.port()))
+    }
+
+    /// How many creates actually created a guest for this email (case-insensitive).
+    pub fn create_count(&self, email: &str) -> u32 {
+        self.shared.lock().create_count(email)
+    }
+
+    pub fn guests(&self) -> Vec<SandboxGuest> {
+        self.shared.lock().guests()
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.shared.lock().stats.clone()
+    }
+
+    pub fn faults(&self) -> Faults {
+        self.shared.lock().faults.clone()
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        self.shared.lock().faults = faults;
+    }
+
+    /// Simulates an expired or rotated token: requests with the old one get 401.
+    pub fn set_token(&self, token: impl Into<String>) {
+        self.shared.lock().token = token.into();
+    }
+
+    /// The next `count` guest API requests get 429 with `Retry-After: retry_after_secs`.
+    pub fn burst_429(&self, count: u32, retry_after_secs: u64) {
+        self.shared.lock().set_burst(count, retry_after_secs);
+    }
+
+    pub fn reset(&self) {
+        self.shared.reset();
+    }
+
+    /// Stops accepting and closes open connections (in-flight requests get no response).
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true); // Err only if the server already stopped
+        if let Err(err) = self.task.await {
+            tracing::warn!(error = %err, "sandbox server task failed");
+        }
+    }
+}
+
+impl fmt::Debug for SandboxHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SandboxHandle")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,268 @@
+//! The HTTP client proper: one pooled `reqwest::Client`, Tallyfy's required headers on every
+//! call, and the two guest operations the bridge needs (create, find by email).
+
+use std::fmt;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue};
+use reqwest::{Method, RequestBuilder, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+
+use super::error::{self, CallError};
+use super::types::{GuestId, GuestRequest};
+
+/// Everything but RFC 3986 unreserved characters, so `@`, `+` and `/` are escaped in a segment.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Tallyfy rejects requests without this header.
+const CLIENT_HEADER: &str = "x-tallyfy-client";
+const CLIENT_HEADER_VALUE: &str = "APIClient";
+
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// e.g. `https://go.tallyfy.com/api` or `https://api.tallyfy.com`; a trailing `/` is fine.
+    pub base_url: String,
+    pub org_id: String,
+    pub token: SecretString,
+    pub connect_timeout: Duration,
+    /// Whole call, connect to last body byte.
+    pub request_timeout: Duration,
+}
+
+pub struct TallyfyClient {
+    http: reqwest::Client,
+    /// `{base}/organizations/{org}/guests`, computed once.
+    guests_url: String,
+    token: SecretString,
+}
+
+/// A response that arrived completely.
+struct Received {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+impl TallyfyClient {
+    pub fn new(config: ClientConfig) -> anyhow::Result<Self> {
+        let base = config.base_url.trim().trim_end_matches('/');
+        let parsed = reqwest::Url::parse(base).context("Failed to parse the Tallyfy base_url")?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            bail!(
+                "Tallyfy base_url must be http(s), got scheme {:?}",
+                parsed.scheme()
+            );
+        }
+        if config.org_id.trim().is_empty() {
+            bail!("Tallyfy org_id is empty");
+        }
+        if config.token.expose_secret().trim().is_empty() || bearer(&config.token).is_err() {
+            // Never echo the token itself.
+            bail!("Tallyfy token is empty or not a valid header value");
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            // A redirected POST turns into a GET: surface 3xx as an error instead.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("tallyfy-bridge/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("Failed to build the Tallyfy HTTP client")?;
+        let org = utf8_percent_encode(config.org_id.trim(), SEGMENT);
+        Ok(Self {
+            http,
+            guests_url: format!("{base}/organizations/{org}/guests"),
+            token: config.token,
+        })
+    }
+
+    /// `POST /organizations/{org}/guests`. Any 2xx is success; per current docs an existing
+    /// guest is linked and returned (2xx), per older docs it is a 422.
+    ///
+    /// A 2xx without a readable id is reported as `Transient { may_have_reached: true }`:
+    /// Tallyfy did act, so the worker must look the guest up rather than fail or re-POST.
+    #[tracing::instrument(name = "tallyfy.create_guest", skip_all, fields(status))]
+    pub async fn create_guest(&self, guest: &GuestRequest) -> Result<GuestId, CallError> {
+        tracing::debug!(email = %guest.email, "creating Tallyfy guest");
+        let request = self.request(Method::POST, &self.guests_url).json(guest);
+        let received = self.execute(request).await?;
+        if received.status.is_success() {
+            return id_or_protocol_error(&received).map_err(|e| e.scrub(self.secret()));
+        }
+        Err(
+            error::from_response(received.status, &received.headers, &received.body)
+                .scrub(self.secret()),
+        )
+    }
+
+    /// `GET /organizations/{org}/guests/{email}`: any 2xx is found, 404 is not found.
+    /// The email is sent as given; normalising it is the caller's job.
+    #[tracing::instrument(name = "tallyfy.find_guest", skip_all, fields(status))]
+    pub async fn find_guest(&self, email: &str) -> Result<Option<GuestId>, CallError> {
+        tracing::debug!(%email, "looking up Tallyfy guest");
+        let url = format!(
+            "{}/{}",
+            self.guests_url,
+            utf8_percent_encode(email, SEGMENT)
+        );
+        let received = self.execute(self.request(Method::GET, &url)).await?;
+        if received.status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if received.status.is_success() {
+            return id_or_protocol_error(&received)
+                .map(Some)
+                .map_err(|e| e.scrub(self.secret()));
+        }
+        Err(
+            error::from_response(received.status, &received.headers, &received.body)
+                .scrub(self.secret()),
+        )
+    }
+
+    fn secret(&self) -> &str {
+        self.token.expose_secret()
+    }
+
+    fn request(&self, method: Method, url: &str) -> RequestBuilder {
+        let mut builder = self
+            .http
+            .request(method, url)
+            .header(ACCEPT, "application/json")
+            .header(CLIENT_HEADER, CLIENT_HEADER_VALUE);
+        // Checked in `new`, so this cannot fail here; skipping it would only yield a 401.
+        if let Ok(value) = bearer(&self.token) {
+            builder = builder.header(AUTHORIZATION, value);
+        }
+        builder
+    }
+
+    async fn execute(&self, request: RequestBuilder) -> Result<Received, CallError> {
+        let transport = |e: reqwest::Error| error::from_transport(e).scrub(self.secret());
+        let response = request.send().await.map_err(transport)?;
+        let status = response.status();
+        tracing::Span::current().record("status", status.as_u16());
+        let headers = response.headers().clone();
+        let body = response.bytes().await.map_err(transport)?.to_vec();
+        tracing::info!(status = status.as_u16(), "Tallyfy answered");
+        Ok(Received {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+fn bearer(token: &SecretString) -> Result<HeaderValue, reqwest::header::InvalidHeaderValue> {
+    let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+fn id_or_protocol_error(received: &Received) -> Result<GuestId, CallError> {
+    GuestId::from_body(&received.body).ok_or_else(|| CallError::Transient {
+        may_have_reached: true,
+        status: Some(received.status.as_u16()),
+        detail: format!(
+            "success response without a guest id: {}",
+            error::excerpt(&received.body)
+        ),
+    })
+}
+
+impl fmt::Debug for TallyfyClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TallyfyClient")
+            .field("guests_url", &self.guests_url)
+            .field("token", &"[REDACTED]")
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOKEN: &str = "tok_VERY_SECRET_value_42";
+
+    fn config(base: &str) -> ClientConfig {
+        ClientConfig {
+            base_url: base.to_owned(),
+            org_id: "org 1".to_owned(),
+            token: SecretString::from(TOKEN),
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(2),
+        }
+    }
+
+    #[test]
+    fn base_url_is_joined_with_or_without_trailing_slash() {
+        for base in ["https://go.tallyfy.com/api", "https://go.tallyfy.com/api/"] {
+            let client = TallyfyClient::new(config(base)).unwrap();
+            assert_eq!(
+                client.guests_url,
+                "https://go.tallyfy.com/api/organizations/org%201/guests"
+            );
+        }
+        let client = TallyfyClient::new(config("https://api.tallyfy.com")).unwrap();
+        assert_eq!(
+            client.guests_url,
+            "https://api.tallyfy.com/organizations/org%201/guests"
+        );
+    }
+
+    #[test]
+    fn bad_config_is_rejected_without_echoing_the_token() {
+        assert!(TallyfyClient::new(config("not a url")).is_err());
+        assert!(TallyfyClient::new(config("ftp://x")).is_err());
+        let mut bad = config("https://x");
+        bad.token = SecretString::from("line\nbreak");
+        let err = TallyfyClient::new(bad).unwrap_err();
+        assert!(!format!("{err:#}").contains("line"));
+    }
+
+    #[test]
+    fn email_segment_escapes_plus_and_at() {
+        let encoded = utf8_percent_encode("Jane+Tag@Example.com", SEGMENT).to_string();
+        assert_eq!(encoded, "Jane%2BTag%40Example.com");
+    }
+
+    #[test]
+    fn token_never_appears_in_debug_or_errors() {
+        let client = TallyfyClient::new(config("https://x")).unwrap();
+        let errors = [
+            CallError::RateLimited {
+                retry_after: Some(Duration::from_secs(3)),
+            },
+            CallError::RateLimited { retry_after: None },
+            CallError::Unauthorized { status: 401 },
+            CallError::Unprocessable {
+                message: format!("echo {TOKEN}"),
+            },
+            CallError::Transient {
+                may_have_reached: true,
+                status: Some(502),
+                detail: format!("Bearer {TOKEN}"),
+            },
+            CallError::Permanent {
+                status: 400,
+                excerpt: format!("{TOKEN}!"),
+            },
+        ];
+        let mut rendered = vec![format!("{client:?}"), format!("{:?}", config("https://x"))];
+        for err in errors {
+            let err = err.scrub(client.secret());
+            rendered.push(format!("{err}"));
+            rendered.push(format!("{err:?}"));
+        }
+        for text in rendered {
+            assert!(!text.contains(TOKEN), "token leaked in {text}");
+        }
+    }
+}

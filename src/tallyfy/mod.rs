@@ -1,0 +1,12 @@
+//! Typed client for Tallyfy's guest API: builds authenticated requests and sorts every
+//! outcome into a `CallError` class so the delivery worker can choose retry, look-up or fail.
+
+mod client;
+mod error;
+mod retry_after;
+mod types;
+
+pub use client::{ClientConfig, TallyfyClient};
+pub use error::CallError;
+pub use retry_after::parse_retry_after;
+pub use types::{GuestId, GuestRequest};

@@ -1,0 +1,136 @@
+//! The real `tallyfy-bridge` binary: start-up errors, JSON logs without secrets, and a graceful
+//! stop on SIGTERM that keeps every accepted event.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::helpers::{SIGNING_SECRET, sign};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_tallyfy-bridge");
+
+fn bridge(db: &std::path::Path) -> Command {
+    let mut command = Command::new(BINARY);
+    command
+        .env_clear()
+        .env("BRIDGE__HTTP__PORT", "0")
+        .env("BRIDGE__DATABASE__PATH", db)
+        .env("BRIDGE__LOG__FORMAT", "json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// Log lines as they come; the child's stdout is read on a thread.
+fn log_lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let stdout = child.stdout.take().expect("stdout piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn wait_for_port(lines: &mpsc::Receiver<String>, seen: &mut Vec<String>) -> u16 {
+    loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the bridge logs its port");
+        seen.push(line.clone());
+        if let Ok(event) = serde_json::from_str::<Value>(&line)
+            && event["message"] == "Listening"
+        {
+            return event["port"].as_u64().expect("port") as u16;
+        }
+    }
+}
+
+#[test]
+fn a_missing_secret_stops_start_up_with_one_line_naming_the_key() {
+    let dir = tempfile::tempdir().expect("dir");
+    let output = bridge(&dir.path().join("b.sqlite")).output().expect("runs");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("ingest.auth.signing_secret"), "{stderr}");
+}
+
+#[test]
+fn a_malformed_value_names_its_key() {
+    let dir = tempfile::tempdir().expect("dir");
+    let output = bridge(&dir.path().join("b.sqlite"))
+        .env("BRIDGE__INGEST__AUTH__SIGNING_SECRET", SIGNING_SECRET)
+        .env("BRIDGE__DATABASE__SYNCHRONOUS", "sometimes")
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("database.synchronous"), "{stderr}");
+}
+
+#[tokio::test]
+async fn sigterm_stops_gracefully_and_trace_logs_hold_no_secrets() {
+    // Arrange: the binary, logging everything, down to trace.
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("bridge.sqlite");
+    let mut child = bridge(&db)
+        .env("BRIDGE__INGEST__AUTH__SIGNING_SECRET", SIGNING_SECRET)
+        .env("RUST_LOG", "trace")
+        .spawn()
+        .expect("starts");
+    let lines = log_lines(&mut child);
+    let mut logs = Vec::new();
+    let port = wait_for_port(&lines, &mut logs);
+
+    // Act: one accepted event, then SIGTERM.
+    let body = r#"{"email":"term@example.com","first_name":"Terminal"}"#;
+    let timestamp = chrono::Utc::now().timestamp();
+    let signature = sign("msg_term", timestamp, body);
+    let response = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/webhooks/contacts"))
+        .header("content-type", "application/json")
+        .header("webhook-id", "msg_term")
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", &signature)
+        .body(body)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status().as_u16(), 202);
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+
+    // Assert: a clean exit, the event on disk, and no secret in any log line.
+    let status = child.wait().expect("exits");
+    assert!(status.success(), "{status:?}");
+    logs.extend(lines.try_iter());
+    let all = logs.join("\n");
+    assert!(all.contains("Stopped"), "{all}");
+    let signature_value = signature.trim_start_matches("v1,");
+    for secret in [
+        SIGNING_SECRET.trim_start_matches("whsec_"),
+        signature_value,
+        "Terminal",
+    ] {
+        assert!(!all.contains(secret), "{secret} leaked into logs:\n{all}");
+    }
+    let pool =
+        sqlx::SqlitePool::connect_with(sqlx::sqlite::SqliteConnectOptions::new().filename(&db))
+            .await
+            .expect("db");
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(rows, 1);
+}
