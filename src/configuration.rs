@@ -18,12 +18,16 @@ pub struct Settings {
     pub http: HttpSettings,
     pub database: DatabaseSettings,
     pub ingest: IngestSettings,
+    pub tallyfy: TallyfySettings,
+    pub delivery: DeliverySettings,
+    pub admin: AdminSettings,
     pub log: LogSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSettings {
+    pub enabled: bool,
     pub host: String,
     pub port: u16,
     pub max_body_bytes: usize,
@@ -76,6 +80,37 @@ pub enum AuthMode {
     Signature,
     SharedSecret,
     None,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TallyfySettings {
+    pub base_url: String,
+    pub org_id: Option<String>,
+    pub token: Option<SecretString>,
+    pub connect_timeout_ms: u64,
+    pub request_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliverySettings {
+    pub enabled: bool,
+    pub concurrency: usize,
+    pub lease_secs: u64,
+    pub retry_base_ms: u64,
+    pub retry_cap_ms: u64,
+    pub max_attempts: u32,
+    pub max_age_secs: u64,
+    pub rate_limit_default_secs: u64,
+    pub paused_probe_secs: u64,
+    pub idle_poll_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSettings {
+    pub token: Option<SecretString>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -161,11 +196,16 @@ impl Settings {
                 "must be above 0",
             ));
         }
+        if !self.http.enabled && !self.delivery.enabled {
+            return Err(ConfigError::key(
+                "http.enabled",
+                "and delivery.enabled are both false: there is nothing to run",
+            ));
+        }
+        if self.delivery.enabled {
+            self.validate_delivery()?;
+        }
         let auth = &self.ingest.auth;
-        let present = |s: &Option<SecretString>| {
-            s.as_ref()
-                .is_some_and(|s| !s.expose_secret().trim().is_empty())
-        };
         match auth.mode {
             AuthMode::Signature if !present(&auth.signing_secret) => Err(ConfigError::key(
                 "ingest.auth.signing_secret",
@@ -178,14 +218,77 @@ impl Settings {
             _ => Ok(()),
         }
     }
+
+    fn validate_delivery(&self) -> Result<(), ConfigError> {
+        let (tallyfy, delivery) = (&self.tallyfy, &self.delivery);
+        if !tallyfy
+            .org_id
+            .as_deref()
+            .is_some_and(|o| !o.trim().is_empty())
+        {
+            return Err(ConfigError::key(
+                "tallyfy.org_id",
+                "is required for delivery (set BRIDGE__TALLYFY__ORG_ID, or try the bridge with `serve --sandbox`)",
+            ));
+        }
+        if !present(&tallyfy.token) {
+            return Err(ConfigError::key(
+                "tallyfy.token",
+                "is required for delivery (set BRIDGE__TALLYFY__TOKEN, or try the bridge with `serve --sandbox`)",
+            ));
+        }
+        if delivery.concurrency == 0 {
+            return Err(ConfigError::key("delivery.concurrency", "must be above 0"));
+        }
+        if delivery.max_attempts == 0 {
+            return Err(ConfigError::key("delivery.max_attempts", "must be above 0"));
+        }
+        if delivery.retry_base_ms == 0 || delivery.retry_cap_ms < delivery.retry_base_ms {
+            return Err(ConfigError::key(
+                "delivery.retry_cap_ms",
+                "must be at least delivery.retry_base_ms, which must be above 0",
+            ));
+        }
+        // A lease shorter than the calls it covers would let a second worker start while the
+        // first is still talking to Tallyfy: the one way to create a guest twice.
+        let needed_ms = 2 * tallyfy.request_timeout_ms + LEASE_MARGIN_MS;
+        if delivery.lease_secs.saturating_mul(1000) < needed_ms {
+            return Err(ConfigError::key(
+                "delivery.lease_secs",
+                &format!(
+                    "must be at least {} s (two tallyfy.request_timeout_ms plus a {} s margin)",
+                    needed_ms.div_ceil(1000),
+                    LEASE_MARGIN_MS / 1000
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Time a worker keeps between its last call's deadline and the end of its lease.
+pub const LEASE_MARGIN_MS: u64 = 5000;
+
+fn present(secret: &Option<SecretString>) -> bool {
+    secret
+        .as_ref()
+        .is_some_and(|s| !s.expose_secret().trim().is_empty())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Loads with Tallyfy credentials present, plus `env`.
     fn load(env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        let base = [
+            ("BRIDGE__TALLYFY__ORG_ID", "org-1"),
+            ("BRIDGE__TALLYFY__TOKEN", "tallyfy-token-value"),
+        ];
+        let env = base
+            .iter()
+            .chain(env)
+            .map(|(k, v)| (k.to_string(), v.to_string()));
         Settings::from_sources(Path::new("config"), None, env)
     }
 
@@ -231,13 +334,38 @@ mod tests {
     }
 
     #[test]
+    fn delivery_needs_tallyfy_credentials_unless_disabled() {
+        let env = [SIGNED].map(|(k, v)| (k.to_string(), v.to_string()));
+        let err = Settings::from_sources(Path::new("config"), None, env.clone())
+            .expect_err("no org")
+            .to_string();
+        assert!(err.contains("tallyfy.org_id"), "{err}");
+        let ingest_only = env
+            .into_iter()
+            .chain([("BRIDGE__DELIVERY__ENABLED".to_string(), "false".to_string())]);
+        assert!(Settings::from_sources(Path::new("config"), None, ingest_only).is_ok());
+    }
+
+    #[test]
+    fn a_lease_shorter_than_two_calls_is_refused() {
+        let err = load(&[
+            SIGNED,
+            ("BRIDGE__TALLYFY__REQUEST_TIMEOUT_MS", "30000"),
+            ("BRIDGE__DELIVERY__LEASE_SECS", "60"),
+        ])
+        .expect_err("lease too short")
+        .to_string();
+        assert!(err.contains("delivery.lease_secs"), "{err}");
+        assert!(err.contains("65 s"), "{err}");
+    }
+
+    #[test]
     fn secrets_never_print() {
         let settings = load(&[SIGNED]).expect("valid");
         let printed = format!("{settings:?}");
-        assert!(
-            !printed.contains("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
-            "{printed}"
-        );
+        for secret in ["MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "tallyfy-token-value"] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
         assert!(printed.contains("REDACTED"), "{printed}");
     }
 }

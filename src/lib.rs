@@ -2,6 +2,7 @@
 //! Data flows one way: `ingest` → `outbox` → (delivery) ; `status` only reads.
 
 pub mod configuration;
+pub mod delivery;
 pub mod ingest;
 pub mod outbox;
 pub mod sandbox;

@@ -3,7 +3,8 @@
 
 use std::future::Future;
 use std::net::TcpListener;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
@@ -13,20 +14,28 @@ use actix_web::middleware::{Next, from_fn};
 use actix_web::{App, HttpMessage, HttpResponse, HttpServer, web};
 use anyhow::Context;
 use sqlx::SqlitePool;
+use tokio::sync::{Notify, watch};
 use tracing_actix_web::{RequestId, TracingLogger};
 
 use crate::configuration::Settings;
+use crate::delivery::Worker;
+use crate::delivery::policy::{Clock, SystemClock};
 use crate::ingest::auth::InboundAuth;
 use crate::ingest::error::json_error;
 use crate::ingest::{self, IngestState};
 use crate::outbox::{self, writer};
 use crate::status::{self, StatusState};
+use crate::tallyfy::{ClientConfig, TallyfyClient};
 
 pub struct Application {
+    /// 0 when `http.enabled` is false.
     port: u16,
-    server: Server,
+    server: Option<Server>,
     /// Owns the write connection; stopped after the HTTP server so queued events still commit.
     writer: writer::WriterTask,
+    worker: Option<Arc<Worker>>,
+    /// Ingest commits wake the worker through this.
+    wake: Arc<Notify>,
     pool: SqlitePool,
 }
 
@@ -46,12 +55,34 @@ impl Application {
             .await
             .context("The database is not ready (run `tallyfy-bridge migrate`?)")?;
 
+        let wake = Arc::new(Notify::new());
         let conn = outbox::open_writer_connection(&settings.database).await?;
         let (writer_handle, writer) = writer::spawn(
             conn,
             settings.ingest.max_batch,
             settings.ingest.queue_capacity,
+            wake.clone(),
         );
+        let worker = if settings.delivery.enabled {
+            Some(Arc::new(build_worker(
+                &settings,
+                pool.clone(),
+                Arc::new(SystemClock),
+            )?))
+        } else {
+            tracing::warn!("delivery.enabled = false: events are stored but not sent to Tallyfy");
+            None
+        };
+        if !settings.http.enabled {
+            return Ok(Self {
+                port: 0,
+                server: None,
+                writer,
+                worker,
+                wake,
+                pool,
+            });
+        }
 
         let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))
             .with_context(|| {
@@ -90,8 +121,10 @@ impl Application {
         tracing::info!(port, database = %settings.database.path.display(), "Listening");
         Ok(Self {
             port,
-            server: server.run(),
+            server: Some(server.run()),
             writer,
+            worker,
+            wake,
             pool,
         })
     }
@@ -101,30 +134,73 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish,
-    /// commits what the writer holds and closes the database.
+    /// lets running deliveries finish, commits what the writer holds and closes the database.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let Self {
             server,
             writer,
+            worker,
+            wake,
             pool,
             ..
         } = self;
-        let handle = server.handle();
-        let mut server = std::pin::pin!(server);
-        tokio::select! {
-            result = &mut server => result.context("The HTTP server failed")?,
-            () = shutdown => {
-                tracing::info!("Shutting down: finishing in-flight requests");
-                // The server future must keep being polled for the stop command to run.
-                let ((), result) = tokio::join!(handle.stop(true), &mut server);
-                result.context("The HTTP server failed while stopping")?;
+        let (stop_worker, worker_stopped) = watch::channel(false);
+        let worker = worker.map(|worker| tokio::spawn(worker.run(wake, worker_stopped)));
+        let result = match server {
+            Some(server) => serve(server, shutdown).await,
+            None => {
+                shutdown.await;
+                Ok(())
             }
+        };
+        tracing::info!("Shutting down: letting running deliveries finish");
+        let _ = stop_worker.send(true);
+        if let Some(worker) = worker
+            && let Err(error) = worker.await
+        {
+            tracing::error!(%error, "The delivery worker failed");
         }
         writer.shutdown().await;
         pool.close().await;
         tracing::info!("Stopped");
-        Ok(())
+        result
     }
+}
+
+async fn serve(server: Server, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let handle = server.handle();
+    let mut server = std::pin::pin!(server);
+    tokio::select! {
+        result = &mut server => result.context("The HTTP server failed"),
+        () = shutdown => {
+            tracing::info!("Shutting down: finishing in-flight requests");
+            // The server future must keep being polled for the stop command to run.
+            let ((), result) = tokio::join!(handle.stop(true), &mut server);
+            result.context("The HTTP server failed while stopping")
+        }
+    }
+}
+
+/// The worker with a Tallyfy client made from the validated settings.
+pub fn build_worker(
+    settings: &Settings,
+    pool: SqlitePool,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Worker> {
+    let tallyfy = &settings.tallyfy;
+    let (Some(org_id), Some(token)) = (tallyfy.org_id.clone(), tallyfy.token.clone()) else {
+        anyhow::bail!(
+            "invalid configuration: `tallyfy.org_id` and `tallyfy.token` are required for delivery"
+        );
+    };
+    let client = TallyfyClient::new(ClientConfig {
+        base_url: tallyfy.base_url.clone(),
+        org_id: org_id.clone(),
+        token,
+        connect_timeout: Duration::from_millis(tallyfy.connect_timeout_ms),
+        request_timeout: Duration::from_millis(tallyfy.request_timeout_ms),
+    })?;
+    Ok(Worker::new(pool, client, org_id, &settings.delivery, clock))
 }
 
 /// Returns the request id of the tracing span as `x-request-id`, so a caller can quote it.

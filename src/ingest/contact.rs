@@ -4,10 +4,10 @@
 use std::str::FromStr;
 
 use email_address::EmailAddress;
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::error::IngestError;
+use crate::tallyfy::GuestRequest;
 
 /// Tallyfy's documented limits, in characters.
 const NAME_MAX: usize = 200;
@@ -17,43 +17,13 @@ const TEXT_MAX: usize = 2000;
 /// Longest accepted CRM event id.
 pub const EVENT_ID_MAX: usize = 255;
 
-/// The guest fields the bridge will send to Tallyfy (only those that are set).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GuestFields {
-    /// As the CRM sent it (trimmed); identity uses [`Contact::normalised_email`].
-    pub email: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub first_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub company_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phone_1: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phone_2: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timezone: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub associated_members: Option<Vec<u64>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub company_url: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub contact_url: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image_url: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub opportunity_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub opportunity_url: Option<String>,
-}
-
 /// A validated event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Contact {
     pub event_id: Option<String>,
     pub normalised_email: String,
-    pub guest: GuestFields,
+    /// What will be sent to Tallyfy, with the email as the CRM wrote it (trimmed).
+    pub guest: GuestRequest,
 }
 
 /// Trimmed and lowercased: two spellings of one mailbox are one guest.
@@ -77,7 +47,7 @@ pub fn parse(body: &[u8]) -> Result<Contact, IngestError> {
         .text("email", TEXT_MAX)?
         .ok_or_else(|| IngestError::invalid("email", "missing_field", "email is required"))?;
     validate_email(&email)?;
-    let guest = GuestFields {
+    let guest = GuestRequest {
         first_name: reader.text("first_name", NAME_MAX)?,
         last_name: reader.text("last_name", NAME_MAX)?,
         company_name: reader.text("company_name", NAME_MAX)?,

@@ -3,7 +3,9 @@
 
 use anyhow::Context;
 use sqlx::sqlite::SqliteConnection;
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::now_ms;
 
@@ -77,14 +79,16 @@ impl WriterTask {
     }
 }
 
+/// Starts the writer; `committed` is notified after every commit that stored something new.
 pub fn spawn(
     conn: SqliteConnection,
     max_batch: usize,
     queue_capacity: usize,
+    committed: Arc<Notify>,
 ) -> (WriterHandle, WriterTask) {
     let (jobs, rx) = mpsc::channel(queue_capacity);
     let (stop, stopped) = oneshot::channel();
-    let task = tokio::spawn(run(conn, rx, stopped, max_batch));
+    let task = tokio::spawn(run(conn, rx, stopped, max_batch, committed));
     (WriterHandle { jobs }, WriterTask { stop, task })
 }
 
@@ -93,6 +97,7 @@ async fn run(
     mut rx: mpsc::Receiver<Job>,
     mut stop: oneshot::Receiver<()>,
     max_batch: usize,
+    committed: Arc<Notify>,
 ) {
     let mut batch = Vec::with_capacity(max_batch);
     let mut stopping = false;
@@ -120,6 +125,9 @@ async fn run(
             }
             Err(error) => vec![Err(error)],
         };
+        if results.iter().any(|r| matches!(r, Ok(a) if !a.duplicate)) {
+            committed.notify_one();
+        }
         for (job, result) in batch.drain(..).zip(results) {
             let reply = result.map_err(|error| {
                 tracing::error!(error = %format!("{error:#}"), "Failed to commit a webhook event");

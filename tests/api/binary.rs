@@ -19,6 +19,7 @@ fn bridge(db: &std::path::Path) -> Command {
         .env("BRIDGE__HTTP__PORT", "0")
         .env("BRIDGE__DATABASE__PATH", db)
         .env("BRIDGE__LOG__FORMAT", "json")
+        .env("BRIDGE__DELIVERY__ENABLED", "false")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     command

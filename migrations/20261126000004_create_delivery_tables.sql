@@ -1,0 +1,42 @@
+-- Delivery: the guest ledger (what Tallyfy already has), the attempt log, and the indexes the
+-- worker's claim needs so it stays cheap however many delivered rows accumulate.
+
+-- email → Tallyfy guest id, per organisation. A hit completes a delivery without any API call.
+CREATE TABLE guest_ledger (
+    org_id     TEXT    NOT NULL,
+    email      TEXT    NOT NULL,
+    guest_id   TEXT    NOT NULL,
+    -- The outbox row whose delivery recorded it.
+    outbox_id  INTEGER NOT NULL REFERENCES outbox (id),
+    -- How the id was learned: "created", "found" (look-up) or "existing" (422 then look-up).
+    learned_by TEXT    NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (org_id, email)
+) WITHOUT ROWID;
+
+-- One row per delivery attempt (claim), written with the attempt's outcome.
+CREATE TABLE delivery_attempts (
+    id          INTEGER PRIMARY KEY,
+    outbox_id   INTEGER NOT NULL REFERENCES outbox (id),
+    attempt     INTEGER NOT NULL,
+    started_at  INTEGER NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    -- Status of the last Tallyfy response in the attempt; NULL when none came back.
+    http_status INTEGER,
+    -- delivered | retry | rate_limited | paused | failed
+    outcome     TEXT    NOT NULL,
+    -- Short, redacted.
+    error       TEXT
+);
+CREATE INDEX delivery_attempts_outbox ON delivery_attempts (outbox_id);
+
+-- Due rows, in due order.
+CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE state IN ('queued', 'retrying');
+-- Leases, to re-claim rows whose worker died.
+CREATE INDEX outbox_leases ON outbox (lease_until) WHERE state = 'in_flight';
+-- Rows of one email: "is it already in flight?" (one delivery per email at a time) and "was it
+-- ever attempted before?" (then look the guest up before creating it).
+CREATE INDEX outbox_email ON outbox (email);
+
+-- Org-wide rate limit (Tallyfy's 429) survives restarts, so a restart does not hammer the API.
+ALTER TABLE worker_state ADD COLUMN rate_limited_until INTEGER;

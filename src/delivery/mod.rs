@@ -1,0 +1,267 @@
+//! The delivery worker: claims due outbox rows under a lease and creates each email's guest in
+//! Tallyfy at most once, pausing on refused credentials and holding off on 429s.
+
+mod attempt;
+pub mod policy;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use sqlx::SqlitePool;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+
+use crate::configuration::{DeliverySettings, LEASE_MARGIN_MS};
+use crate::outbox::delivery as store;
+use crate::tallyfy::TallyfyClient;
+use policy::{Clock, RetryPolicy};
+
+/// How one attempt ended, as the worker (and tests) see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered {
+        guest_id: String,
+        learned_by: &'static str,
+    },
+    Retry {
+        at: i64,
+        reason: String,
+        status: Option<u16>,
+    },
+    /// Tallyfy's 429: all delivery waits until `until`; the attempt is given back.
+    RateLimited {
+        until: i64,
+    },
+    /// Credentials refused: delivery pauses; the attempt is given back.
+    Paused {
+        reason: String,
+        status: u16,
+    },
+    Failed {
+        reason: String,
+        status: Option<u16>,
+    },
+    /// The row was not ours any more when the result came (or could not be written).
+    LeaseLost,
+}
+
+impl Outcome {
+    fn class(&self) -> &'static str {
+        match self {
+            Self::Delivered { .. } => "delivered",
+            Self::Retry { .. } => "retry",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Paused { .. } => "paused",
+            Self::Failed { .. } => "failed",
+            Self::LeaseLost => "lease_lost",
+        }
+    }
+
+    fn http_status(&self) -> Option<u16> {
+        match self {
+            Self::RateLimited { .. } => Some(429),
+            Self::Paused { status, .. } => Some(*status),
+            Self::Retry { status, .. } | Self::Failed { status, .. } => *status,
+            Self::Delivered { .. } | Self::LeaseLost => None,
+        }
+    }
+}
+
+pub struct Worker {
+    pool: SqlitePool,
+    client: TallyfyClient,
+    /// The ledger is per organisation: a guest id of one org means nothing in another.
+    org_id: String,
+    policy: RetryPolicy,
+    clock: Arc<dyn Clock>,
+    concurrency: usize,
+    lease: Duration,
+    /// What an attempt may spend on calls: the lease minus a safety margin.
+    call_budget: Duration,
+    paused_probe: Duration,
+    idle_poll: Duration,
+}
+
+impl Worker {
+    pub fn new(
+        pool: SqlitePool,
+        client: TallyfyClient,
+        org_id: String,
+        settings: &DeliverySettings,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let lease = Duration::from_secs(settings.lease_secs);
+        Self {
+            pool,
+            client,
+            org_id,
+            policy: RetryPolicy::from_settings(settings),
+            clock,
+            concurrency: settings.concurrency,
+            lease,
+            call_budget: lease.saturating_sub(Duration::from_millis(LEASE_MARGIN_MS)),
+            paused_probe: Duration::from_secs(settings.paused_probe_secs),
+            idle_poll: Duration::from_millis(settings.idle_poll_ms),
+        }
+    }
+
+    /// Claims up to `limit` due rows (fewer while paused or none while rate limited).
+    async fn claim(&self, limit: usize) -> anyhow::Result<Vec<store::Claimed>> {
+        let now = self.clock.now_ms();
+        let gate = store::gate(&self.pool).await?;
+        if gate.rate_limited_until.is_some_and(|until| until > now) || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let limit = if gate.paused_reason.is_some() {
+            1
+        } else {
+            limit
+        };
+        store::claim_due(&self.pool, now, limit, now + self.lease.as_millis() as i64).await
+    }
+
+    /// Updates the worker-wide gate from one outcome.
+    async fn learn(&self, outcome: &Outcome) -> anyhow::Result<()> {
+        match outcome {
+            Outcome::Paused { reason, .. } => {
+                tracing::warn!(%reason, "Tallyfy refused the credentials: delivery paused");
+                store::set_paused(&self.pool, Some(reason)).await
+            }
+            Outcome::RateLimited { until } => {
+                tracing::info!(until, "Tallyfy rate limit: delivery waits");
+                store::set_rate_limited_until(&self.pool, Some(*until)).await
+            }
+            // Any answer other than a refusal proves the credentials work again.
+            Outcome::LeaseLost => Ok(()),
+            _ => {
+                if store::gate(&self.pool).await?.paused_reason.is_some() {
+                    tracing::info!("Tallyfy accepts the credentials again: delivery resumed");
+                    store::set_paused(&self.pool, None).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Claims what is due now and delivers it, returning each row's outcome. Tests drive
+    /// delivery with this instead of timers.
+    pub async fn run_once(&self) -> anyhow::Result<Vec<(i64, Outcome)>> {
+        let rows = self.claim(self.concurrency).await?;
+        let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
+        let outcomes = join_all(rows.into_iter().map(|row| self.deliver(row))).await;
+        for outcome in &outcomes {
+            self.learn(outcome).await?;
+        }
+        Ok(ids.into_iter().zip(outcomes).collect())
+    }
+
+    /// Delivers continuously: keeps up to `concurrency` attempts running, wakes at once on
+    /// `wake` (an ingest commit), sleeps until the next due row otherwise. On `stop`, claims
+    /// nothing more and lets running attempts finish (each is bounded by the call timeouts).
+    pub async fn run(self: Arc<Self>, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
+        let worker = self;
+        if let Err(error) = store::set_paused(&worker.pool, None).await {
+            tracing::error!(error = %format!("{error:#}"), "Failed to reset the paused state");
+        }
+        let mut running: JoinSet<Outcome> = JoinSet::new();
+        let mut last_probe = tokio::time::Instant::now() - worker.paused_probe;
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            let _ = store::heartbeat(&worker.pool, worker.clock.now_ms()).await;
+            let paused = match store::gate(&worker.pool).await {
+                Ok(gate) => gate.paused_reason.is_some(),
+                Err(error) => {
+                    tracing::error!(error = %format!("{error:#}"), "Failed to read the worker state");
+                    true
+                }
+            };
+            let may_claim =
+                !paused || (running.is_empty() && last_probe.elapsed() >= worker.paused_probe);
+            if may_claim {
+                if paused {
+                    last_probe = tokio::time::Instant::now();
+                }
+                match worker.claim(worker.concurrency - running.len()).await {
+                    Ok(rows) => {
+                        for row in rows {
+                            let worker = worker.clone();
+                            running.spawn(async move { worker.deliver(row).await });
+                        }
+                    }
+                    Err(error) => {
+                        tracing::error!(error = %format!("{error:#}"), "Failed to claim rows")
+                    }
+                }
+            }
+            let idle = worker.idle_wait(paused).await;
+            tokio::select! {
+                Some(joined) = running.join_next(), if !running.is_empty() => {
+                    match joined {
+                        Ok(outcome) => if let Err(error) = worker.learn(&outcome).await {
+                            tracing::error!(error = %format!("{error:#}"), "Failed to record the worker state");
+                        },
+                        Err(error) => tracing::error!(%error, "A delivery task failed"),
+                    }
+                }
+                () = wake.notified() => {}
+                () = tokio::time::sleep(idle) => {}
+                _ = stop.changed() => {}
+            }
+        }
+        while let Some(joined) = running.join_next().await {
+            if let Ok(outcome) = joined {
+                let _ = worker.learn(&outcome).await;
+            }
+        }
+        tracing::info!("Delivery worker stopped");
+    }
+
+    /// How long to sleep when nothing wakes the worker: until the next row is due, the rate
+    /// limit ends or the next probe, never longer than `idle_poll`.
+    async fn idle_wait(&self, paused: bool) -> Duration {
+        if paused {
+            return self
+                .paused_probe
+                .min(self.idle_poll.max(Duration::from_secs(1)));
+        }
+        let now = self.clock.now_ms();
+        let next = match store::next_due_at(&self.pool).await {
+            Ok(Some(at)) => Duration::from_millis((at - now).max(0) as u64),
+            _ => self.idle_poll,
+        };
+        next.clamp(Duration::from_millis(10), self.idle_poll)
+    }
+}
+
+/// Hides what must not reach logs or `/status`: the local part of email addresses.
+pub fn redact(text: &str) -> String {
+    text.split(' ')
+        .map(|word| match word.find('@') {
+            Some(at) if at > 0 && word[at..].contains('.') => {
+                let start = word[..at]
+                    .rfind(|c: char| !(c.is_alphanumeric() || "._%+-".contains(c)))
+                    .map_or(0, |i| i + 1);
+                format!("{}***{}", &word[..start], &word[at..])
+            }
+            _ => word.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redaction_hides_local_parts_and_keeps_the_rest() {
+        assert_eq!(
+            redact("email: The email 'Ada.L+x@example.com' has already been taken."),
+            "email: The email '***@example.com' has already been taken."
+        );
+        assert_eq!(redact("HTTP 500 at noon"), "HTTP 500 at noon");
+    }
+}

@@ -1,0 +1,301 @@
+//! The delivery worker's SQL: claiming due rows under a lease, the guest ledger, and recording
+//! an attempt's result (ledger, row state and attempt log in one transaction).
+
+use anyhow::Context;
+use sqlx::SqlitePool;
+
+/// A row the caller now owns until `lease_until`.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Claimed {
+    pub id: i64,
+    pub email: String,
+    pub payload: String,
+    /// This attempt's number (already persisted): above 1 means an earlier attempt may have
+    /// reached Tallyfy. It is also the fencing token for recording the result.
+    pub attempts: i64,
+    pub received_at: i64,
+}
+
+/// Claims up to `limit` due rows, at most one per email, skipping emails already in flight.
+/// Rows whose lease expired (their worker died) are due again.
+pub async fn claim_due(
+    pool: &SqlitePool,
+    now: i64,
+    limit: usize,
+    lease_until: i64,
+) -> anyhow::Result<Vec<Claimed>> {
+    // Look ahead a bounded window of the earliest due rows, so a claim costs the same with
+    // 1k or 1M rows; the window is wider than `limit` so one busy email cannot starve others.
+    let window = (limit * 8 + 64) as i64;
+    sqlx::query_as(
+        "WITH candidates AS (
+             SELECT * FROM (
+                 SELECT id, email, next_attempt_at AS due_at FROM outbox
+                 WHERE state IN ('queued', 'retrying') AND next_attempt_at <= ?1
+                 ORDER BY next_attempt_at LIMIT ?3)
+             UNION ALL
+             SELECT * FROM (
+                 SELECT id, email, lease_until AS due_at FROM outbox
+                 WHERE state = 'in_flight' AND lease_until <= ?1
+                 ORDER BY lease_until LIMIT ?3)
+         ),
+         picked AS (
+             SELECT min(c.id) AS id, min(c.due_at) AS due_at FROM candidates c
+             WHERE NOT EXISTS (
+                 SELECT 1 FROM outbox b
+                 WHERE b.email = c.email AND b.state = 'in_flight' AND b.lease_until > ?1)
+             GROUP BY c.email
+             ORDER BY due_at
+             LIMIT ?2
+         )
+         UPDATE outbox
+         SET state = 'in_flight', attempts = attempts + 1, lease_until = ?4, updated_at = ?1
+         WHERE id IN (SELECT id FROM picked)
+         RETURNING id, email, payload, attempts, received_at",
+    )
+    .bind(now)
+    .bind(limit as i64)
+    .bind(window)
+    .bind(lease_until)
+    .fetch_all(pool)
+    .await
+    .context("Failed to claim due outbox rows")
+}
+
+/// The Tallyfy guest id already known for this email, if any.
+pub async fn ledger_lookup(
+    pool: &SqlitePool,
+    org_id: &str,
+    email: &str,
+) -> anyhow::Result<Option<String>> {
+    sqlx::query_scalar("SELECT guest_id FROM guest_ledger WHERE org_id = ?1 AND email = ?2")
+        .bind(org_id)
+        .bind(email)
+        .fetch_optional(pool)
+        .await
+        .context("Failed to read the guest ledger")
+}
+
+/// True when another row of this email was ever attempted: its create may have reached Tallyfy
+/// even if that row gave up, so this delivery must look the guest up before creating it.
+pub async fn email_attempted_before(
+    pool: &SqlitePool,
+    email: &str,
+    except_id: i64,
+) -> anyhow::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM outbox WHERE email = ?1 AND id <> ?2 AND attempts > 0)",
+    )
+    .bind(email)
+    .bind(except_id)
+    .fetch_one(pool)
+    .await
+    .context("Failed to read earlier attempts for an email")
+}
+
+/// How an attempt ends for its row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolution {
+    Delivered {
+        guest_id: String,
+        /// "ledger", "created", "found" or "existing".
+        learned_by: &'static str,
+    },
+    /// Back to `retrying` at `at`; `refund` gives the attempt back (429, credentials refused).
+    Retry {
+        at: i64,
+        refund: bool,
+        error: String,
+    },
+    Failed {
+        error: String,
+    },
+}
+
+/// One line of the attempt log.
+#[derive(Debug, Clone)]
+pub struct AttemptLog {
+    pub started_at: i64,
+    pub duration_ms: i64,
+    pub http_status: Option<u16>,
+    pub outcome: &'static str,
+    pub error: Option<String>,
+}
+
+/// Writes the attempt's result in one transaction. The ledger entry is written even if the lease
+/// was lost (the guest exists either way; an existing entry wins and becomes the row's id); the
+/// row itself only changes if this attempt still owns it, which is what this returns.
+pub async fn record(
+    pool: &SqlitePool,
+    org_id: &str,
+    row: &Claimed,
+    resolution: &Resolution,
+    log: &AttemptLog,
+    now: i64,
+) -> anyhow::Result<bool> {
+    let mut tx = pool
+        .begin()
+        .await
+        .context("Failed to begin recording an attempt")?;
+    let owned = match resolution {
+        Resolution::Delivered {
+            guest_id,
+            learned_by,
+        } => {
+            sqlx::query(
+                "INSERT INTO guest_ledger (org_id, email, guest_id, outbox_id, learned_by, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+            )
+            .bind(org_id)
+            .bind(&row.email)
+            .bind(guest_id)
+            .bind(row.id)
+            .bind(learned_by)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .context("Failed to write the guest ledger")?;
+            let updated = sqlx::query(
+                "UPDATE outbox
+                 SET state = 'delivered', lease_until = NULL, delivered_at = ?3, updated_at = ?3,
+                     last_error = NULL,
+                     guest_id = (SELECT guest_id FROM guest_ledger WHERE org_id = ?4 AND email = outbox.email)
+                 WHERE id = ?1 AND state = 'in_flight' AND attempts = ?2",
+            )
+            .bind(row.id)
+            .bind(row.attempts)
+            .bind(now)
+            .bind(org_id)
+            .execute(&mut *tx)
+            .await
+            .context("Failed to mark a row delivered")?;
+            sqlx::query("UPDATE worker_state SET last_delivered_at = ?1 WHERE id = 1")
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .context("Failed to update the worker state")?;
+            updated.rows_affected() == 1
+        }
+        Resolution::Retry { at, refund, error } => {
+            let updated = sqlx::query(
+                "UPDATE outbox
+                 SET state = 'retrying', lease_until = NULL, next_attempt_at = ?3, updated_at = ?4,
+                     attempts = attempts - ?5, last_error = ?6
+                 WHERE id = ?1 AND state = 'in_flight' AND attempts = ?2",
+            )
+            .bind(row.id)
+            .bind(row.attempts)
+            .bind(at)
+            .bind(now)
+            .bind(i64::from(*refund))
+            .bind(error)
+            .execute(&mut *tx)
+            .await
+            .context("Failed to schedule a retry")?;
+            record_error(&mut tx, error, now).await?;
+            updated.rows_affected() == 1
+        }
+        Resolution::Failed { error } => {
+            let updated = sqlx::query(
+                "UPDATE outbox
+                 SET state = 'failed', lease_until = NULL, updated_at = ?3, last_error = ?4
+                 WHERE id = ?1 AND state = 'in_flight' AND attempts = ?2",
+            )
+            .bind(row.id)
+            .bind(row.attempts)
+            .bind(now)
+            .bind(error)
+            .execute(&mut *tx)
+            .await
+            .context("Failed to mark a row failed")?;
+            record_error(&mut tx, error, now).await?;
+            updated.rows_affected() == 1
+        }
+    };
+    sqlx::query(
+        "INSERT INTO delivery_attempts (outbox_id, attempt, started_at, duration_ms, http_status, outcome, error)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )
+    .bind(row.id)
+    .bind(row.attempts)
+    .bind(log.started_at)
+    .bind(log.duration_ms)
+    .bind(log.http_status.map(i64::from))
+    .bind(log.outcome)
+    .bind(&log.error)
+    .execute(&mut *tx)
+    .await
+    .context("Failed to write the attempt log")?;
+    tx.commit()
+        .await
+        .context("Failed to commit an attempt's result")?;
+    Ok(owned)
+}
+
+async fn record_error(
+    tx: &mut sqlx::SqliteConnection,
+    error: &str,
+    now: i64,
+) -> anyhow::Result<()> {
+    sqlx::query("UPDATE worker_state SET last_error = ?1, last_error_at = ?2 WHERE id = 1")
+        .bind(error)
+        .bind(now)
+        .execute(tx)
+        .await
+        .context("Failed to update the worker state")?;
+    Ok(())
+}
+
+/// What stops the worker from claiming: credentials refused, or Tallyfy's rate limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct Gate {
+    pub paused_reason: Option<String>,
+    pub rate_limited_until: Option<i64>,
+}
+
+pub async fn gate(pool: &SqlitePool) -> anyhow::Result<Gate> {
+    sqlx::query_as("SELECT paused_reason, rate_limited_until FROM worker_state WHERE id = 1")
+        .fetch_one(pool)
+        .await
+        .context("Failed to read the worker state")
+}
+
+pub async fn set_paused(pool: &SqlitePool, reason: Option<&str>) -> anyhow::Result<()> {
+    sqlx::query("UPDATE worker_state SET paused_reason = ?1 WHERE id = 1")
+        .bind(reason)
+        .execute(pool)
+        .await
+        .context("Failed to record the paused state")?;
+    Ok(())
+}
+
+pub async fn set_rate_limited_until(pool: &SqlitePool, until: Option<i64>) -> anyhow::Result<()> {
+    sqlx::query("UPDATE worker_state SET rate_limited_until = ?1 WHERE id = 1")
+        .bind(until)
+        .execute(pool)
+        .await
+        .context("Failed to record the rate limit")?;
+    Ok(())
+}
+
+pub async fn heartbeat(pool: &SqlitePool, now: i64) -> anyhow::Result<()> {
+    sqlx::query("UPDATE worker_state SET heartbeat_at = ?1 WHERE id = 1")
+        .bind(now)
+        .execute(pool)
+        .await
+        .context("Failed to write the worker heartbeat")?;
+    Ok(())
+}
+
+/// When the next row becomes due (a retry time or a lease end), if any is waiting.
+pub async fn next_due_at(pool: &SqlitePool) -> anyhow::Result<Option<i64>> {
+    sqlx::query_scalar(
+        "SELECT min(t) FROM (
+             SELECT min(next_attempt_at) AS t FROM outbox WHERE state IN ('queued', 'retrying')
+             UNION ALL
+             SELECT min(lease_until) FROM outbox WHERE state = 'in_flight')",
+    )
+    .fetch_one(pool)
+    .await
+    .context("Failed to read the next due time")
+}
