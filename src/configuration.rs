@@ -221,10 +221,10 @@ impl Settings {
 
     fn validate_delivery(&self) -> Result<(), ConfigError> {
         let (tallyfy, delivery) = (&self.tallyfy, &self.delivery);
-        if !tallyfy
+        if tallyfy
             .org_id
             .as_deref()
-            .is_some_and(|o| !o.trim().is_empty())
+            .is_none_or(|o| o.trim().is_empty())
         {
             return Err(ConfigError::key(
                 "tallyfy.org_id",

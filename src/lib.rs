@@ -1,5 +1,6 @@
 //! tallyfy-bridge: CRM contact webhooks in, Tallyfy guests out, exactly once per email.
-//! Data flows one way: `ingest` → `outbox` → (delivery) ; `status` only reads.
+//! Data flows one way: `ingest` → `outbox` → `delivery` → `tallyfy`; `status` only reads,
+//! `sandbox` is a fake Tallyfy for tests and demos.
 
 pub mod configuration;
 pub mod delivery;

@@ -34,6 +34,11 @@ impl ManualClock {
     pub fn advance(&self, by: Duration) {
         self.0.fetch_add(by.as_millis() as i64, Ordering::SeqCst);
     }
+
+    /// Moves forward to `now_ms` if behind it (rows stamped by the real clock become due).
+    pub fn catch_up(&self, now_ms: i64) {
+        self.0.fetch_max(now_ms, Ordering::SeqCst);
+    }
 }
 
 impl Clock for ManualClock {

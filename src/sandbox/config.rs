@@ -57,8 +57,10 @@ pub enum IdStyle {
 pub struct Faults {
     /// Added to every guest API request before anything else.
     pub latency_ms: u64,
-    /// Answer 500 without doing anything.
+    /// Answer `error_status` without doing anything.
     pub error_rate: f64,
+    /// Status of those answers: 500 by default; a 4xx imitates a permanent refusal.
+    pub error_status: u16,
     /// Hang for `hang_ms`, then close the connection without a response (nothing done).
     pub timeout_rate: f64,
     pub hang_ms: u64,
@@ -68,6 +70,8 @@ pub struct Faults {
     pub hourly_cap: Option<u32>,
     /// Length of the cap window; Tallyfy's is an hour, tests shorten it.
     pub cap_window_secs: u64,
+    /// Send Retry-After as an HTTP date instead of seconds (both are legal).
+    pub retry_after_http_date: bool,
 }
 
 impl Default for Faults {
@@ -75,11 +79,13 @@ impl Default for Faults {
         Self {
             latency_ms: 0,
             error_rate: 0.0,
+            error_status: 500,
             timeout_rate: 0.0,
             hang_ms: 30_000,
             drop_after_create_rate: 0.0,
             hourly_cap: None,
             cap_window_secs: 3600,
+            retry_after_http_date: false,
         }
     }
 }

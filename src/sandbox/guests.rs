@@ -2,7 +2,7 @@
 //! create / find / list handlers answering in Tallyfy's documented shapes.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
 use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
@@ -83,11 +83,17 @@ pub(crate) async fn handle(
     match fault {
         PreFault::None => {}
         PreFault::Burst429 { retry_after_secs } => {
-            return Reply::Send(rate_limited(retry_after_secs, "Too Many Attempts."));
+            let as_date = shared.lock().faults.retry_after_http_date;
+            return Reply::Send(rate_limited(
+                retry_after_secs,
+                as_date,
+                "Too Many Attempts.",
+            ));
         }
-        PreFault::ServerError => {
-            let body = json!({"error": true, "message": "Server Error"});
-            return Reply::Send(json_response(StatusCode::INTERNAL_SERVER_ERROR, &body));
+        PreFault::ServerError(status) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let body = json!({"error": true, "message": "Injected error"});
+            return Reply::Send(json_response(status, &body));
         }
         PreFault::Hang(duration) => {
             tokio::time::sleep(duration).await;
@@ -157,7 +163,13 @@ async fn create(req: Request<Incoming>, shared: &Shared) -> Reply {
             return Reply::Send(json_response(StatusCode::UNPROCESSABLE_ENTITY, &body));
         }
     };
-    let outcome = shared.lock().create(guest, Instant::now());
+    let (outcome, as_date) = {
+        let mut state = shared.lock();
+        (
+            state.create(guest, Instant::now()),
+            state.faults.retry_after_http_date,
+        )
+    };
     Reply::Send(match outcome {
         CreateOutcome::Created {
             drop_connection: true,
@@ -177,6 +189,7 @@ async fn create(req: Request<Incoming>, shared: &Shared) -> Reply {
             cap,
         } => rate_limited(
             retry_after_secs,
+            as_date,
             &format!(
                 "You've reached the hourly limit for Guest Invite ({cap} per hour per \
                  organization). Please try again later."
@@ -185,11 +198,18 @@ async fn create(req: Request<Incoming>, shared: &Shared) -> Reply {
     })
 }
 
-fn rate_limited(retry_after_secs: u64, message: &str) -> Resp {
+fn rate_limited(retry_after_secs: u64, as_date: bool, message: &str) -> Resp {
+    let retry_after = if as_date {
+        let at = std::time::SystemTime::now() + Duration::from_secs(retry_after_secs);
+        HeaderValue::from_str(&httpdate::fmt_http_date(at))
+            .unwrap_or_else(|_| HeaderValue::from(retry_after_secs))
+    } else {
+        HeaderValue::from(retry_after_secs)
+    };
     json_with_headers(
         StatusCode::TOO_MANY_REQUESTS,
         &json!({"message": message, "code": "RATE_LIMIT_EXCEEDED"}),
-        &[(RETRY_AFTER, HeaderValue::from(retry_after_secs))],
+        &[(RETRY_AFTER, retry_after)],
     )
 }
 

@@ -36,7 +36,7 @@ pub struct Stats {
 pub(crate) enum PreFault {
     None,
     Burst429 { retry_after_secs: u64 },
-    ServerError,
+    ServerError(u16),
     Hang(Duration),
 }
 
@@ -108,7 +108,7 @@ impl State {
             }
         } else if self.roll(self.faults.error_rate) {
             self.count_fault("error_5xx");
-            PreFault::ServerError
+            PreFault::ServerError(self.faults.error_status)
         } else if self.roll(self.faults.timeout_rate) {
             self.count_fault("timeout");
             PreFault::Hang(Duration::from_millis(self.faults.hang_ms))
@@ -276,7 +276,7 @@ mod tests {
         let run = |config: &SandboxConfig| {
             let mut state = State::new(config);
             (0..50)
-                .map(|_| state.roll_pre_faults().1 == PreFault::ServerError)
+                .map(|_| state.roll_pre_faults().1 == PreFault::ServerError(500))
                 .collect::<Vec<_>>()
         };
         let first = run(&config);

@@ -1,0 +1,234 @@
+//! The delivery worker against the sandbox over loopback, driven with `run_once()` and a manual
+//! clock: each email becomes exactly one guest, and the id comes back to the outbox and ledger.
+
+mod failures;
+mod idempotency;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sqlx::SqlitePool;
+use tallyfy_bridge::delivery::Worker;
+use tallyfy_bridge::delivery::policy::ManualClock;
+use tallyfy_bridge::sandbox::{IdStyle, Sandbox, SandboxConfig, SandboxHandle};
+use tallyfy_bridge::startup::build_worker;
+
+use crate::helpers::{TestApp, spawn_app};
+
+pub struct DeliveryEnv {
+    pub app: TestApp,
+    pub sandbox: SandboxHandle,
+    pub worker: Worker,
+    pub clock: ManualClock,
+    pub db: SqlitePool,
+}
+
+pub async fn delivery_env(config: SandboxConfig) -> DeliveryEnv {
+    delivery_env_with(config, |_| {}).await
+}
+
+/// Ingest (the real app), the sandbox, and a worker on the same database file with a clock the
+/// test moves. `tune` adjusts the worker's settings.
+pub async fn delivery_env_with(
+    config: SandboxConfig,
+    tune: impl FnOnce(&mut tallyfy_bridge::Settings),
+) -> DeliveryEnv {
+    let app = spawn_app().await;
+    let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+    let (org, token) = (config.org_id.clone(), config.token.clone());
+    let sandbox = Sandbox::start(config, addr).await.expect("sandbox starts");
+    let mut settings = app.settings.clone();
+    settings.tallyfy.base_url = sandbox.base_url();
+    settings.tallyfy.org_id = Some(org);
+    settings.tallyfy.token = Some(token.into());
+    settings.tallyfy.request_timeout_ms = 2000;
+    settings.delivery.concurrency = 8;
+    tune(&mut settings);
+    let clock = ManualClock::new(chrono::Utc::now().timestamp_millis());
+    let db = app.db().await;
+    let worker = build_worker(&settings, db.clone(), Arc::new(clock.clone())).expect("worker");
+    DeliveryEnv {
+        app,
+        sandbox,
+        worker,
+        clock,
+        db,
+    }
+}
+
+impl DeliveryEnv {
+    /// Posts a contact and returns its outbox id.
+    pub async fn post(&self, contact: Value) -> i64 {
+        let response = self.app.post_contact(contact).await;
+        assert_eq!(response.status().as_u16(), 202);
+        let body: Value = response.json().await.expect("json");
+        // Ingest stamps rows with the real clock; the worker's clock must not be behind it.
+        self.clock.catch_up(chrono::Utc::now().timestamp_millis());
+        body["id"].as_i64().expect("id")
+    }
+
+    /// Runs the worker until nothing is due now; returns how many attempts ran.
+    pub async fn drain(&self) -> usize {
+        let mut total = 0;
+        loop {
+            let outcomes = self.worker.run_once().await.expect("run_once");
+            if outcomes.is_empty() {
+                return total;
+            }
+            total += outcomes.len();
+        }
+    }
+
+    pub async fn row(&self, id: i64) -> Row {
+        sqlx::query_as("SELECT state, attempts, guest_id, last_error FROM outbox WHERE id = ?")
+            .bind(id)
+            .fetch_one(&self.db)
+            .await
+            .expect("row")
+    }
+
+    pub async fn ledger(&self, email: &str) -> Option<String> {
+        sqlx::query_scalar("SELECT guest_id FROM guest_ledger WHERE email = ?")
+            .bind(email)
+            .fetch_optional(&self.db)
+            .await
+            .expect("ledger")
+    }
+
+    /// POSTs the sandbox received (creates plus refused/duplicate attempts).
+    pub fn posts(&self) -> u64 {
+        self.requests("create_guest")
+    }
+
+    /// Look-ups by email the sandbox received.
+    pub fn lookups(&self) -> u64 {
+        self.requests("find_guest")
+    }
+
+    fn requests(&self, route: &str) -> u64 {
+        self.sandbox
+            .stats()
+            .requests
+            .get(route)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub fn advance(&self, by: Duration) {
+        self.clock.advance(by);
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct Row {
+    pub state: String,
+    pub attempts: i64,
+    pub guest_id: Option<String>,
+    pub last_error: Option<String>,
+}
+
+#[tokio::test]
+async fn a_contact_becomes_a_guest_with_every_field_and_the_id_comes_back() {
+    // Arrange
+    let env = delivery_env(SandboxConfig::default()).await;
+    let id = env
+        .post(json!({
+            "email": " Ada@Example.com ", "first_name": "Ada", "last_name": "Lovelace",
+            "company_name": "Engines Ltd", "phone_1": "+44 1", "timezone": "Europe/London",
+        }))
+        .await;
+
+    // Act
+    let outcomes = env.worker.run_once().await.expect("run_once");
+
+    // Assert: one POST, with the fields (the sandbox refuses requests lacking Tallyfy's headers).
+    assert_eq!(outcomes.len(), 1);
+    assert_eq!(env.posts(), 1);
+    let guests = env.sandbox.guests();
+    assert_eq!(guests.len(), 1);
+    let guest = &guests[0];
+    assert_eq!(guest.email, "ada@example.com");
+    assert_eq!(guest.first_name.as_deref(), Some("Ada"));
+    assert_eq!(guest.last_name.as_deref(), Some("Lovelace"));
+    let row = env.row(id).await;
+    assert_eq!(row.state, "delivered");
+    assert_eq!(row.guest_id.as_deref(), Some(guest.id.as_str()));
+    assert_eq!(
+        env.ledger("ada@example.com").await.as_deref(),
+        Some(guest.id.as_str())
+    );
+    assert!(guest.id.parse::<u64>().is_ok(), "numeric id {}", guest.id);
+}
+
+#[tokio::test]
+async fn text_ids_are_written_back_as_they_are() {
+    let env = delivery_env(SandboxConfig {
+        id_style: IdStyle::Text,
+        ..Default::default()
+    })
+    .await;
+    let id = env.post(json!({"email": "text@example.com"})).await;
+    env.drain().await;
+    let row = env.row(id).await;
+    let expected = env.sandbox.guests()[0].id.clone();
+    assert!(expected.parse::<u64>().is_err(), "text id {expected}");
+    assert_eq!(row.guest_id, Some(expected));
+}
+
+#[tokio::test]
+async fn every_attempt_is_logged() {
+    let env = delivery_env(SandboxConfig::default()).await;
+    let id = env.post(json!({"email": "log@example.com"})).await;
+    env.drain().await;
+    let (attempt, outcome, status): (i64, String, Option<i64>) = sqlx::query_as(
+        "SELECT attempt, outcome, http_status FROM delivery_attempts WHERE outbox_id = ?",
+    )
+    .bind(id)
+    .fetch_one(&env.db)
+    .await
+    .expect("one attempt logged");
+    assert_eq!((attempt, outcome.as_str(), status), (1, "delivered", None));
+}
+
+#[tokio::test]
+async fn the_running_service_delivers_a_posted_contact_without_being_driven() {
+    // The real loop inside `serve`: woken by the ingest commit, not by a test.
+    let sandbox = Sandbox::start(
+        SandboxConfig::default(),
+        "127.0.0.1:0".parse().expect("addr"),
+    )
+    .await
+    .expect("sandbox");
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.delivery.enabled = true;
+        s.delivery.idle_poll_ms = 60_000;
+        s.tallyfy.base_url = sandbox.base_url();
+        s.tallyfy.org_id = Some("demo-org".into());
+        s.tallyfy.token = Some("sandbox-token".to_string().into());
+    })
+    .await;
+    let response = app.post_contact(json!({"email": "live@example.com"})).await;
+    assert_eq!(response.status().as_u16(), 202);
+
+    let mut status = Value::Null;
+    for _ in 0..100 {
+        status = app.get("/status").await.json().await.expect("json");
+        if status["outbox"]["counts"]["delivered"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status["outbox"]["counts"]["delivered"], 1, "{status}");
+    assert!(status["delivery"]["last_delivered_at"].is_string());
+    assert!(status["delivery"]["heartbeat_at"].is_string());
+    assert_eq!(sandbox.create_count("live@example.com"), 1);
+}
+
+impl DeliveryEnv {
+    pub fn clock_now(&self) -> i64 {
+        use tallyfy_bridge::delivery::policy::Clock;
+        self.clock.now_ms()
+    }
+}
