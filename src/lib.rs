@@ -2,9 +2,11 @@
 //! Data flows one way: `ingest` → `outbox` → `delivery` → `tallyfy`; `status` only reads,
 //! `sandbox` is a fake Tallyfy for tests and demos.
 
+pub mod api_error;
 pub mod configuration;
 pub mod delivery;
 pub mod ingest;
+pub mod ops;
 pub mod outbox;
 pub mod sandbox;
 pub mod startup;

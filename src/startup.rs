@@ -17,12 +17,13 @@ use sqlx::SqlitePool;
 use tokio::sync::{Notify, watch};
 use tracing_actix_web::{RequestId, TracingLogger};
 
+use crate::api_error::json_error;
 use crate::configuration::Settings;
 use crate::delivery::Worker;
 use crate::delivery::policy::{Clock, SystemClock};
 use crate::ingest::auth::InboundAuth;
-use crate::ingest::error::json_error;
 use crate::ingest::{self, IngestState};
+use crate::ops::{self, OpsState};
 use crate::outbox::{self, writer};
 use crate::status::{self, StatusState};
 use crate::tallyfy::{ClientConfig, TallyfyClient};
@@ -98,6 +99,11 @@ impl Application {
             writer: writer_handle,
             max_body_bytes: settings.http.max_body_bytes,
         });
+        let ops = web::Data::new(OpsState {
+            pool: pool.clone(),
+            admin_token: settings.admin.token.clone(),
+            org_id: settings.tallyfy.org_id.clone(),
+        });
         let status = web::Data::new(StatusState {
             pool: pool.clone(),
             started: Instant::now(),
@@ -108,8 +114,10 @@ impl Application {
                 .wrap(TracingLogger::default())
                 .app_data(ingest.clone())
                 .app_data(status.clone())
+                .app_data(ops.clone())
                 .configure(ingest::routes)
                 .configure(status::routes)
+                .configure(ops::routes)
                 .default_service(web::to(not_found))
         })
         .listen(listener)?

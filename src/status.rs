@@ -9,7 +9,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
 use sqlx::SqlitePool;
 
-use crate::ingest::error::json_error;
+use crate::api_error::json_error;
 use crate::outbox::{self, now_ms};
 
 pub struct StatusState {
@@ -59,6 +59,8 @@ async fn status(state: web::Data<StatusState>) -> HttpResponse {
         "delivery": {
             "paused": snapshot.paused_reason.is_some(),
             "paused_reason": snapshot.paused_reason,
+            // Set after a 429 from Tallyfy: nothing is sent before this time.
+            "rate_limited_until": iso(snapshot.rate_limited_until.filter(|until| *until > now)),
             "heartbeat_at": iso(snapshot.heartbeat_at),
             "heartbeat_age_secs": age_secs(snapshot.heartbeat_at, now),
             "last_delivered_at": iso(snapshot.last_delivered_at),

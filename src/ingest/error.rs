@@ -3,8 +3,8 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use serde::Serialize;
 
+use crate::api_error::json_error;
 use crate::outbox::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -50,35 +50,6 @@ impl IngestError {
             Self::Store(_) => "unavailable",
         }
     }
-}
-
-#[derive(Serialize)]
-struct Body<'a> {
-    error: Detail<'a>,
-}
-
-#[derive(Serialize)]
-struct Detail<'a> {
-    code: &'a str,
-    message: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    field: Option<&'a str>,
-}
-
-/// The one JSON error shape of the API, also used for ops endpoints.
-pub fn json_error(
-    status: StatusCode,
-    code: &str,
-    message: String,
-    field: Option<&str>,
-) -> HttpResponse {
-    HttpResponse::build(status).json(Body {
-        error: Detail {
-            code,
-            message,
-            field,
-        },
-    })
 }
 
 impl ResponseError for IngestError {

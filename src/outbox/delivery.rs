@@ -299,3 +299,81 @@ pub async fn next_due_at(pool: &SqlitePool) -> anyhow::Result<Option<i64>> {
     .await
     .context("Failed to read the next due time")
 }
+
+/// One outbox row as operators see it.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct DeliveryView {
+    pub id: i64,
+    pub source: String,
+    pub event_id: Option<String>,
+    pub email: String,
+    pub state: String,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub lease_until: Option<i64>,
+    pub guest_id: Option<String>,
+    pub last_error: Option<String>,
+    pub received_at: i64,
+    pub delivered_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct AttemptView {
+    pub attempt: i64,
+    pub started_at: i64,
+    pub duration_ms: i64,
+    pub http_status: Option<i64>,
+    pub outcome: String,
+    pub error: Option<String>,
+}
+
+pub async fn delivery(
+    pool: &SqlitePool,
+    id: i64,
+) -> anyhow::Result<Option<(DeliveryView, Vec<AttemptView>)>> {
+    let row: Option<DeliveryView> = sqlx::query_as(
+        "SELECT id, source, event_id, email, state, attempts, next_attempt_at, lease_until,
+                guest_id, last_error, received_at, delivered_at
+         FROM outbox WHERE id = ?1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+    .context("Failed to read a delivery")?;
+    let Some(row) = row else { return Ok(None) };
+    let attempts = sqlx::query_as(
+        "SELECT attempt, started_at, duration_ms, http_status, outcome, error
+         FROM delivery_attempts WHERE outbox_id = ?1 ORDER BY id",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await
+    .context("Failed to read a delivery's attempts")?;
+    Ok(Some((row, attempts)))
+}
+
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct LedgerEntry {
+    pub org_id: String,
+    pub email: String,
+    pub guest_id: String,
+    pub outbox_id: i64,
+    pub learned_by: String,
+    pub created_at: i64,
+}
+
+pub async fn ledger_entry(
+    pool: &SqlitePool,
+    org_id: &str,
+    email: &str,
+) -> anyhow::Result<Option<LedgerEntry>> {
+    sqlx::query_as(
+        "SELECT org_id, email, guest_id, outbox_id, learned_by, created_at
+         FROM guest_ledger WHERE org_id = ?1 AND email = ?2",
+    )
+    .bind(org_id)
+    .bind(email)
+    .fetch_optional(pool)
+    .await
+    .context("Failed to read the guest ledger")
+}

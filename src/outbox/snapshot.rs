@@ -24,6 +24,7 @@ pub struct Snapshot {
     pub last_error: Option<String>,
     pub last_error_at: Option<i64>,
     pub paused_reason: Option<String>,
+    pub rate_limited_until: Option<i64>,
 }
 
 pub async fn snapshot(pool: &SqlitePool) -> anyhow::Result<Snapshot> {
@@ -51,7 +52,8 @@ pub async fn snapshot(pool: &SqlitePool) -> anyhow::Result<Snapshot> {
         .await
         .context("Failed to read the oldest waiting event")?;
     let worker: WorkerRow = sqlx::query_as(
-        "SELECT heartbeat_at, last_delivered_at, last_error, last_error_at, paused_reason
+        "SELECT heartbeat_at, last_delivered_at, last_error, last_error_at, paused_reason,
+                rate_limited_until
          FROM worker_state WHERE id = 1",
     )
     .fetch_one(&mut *tx)
@@ -68,6 +70,7 @@ pub async fn snapshot(pool: &SqlitePool) -> anyhow::Result<Snapshot> {
         last_error: worker.2,
         last_error_at: worker.3,
         paused_reason: worker.4,
+        rate_limited_until: worker.5,
     })
 }
 
@@ -77,6 +80,7 @@ type WorkerRow = (
     Option<String>,
     Option<i64>,
     Option<String>,
+    Option<i64>,
 );
 
 /// Must match the `outbox_waiting` partial index's WHERE clause word for word to use it.

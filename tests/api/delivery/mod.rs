@@ -232,3 +232,54 @@ impl DeliveryEnv {
         self.clock.now_ms()
     }
 }
+
+#[tokio::test]
+async fn operators_look_up_a_delivery_and_a_guest_with_the_admin_token() {
+    let env = delivery_env(SandboxConfig::default()).await;
+    // A second app on the same database, with the admin endpoints open.
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.database.path = env.app.db_path();
+        s.admin.token = Some("admin-secret".to_string().into());
+        s.tallyfy.org_id = Some("demo-org".into());
+    })
+    .await;
+    let id = env.post(json!({"email": "Ops@Example.com"})).await;
+    env.drain().await;
+    let get = |path: String, token: &'static str| {
+        app.client
+            .get(format!("{}{path}", app.address))
+            .bearer_auth(token)
+            .send()
+    };
+
+    let delivery: Value = get(format!("/deliveries/{id}"), "admin-secret")
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    let guest_id = env.sandbox.guests()[0].id.clone();
+    assert_eq!(delivery["delivery"]["state"], "delivered");
+    assert_eq!(delivery["delivery"]["guest_id"], guest_id.as_str());
+    assert_eq!(delivery["attempts"][0]["outcome"], "delivered");
+
+    let guest = get("/guests/ops%40example.com".into(), "admin-secret")
+        .await
+        .expect("sent");
+    assert_eq!(guest.status().as_u16(), 200);
+    let guest: Value = guest.json().await.expect("json");
+    assert_eq!(guest["guest_id"], guest_id.as_str());
+    assert_eq!(guest["learned_by"], "created");
+
+    let refused = get(format!("/deliveries/{id}"), "wrong")
+        .await
+        .expect("sent");
+    assert_eq!(refused.status().as_u16(), 401);
+    let missing = get("/guests/nobody%40example.com".into(), "admin-secret")
+        .await
+        .expect("sent");
+    assert_eq!(missing.status().as_u16(), 404);
+    // Without an admin token configured the endpoints do not exist.
+    let closed = env.app.get(&format!("/deliveries/{id}")).await;
+    assert_eq!(closed.status().as_u16(), 404);
+}
