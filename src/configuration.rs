@@ -139,10 +139,13 @@ impl ConfigError {
 }
 
 impl Settings {
-    /// Loads the layers for `APP_ENV` from `config_dir` and the process environment.
-    pub fn load(config_dir: &Path) -> Result<Self, ConfigError> {
+    /// Loads the layers for `APP_ENV` from `config_dir` and the process environment, then
+    /// `overrides` (`BRIDGE__…` names), which win over everything.
+    pub fn load(config_dir: &Path, overrides: &[(&str, String)]) -> Result<Self, ConfigError> {
         let app_env = std::env::var("APP_ENV").ok().filter(|e| !e.is_empty());
-        let env = std::env::vars().filter(|(k, _)| k.starts_with(ENV_PREFIX));
+        let env = std::env::vars()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .chain(overrides.iter().map(|(k, v)| (k.to_string(), v.clone())));
         Self::from_sources(config_dir, app_env.as_deref(), env)
     }
 

@@ -1,9 +1,12 @@
 //! The `tallyfy-bridge` command: parse the command line, load settings, start logging, run.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
+use tallyfy_bridge::sandbox::{Sandbox, SandboxConfig, SandboxHandle};
 use tallyfy_bridge::{Application, Settings, outbox, telemetry};
 
 #[derive(Parser)]
@@ -26,30 +29,50 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Accept webhooks (the default).
-    Serve,
+    /// Accept webhooks and deliver them (the default).
+    Serve {
+        /// Deliver to a built-in fake Tallyfy instead of the real one: no credentials needed.
+        #[arg(long)]
+        sandbox: bool,
+        /// Where the built-in sandbox listens.
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        sandbox_addr: SocketAddr,
+    },
     /// Apply pending database migrations, then exit.
     Migrate,
+    /// Run only the fake Tallyfy guest API (for demos and tests).
+    Sandbox {
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        addr: SocketAddr,
+        /// The sandbox's settings as JSON, e.g. '{"duplicate_mode":"reject422",
+        /// "faults":{"error_rate":0.1}}'; missing keys keep their defaults.
+        #[arg(long, default_value = "{}")]
+        config: String,
+    },
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let settings = match Settings::load(&cli.config_dir) {
-        Ok(settings) => settings,
-        Err(error) => {
-            eprintln!("tallyfy-bridge: {error}");
-            return ExitCode::from(2);
-        }
-    };
-    telemetry::init(&settings.log);
-    let result = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(settings).await,
-        Command::Migrate => migrate(settings).await,
+    let command = cli.command.unwrap_or(Command::Serve {
+        sandbox: false,
+        sandbox_addr: SocketAddr::from(([127, 0, 0, 1], 8081)),
+    });
+    let result = match command {
+        Command::Serve {
+            sandbox,
+            sandbox_addr,
+        } => serve(&cli.config_dir, sandbox.then_some(sandbox_addr)).await,
+        Command::Migrate => match settings(&cli.config_dir, &[]) {
+            Ok(settings) => migrate(settings).await,
+            Err(code) => return code,
+        },
+        Command::Sandbox { addr, config } => run_sandbox(addr, &config).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
+        Err(Failure::Config(code)) => code,
+        Err(Failure::Run(error)) => {
             tracing::error!(error = %format!("{error:#}"), "Exiting on error");
             eprintln!("tallyfy-bridge: {error:#}");
             ExitCode::FAILURE
@@ -57,16 +80,95 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let app = Application::build(settings).await?;
-    app.run_until_stopped(shutdown_signal()).await
+enum Failure {
+    /// Already reported in one line.
+    Config(ExitCode),
+    Run(anyhow::Error),
 }
 
-async fn migrate(settings: Settings) -> anyhow::Result<()> {
+impl From<anyhow::Error> for Failure {
+    fn from(error: anyhow::Error) -> Self {
+        Self::Run(error)
+    }
+}
+
+/// Loads settings and starts logging; a bad setting is one line on stderr and exit code 2.
+fn settings(
+    config_dir: &std::path::Path,
+    overrides: &[(&str, String)],
+) -> Result<Settings, ExitCode> {
+    match Settings::load(config_dir, overrides) {
+        Ok(settings) => {
+            telemetry::init(&settings.log);
+            Ok(settings)
+        }
+        Err(error) => {
+            eprintln!("tallyfy-bridge: {error}");
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
+async fn serve(config_dir: &std::path::Path, sandbox: Option<SocketAddr>) -> Result<(), Failure> {
+    let (overrides, sandbox) = match sandbox {
+        None => (Vec::new(), None),
+        Some(addr) => {
+            let config = SandboxConfig::default();
+            let handle = Sandbox::start(config.clone(), addr).await?;
+            let overrides = vec![
+                ("BRIDGE__TALLYFY__BASE_URL", handle.base_url()),
+                ("BRIDGE__TALLYFY__ORG_ID", config.org_id),
+                ("BRIDGE__TALLYFY__TOKEN", config.token),
+            ];
+            (overrides, Some(handle))
+        }
+    };
+    let settings = settings(config_dir, &overrides).map_err(Failure::Config)?;
+    let app = Application::build(settings.clone()).await?;
+    if let Some(sandbox) = &sandbox {
+        announce_demo(&settings, app.port(), sandbox);
+    }
+    app.run_until_stopped(shutdown_signal()).await?;
+    if let Some(sandbox) = sandbox {
+        sandbox.shutdown().await;
+    }
+    Ok(())
+}
+
+/// Tells a person trying the bridge where to post and where to look.
+fn announce_demo(settings: &Settings, port: u16, sandbox: &SandboxHandle) {
+    let host = &settings.http.host;
+    tracing::warn!(
+        sandbox = %sandbox.base_url(),
+        "--sandbox: guests are created in a built-in fake Tallyfy, not in your Tallyfy account"
+    );
+    println!(
+        "\ntallyfy-bridge demo\n  POST contacts to  http://{host}:{port}/webhooks/contacts\n  \
+         status            http://{host}:{port}/status\n  \
+         sandbox guests    {}/_sandbox/guests\n",
+        sandbox.base_url()
+    );
+}
+
+async fn migrate(settings: Settings) -> Result<(), Failure> {
     let pool = outbox::open_pool(&settings.database).await?;
     outbox::migrate(&pool).await?;
     pool.close().await;
     tracing::info!("Migrations applied");
+    Ok(())
+}
+
+async fn run_sandbox(addr: SocketAddr, config: &str) -> Result<(), Failure> {
+    telemetry::init(&tallyfy_bridge::configuration::LogSettings {
+        format: tallyfy_bridge::configuration::LogFormat::Pretty,
+        level: "info".into(),
+    });
+    let config: SandboxConfig =
+        serde_json::from_str(config).context("Failed to parse --config as sandbox settings")?;
+    let handle = Sandbox::start(config, addr).await?;
+    tracing::info!(base_url = %handle.base_url(), "Tallyfy sandbox listening");
+    shutdown_signal().await;
+    handle.shutdown().await;
     Ok(())
 }
 

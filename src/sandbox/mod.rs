@@ -53,18 +53,6 @@ impl Sandbox {
     }
 }
 
-/// Serves until ctrl-c (for a `sandbox` CLI subcommand).
-pub async fn run(config: SandboxConfig, addr: SocketAddr) -> anyhow::Result<()> {
-    let org = config.org_id.clone();
-    let handle = Sandbox::start(config, addr).await?;
-    tracing::info!(base_url = %handle.base_url(), %org, "Tallyfy sandbox listening");
-    tokio::signal::ctrl_c()
-        .await
-        .context("Failed to listen for ctrl-c")?;
-    handle.shutdown().await;
-    Ok(())
-}
-
 pub struct SandboxHandle {
     addr: SocketAddr,
     shared: Arc<Shared>,

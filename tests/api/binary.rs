@@ -135,3 +135,78 @@ async fn sigterm_stops_gracefully_and_trace_logs_hold_no_secrets() {
         .expect("count");
     assert_eq!(rows, 1);
 }
+
+#[test]
+fn without_sandbox_missing_tallyfy_settings_stop_start_up() {
+    let dir = tempfile::tempdir().expect("dir");
+    let output = bridge(&dir.path().join("b.sqlite"))
+        .env("BRIDGE__INGEST__AUTH__SIGNING_SECRET", SIGNING_SECRET)
+        .env_remove("BRIDGE__DELIVERY__ENABLED")
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("tallyfy.org_id"), "{stderr}");
+    assert!(stderr.contains("--sandbox"), "{stderr}");
+}
+
+#[tokio::test]
+async fn serve_with_sandbox_delivers_without_any_tallyfy_credentials() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut child = bridge(&dir.path().join("b.sqlite"))
+        .env("BRIDGE__INGEST__AUTH__SIGNING_SECRET", SIGNING_SECRET)
+        .env_remove("BRIDGE__DELIVERY__ENABLED")
+        .args(["serve", "--sandbox", "--sandbox-addr", "127.0.0.1:0"])
+        .spawn()
+        .expect("starts");
+    let lines = log_lines(&mut child);
+    let mut logs = Vec::new();
+    let port = wait_for_port(&lines, &mut logs);
+    let sandbox = loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the sandbox address is logged");
+        if let Some(url) = serde_json::from_str::<Value>(&line)
+            .ok()
+            .and_then(|event| event["sandbox"].as_str().map(str::to_owned))
+        {
+            break url;
+        }
+    };
+
+    let body = r#"{"email":"demo@example.com"}"#;
+    let timestamp = chrono::Utc::now().timestamp();
+    let client = reqwest::Client::new();
+    let response = client
+        .post(format!("http://127.0.0.1:{port}/webhooks/contacts"))
+        .header("content-type", "application/json")
+        .header("webhook-id", "msg_demo")
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", sign("msg_demo", timestamp, body))
+        .body(body)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status().as_u16(), 202);
+
+    let mut guests = Value::Null;
+    for _ in 0..100 {
+        guests = client
+            .get(format!("{sandbox}/_sandbox/guests"))
+            .send()
+            .await
+            .expect("sent")
+            .json()
+            .await
+            .expect("json");
+        if guests["data"].as_array().is_some_and(|g| !g.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(child.wait().expect("exits").success());
+    assert_eq!(guests["data"][0]["email"], "demo@example.com", "{guests}");
+}
