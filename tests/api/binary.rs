@@ -10,9 +10,9 @@ use serde_json::Value;
 
 use crate::helpers::{SIGNING_SECRET, sign};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_tallyfy-bridge");
+pub const BINARY: &str = env!("CARGO_BIN_EXE_tallyfy-bridge");
 
-fn bridge(db: &std::path::Path) -> Command {
+pub fn bridge(db: &std::path::Path) -> Command {
     let mut command = Command::new(BINARY);
     command
         .env_clear()
@@ -26,7 +26,7 @@ fn bridge(db: &std::path::Path) -> Command {
 }
 
 /// Log lines as they come; the child's stdout is read on a thread.
-fn log_lines(child: &mut Child) -> mpsc::Receiver<String> {
+pub fn log_lines(child: &mut Child) -> mpsc::Receiver<String> {
     let stdout = child.stdout.take().expect("stdout piped");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -39,7 +39,7 @@ fn log_lines(child: &mut Child) -> mpsc::Receiver<String> {
     rx
 }
 
-fn wait_for_port(lines: &mpsc::Receiver<String>, seen: &mut Vec<String>) -> u16 {
+pub fn wait_for_port(lines: &mpsc::Receiver<String>, seen: &mut Vec<String>) -> u16 {
     loop {
         let line = lines
             .recv_timeout(Duration::from_secs(30))

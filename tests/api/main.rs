@@ -2,6 +2,7 @@
 
 mod auth;
 mod binary;
+mod crash;
 mod delivery;
 mod durability;
 mod helpers;
