@@ -1,6 +1,7 @@
 //! The SQLite outbox: the only module that speaks SQL. Ingest appends through the group-commit
 //! [`writer`]; delivery and status read and update through the functions here.
 
+mod append;
 pub mod delivery;
 mod snapshot;
 pub mod writer;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use super::now_ms;
+use super::{append, now_ms};
 
 /// An event to append, already validated.
 #[derive(Debug, Clone)]
@@ -151,7 +151,7 @@ async fn commit(
         .execute(&mut *conn)
         .await
         .context("Failed to begin the outbox transaction")?;
-    let written = match insert_all(conn, events).await {
+    let written = match append::insert_batch(conn, events, now_ms()).await {
         Ok(accepted) => sqlx::query("COMMIT")
             .execute(&mut *conn)
             .await
@@ -165,49 +165,4 @@ async fn commit(
         let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
     }
     written
-}
-
-async fn insert_all(
-    conn: &mut SqliteConnection,
-    events: &[&NewEvent],
-) -> anyhow::Result<Vec<Accepted>> {
-    let now = now_ms();
-    let mut accepted = Vec::with_capacity(events.len());
-    for event in events {
-        let inserted: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO outbox (source, event_id, email, payload, next_attempt_at, received_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?5)
-             ON CONFLICT DO NOTHING
-             RETURNING id",
-        )
-        .bind(event.source)
-        .bind(&event.event_id)
-        .bind(&event.email)
-        .bind(&event.payload)
-        .bind(now)
-        .fetch_optional(&mut *conn)
-        .await
-        .context("Failed to insert an outbox row")?;
-        let row = match inserted {
-            Some(id) => Accepted {
-                id,
-                duplicate: false,
-            },
-            None => {
-                let id: i64 =
-                    sqlx::query_scalar("SELECT id FROM outbox WHERE source = ?1 AND event_id = ?2")
-                        .bind(event.source)
-                        .bind(&event.event_id)
-                        .fetch_one(&mut *conn)
-                        .await
-                        .context("Failed to find the stored event a duplicate refers to")?;
-                Accepted {
-                    id,
-                    duplicate: true,
-                }
-            }
-        };
-        accepted.push(row);
-    }
-    Ok(accepted)
 }
