@@ -40,6 +40,13 @@ enum Command {
     },
     /// Apply pending database migrations, then exit.
     Migrate,
+    /// Exit 0 if the bridge answers its readiness probe (for container HEALTHCHECKs, which
+    /// have no curl in a slim image).
+    Healthcheck {
+        /// Default: /health/ready on the configured http.port.
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// Run only the fake Tallyfy guest API (for demos and tests).
     Sandbox {
         #[arg(long, default_value = "127.0.0.1:8081")]
@@ -67,6 +74,7 @@ async fn main() -> ExitCode {
             Ok(settings) => migrate(settings).await,
             Err(code) => return code,
         },
+        Command::Healthcheck { url } => healthcheck(&cli.config_dir, url).await,
         Command::Sandbox { addr, config } => run_sandbox(addr, &config).await,
     };
     match result {
@@ -156,6 +164,30 @@ async fn migrate(settings: Settings) -> Result<(), Failure> {
     pool.close().await;
     tracing::info!("Migrations applied");
     Ok(())
+}
+
+async fn healthcheck(config_dir: &std::path::Path, url: Option<String>) -> Result<(), Failure> {
+    let url = match url {
+        Some(url) => url,
+        None => {
+            let settings = Settings::load(config_dir, &[]).map_err(|e| Failure::Run(e.into()))?;
+            format!("http://127.0.0.1:{}/health/ready", settings.http.port)
+        }
+    };
+    let response = reqwest::Client::new()
+        .get(&url)
+        .timeout(std::time::Duration::from_secs(3))
+        .send()
+        .await
+        .with_context(|| format!("Failed to reach {url}"))?;
+    if response.status().is_success() {
+        Ok(())
+    } else {
+        Err(Failure::Run(anyhow::anyhow!(
+            "{url} answered {}",
+            response.status()
+        )))
+    }
 }
 
 async fn run_sandbox(addr: SocketAddr, config: &str) -> Result<(), Failure> {
