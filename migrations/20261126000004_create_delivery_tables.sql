@@ -21,7 +21,8 @@ CREATE TABLE delivery_attempts (
     attempt     INTEGER NOT NULL,
     started_at  INTEGER NOT NULL,
     duration_ms INTEGER NOT NULL,
-    -- Status of the last Tallyfy response in the attempt; NULL when none came back.
+    -- HTTP status of the Tallyfy answer that decided a failed attempt; NULL for deliveries
+    -- and when no answer came back.
     http_status INTEGER,
     -- delivered | retry | rate_limited | paused | failed
     outcome     TEXT    NOT NULL,

@@ -140,18 +140,40 @@ impl ConfigError {
 
 impl Settings {
     /// Loads the layers for `APP_ENV` from `config_dir` and the process environment, then
-    /// `overrides` (`BRIDGE__…` names), which win over everything.
+    /// `overrides` (`BRIDGE__…` names), which win over everything; checks everything `serve`
+    /// needs.
     pub fn load(config_dir: &Path, overrides: &[(&str, String)]) -> Result<Self, ConfigError> {
+        let settings = Self::load_for_maintenance(config_dir, overrides)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// The same layers, with only the checks every command needs: `migrate` and `healthcheck`
+    /// must work without Tallyfy or webhook secrets.
+    pub fn load_for_maintenance(
+        config_dir: &Path,
+        overrides: &[(&str, String)],
+    ) -> Result<Self, ConfigError> {
         let app_env = std::env::var("APP_ENV").ok().filter(|e| !e.is_empty());
         let env = std::env::vars()
             .filter(|(k, _)| k.starts_with(ENV_PREFIX))
             .chain(overrides.iter().map(|(k, v)| (k.to_string(), v.clone())));
-        Self::from_sources(config_dir, app_env.as_deref(), env)
+        Self::layered(config_dir, app_env.as_deref(), env)
     }
 
-    /// The same layering with the environment given explicitly, so tests need not mutate the
-    /// process environment.
+    /// The same layering and checks with the environment given explicitly, so tests need not
+    /// mutate the process environment.
     pub fn from_sources(
+        config_dir: &Path,
+        app_env: Option<&str>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let settings = Self::layered(config_dir, app_env, env)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn layered(
         config_dir: &Path,
         app_env: Option<&str>,
         env: impl IntoIterator<Item = (String, String)>,
@@ -179,8 +201,31 @@ impl Settings {
             .build()
             .and_then(|c| c.try_deserialize())
             .map_err(|e| ConfigError(e.to_string()))?;
-        settings.validate()?;
+        settings.validate_common()?;
         Ok(settings)
+    }
+
+    /// Checks that hold for every command.
+    fn validate_common(&self) -> Result<(), ConfigError> {
+        // A bare word would parse as a target name and silently log nothing useful.
+        let levels = ["off", "error", "warn", "info", "debug", "trace"];
+        let directives_ok = self.log.level.split(',').all(|d| {
+            let d = d.trim();
+            d.contains('=') || levels.contains(&d.to_ascii_lowercase().as_str())
+        });
+        if !directives_ok || tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return Err(ConfigError::key(
+                "log.level",
+                "must be a level (error, warn, info, debug, trace) or a filter such as \"tallyfy_bridge=debug\"",
+            ));
+        }
+        if self.database.max_connections == 0 {
+            return Err(ConfigError::key(
+                "database.max_connections",
+                "must be above 0",
+            ));
+        }
+        Ok(())
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -214,6 +259,16 @@ impl Settings {
                 "ingest.auth.signing_secret",
                 "is required when ingest.auth.mode = \"signature\" (set BRIDGE__INGEST__AUTH__SIGNING_SECRET)",
             )),
+            AuthMode::Signature
+                if auth.signing_secret.as_ref().is_some_and(|secret| {
+                    standardwebhooks::Webhook::new(secret.expose_secret().trim()).is_err()
+                }) =>
+            {
+                Err(ConfigError::key(
+                    "ingest.auth.signing_secret",
+                    "must be whsec_ followed by base64",
+                ))
+            }
             AuthMode::SharedSecret if !present(&auth.shared_secret) => Err(ConfigError::key(
                 "ingest.auth.shared_secret",
                 "is required when ingest.auth.mode = \"shared_secret\" (set BRIDGE__INGEST__AUTH__SHARED_SECRET)",
@@ -326,6 +381,24 @@ mod tests {
             .expect_err("bad port")
             .to_string();
         assert!(err.contains("http.port"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_log_level_or_signing_secret_is_refused_by_key() {
+        let err = load(&[SIGNED, ("BRIDGE__LOG__LEVEL", "verbose!!")])
+            .expect_err("bad level")
+            .to_string();
+        assert!(err.contains("log.level"), "{err}");
+        let err = load(&[("BRIDGE__INGEST__AUTH__SIGNING_SECRET", "whsec_not base64")])
+            .expect_err("bad secret")
+            .to_string();
+        assert!(err.contains("ingest.auth.signing_secret"), "{err}");
+    }
+
+    #[test]
+    fn maintenance_commands_need_no_secrets() {
+        let settings = Settings::load_for_maintenance(Path::new("config"), &[]);
+        assert!(settings.is_ok(), "{settings:?}");
     }
 
     #[test]

@@ -70,9 +70,15 @@ async fn main() -> ExitCode {
             sandbox,
             sandbox_addr,
         } => serve(&cli.config_dir, sandbox.then_some(sandbox_addr)).await,
-        Command::Migrate => match settings(&cli.config_dir, &[]) {
-            Ok(settings) => migrate(settings).await,
-            Err(code) => return code,
+        Command::Migrate => match Settings::load_for_maintenance(&cli.config_dir, &[]) {
+            Ok(settings) => {
+                telemetry::init(&settings.log);
+                migrate(settings).await
+            }
+            Err(error) => {
+                eprintln!("tallyfy-bridge: {error}");
+                return ExitCode::from(2);
+            }
         },
         Command::Healthcheck { url } => healthcheck(&cli.config_dir, url).await,
         Command::Sandbox { addr, config } => run_sandbox(addr, &config).await,
@@ -170,7 +176,8 @@ async fn healthcheck(config_dir: &std::path::Path, url: Option<String>) -> Resul
     let url = match url {
         Some(url) => url,
         None => {
-            let settings = Settings::load(config_dir, &[]).map_err(|e| Failure::Run(e.into()))?;
+            let settings = Settings::load_for_maintenance(config_dir, &[])
+                .map_err(|e| Failure::Run(e.into()))?;
             format!("http://127.0.0.1:{}/health/ready", settings.http.port)
         }
     };

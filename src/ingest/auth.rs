@@ -59,7 +59,7 @@ impl InboundAuth {
             Self::Signature(webhook) => Ok(webhook.verify(body, &signature_headers(headers))?),
             Self::SharedSecret(secret) => {
                 let presented = presented_secret(headers).ok_or(AuthFailure::MissingCredentials)?;
-                let expected = secret.expose_secret().as_bytes();
+                let expected = secret.expose_secret().trim().as_bytes();
                 if bool::from(presented.as_slice().ct_eq(expected)) {
                     Ok(())
                 } else {

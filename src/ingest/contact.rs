@@ -22,7 +22,8 @@ pub const EVENT_ID_MAX: usize = 255;
 pub struct Contact {
     pub event_id: Option<String>,
     pub normalised_email: String,
-    /// What will be sent to Tallyfy, with the email as the CRM wrote it (trimmed).
+    /// The guest fields, stored with the email as the CRM wrote it (trimmed) for operators;
+    /// delivery sends `normalised_email` instead, the identity it also looks guests up by.
     pub guest: GuestRequest,
 }
 
@@ -34,11 +35,11 @@ pub fn normalise_email(email: &str) -> String {
 /// Parses and validates the body of `POST /webhooks/contacts`.
 pub fn parse(body: &[u8]) -> Result<Contact, IngestError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| IngestError::MalformedJson {
-        message: format!("The body is not valid JSON: {e}"),
+        message: format!("body is not valid JSON: {e}"),
     })?;
     let Value::Object(mut fields) = value else {
         return Err(IngestError::MalformedJson {
-            message: "The body must be a JSON object".into(),
+            message: "body must be a JSON object".into(),
         });
     };
     let mut reader = Fields(&mut fields);

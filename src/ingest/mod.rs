@@ -24,11 +24,49 @@ pub struct IngestState {
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/webhooks/contacts").route(web::post().to(post_contact)));
+    cfg.service(
+        web::resource("/webhooks/contacts")
+            .route(web::post().to(post_contact))
+            .default_service(web::to(method_not_allowed)),
+    );
+}
+
+async fn method_not_allowed() -> HttpResponse {
+    let mut response = crate::api_error::json_error(
+        actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "use POST".into(),
+        None,
+    );
+    response.headers_mut().insert(
+        actix_web::http::header::ALLOW,
+        actix_web::http::header::HeaderValue::from_static("POST"),
+    );
+    response
 }
 
 #[tracing::instrument(skip_all, fields(event_id, outbox_id))]
 async fn post_contact(
+    request: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<IngestState>,
+) -> Result<HttpResponse, IngestError> {
+    let result = accept(request, payload, state).await;
+    if let Err(error) = &result {
+        // Operators see why a CRM's webhook was refused; the payload itself is never logged.
+        match error {
+            IngestError::Invalid { field, code, .. } => {
+                tracing::info!(field = %field, code, "Webhook refused")
+            }
+            // Already logged, with more detail, where they happened.
+            IngestError::Store(_) | IngestError::Unauthorized => {}
+            other => tracing::info!(reason = %other, "Webhook refused"),
+        }
+    }
+    result
+}
+
+async fn accept(
     request: HttpRequest,
     payload: web::Payload,
     state: web::Data<IngestState>,

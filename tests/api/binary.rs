@@ -64,6 +64,19 @@ fn a_missing_secret_stops_start_up_with_one_line_naming_the_key() {
 }
 
 #[test]
+fn migrate_needs_no_secrets_and_creates_the_schema() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("m.sqlite");
+    let output = bridge(&db).arg("migrate").output().expect("runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(db.exists());
+}
+
+#[test]
 fn a_malformed_value_names_its_key() {
     let dir = tempfile::tempdir().expect("dir");
     let output = bridge(&dir.path().join("b.sqlite"))

@@ -231,5 +231,8 @@ async fn unknown_paths_and_methods_get_json_errors() {
     assert_eq!(status, 404);
     assert_eq!(error["code"], "not_found");
     let response = app.get("/webhooks/contacts").await;
-    assert_eq!(response.status().as_u16(), 405);
+    assert_eq!(response.headers()["allow"], "POST");
+    let (status, error) = error_of(response).await;
+    assert_eq!(status, 405);
+    assert_eq!(error["code"], "method_not_allowed");
 }
