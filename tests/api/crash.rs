@@ -214,14 +214,17 @@ async fn kill_nine_at_random_moments_loses_nothing_and_creates_each_guest_once()
         });
     }
 
-    // The killer: SIGKILL at random moments, a 429 burst now and then, restart on the same file.
-    for kill in 0..n_kills {
+    // The killer: SIGKILL at random moments while events arrive (at least `n_kills` times),
+    // a 429 burst now and then, restart on the same file.
+    let mut kills = 0;
+    while kills < n_kills || acks.lock().expect("acks").len() < n_events {
         tokio::time::sleep(Duration::from_millis(rng.u64(150..900))).await;
         bridge.kill();
-        if kill % 3 == 0 {
+        if kills % 3 == 0 {
             sandbox.burst_429(3, 1);
         }
         bridge.start();
+        kills += 1;
     }
     while let Some(poster) = posters.join_next().await {
         poster.expect("poster");
@@ -309,7 +312,7 @@ async fn kill_nine_at_random_moments_loses_nothing_and_creates_each_guest_once()
         acks.iter().filter(|a| a.1 == 202).count(),
         acks.iter().filter(|a| a.1 == 200).count(),
         posted_in,
-        n_kills,
+        kills,
         emails.len(),
         guests.len(),
         stats.creates,
