@@ -16,6 +16,32 @@ pub struct Claimed {
     pub received_at: i64,
 }
 
+/// ?1 now, ?2 how many, ?3 look-ahead window, ?4 lease end. Index-only: see the plan test.
+const CLAIM: &str = "WITH candidates AS (
+         SELECT * FROM (
+             SELECT id, email, next_attempt_at AS due_at FROM outbox
+             WHERE state IN ('queued', 'retrying') AND next_attempt_at <= ?1
+             ORDER BY next_attempt_at LIMIT ?3)
+         UNION ALL
+         SELECT * FROM (
+             SELECT id, email, lease_until AS due_at FROM outbox
+             WHERE state = 'in_flight' AND lease_until <= ?1
+             ORDER BY lease_until LIMIT ?3)
+     ),
+     picked AS (
+         SELECT min(c.id) AS id, min(c.due_at) AS due_at FROM candidates c
+         WHERE NOT EXISTS (
+             SELECT 1 FROM outbox b
+             WHERE b.email = c.email AND b.state = 'in_flight' AND b.lease_until > ?1)
+         GROUP BY c.email
+         ORDER BY due_at
+         LIMIT ?2
+     )
+     UPDATE outbox
+     SET state = 'in_flight', attempts = attempts + 1, lease_until = ?4, updated_at = ?1
+     WHERE id IN (SELECT id FROM picked)
+     RETURNING id, email, payload, attempts, received_at";
+
 /// Claims up to `limit` due rows, at most one per email, skipping emails already in flight.
 /// Rows whose lease expired (their worker died) are due again.
 pub async fn claim_due(
@@ -27,39 +53,14 @@ pub async fn claim_due(
     // Look ahead a bounded window of the earliest due rows, so a claim costs the same with
     // 1k or 1M rows; the window is wider than `limit` so one busy email cannot starve others.
     let window = (limit * 8 + 64) as i64;
-    sqlx::query_as(
-        "WITH candidates AS (
-             SELECT * FROM (
-                 SELECT id, email, next_attempt_at AS due_at FROM outbox
-                 WHERE state IN ('queued', 'retrying') AND next_attempt_at <= ?1
-                 ORDER BY next_attempt_at LIMIT ?3)
-             UNION ALL
-             SELECT * FROM (
-                 SELECT id, email, lease_until AS due_at FROM outbox
-                 WHERE state = 'in_flight' AND lease_until <= ?1
-                 ORDER BY lease_until LIMIT ?3)
-         ),
-         picked AS (
-             SELECT min(c.id) AS id, min(c.due_at) AS due_at FROM candidates c
-             WHERE NOT EXISTS (
-                 SELECT 1 FROM outbox b
-                 WHERE b.email = c.email AND b.state = 'in_flight' AND b.lease_until > ?1)
-             GROUP BY c.email
-             ORDER BY due_at
-             LIMIT ?2
-         )
-         UPDATE outbox
-         SET state = 'in_flight', attempts = attempts + 1, lease_until = ?4, updated_at = ?1
-         WHERE id IN (SELECT id FROM picked)
-         RETURNING id, email, payload, attempts, received_at",
-    )
-    .bind(now)
-    .bind(limit as i64)
-    .bind(window)
-    .bind(lease_until)
-    .fetch_all(pool)
-    .await
-    .context("Failed to claim due outbox rows")
+    sqlx::query_as(CLAIM)
+        .bind(now)
+        .bind(limit as i64)
+        .bind(window)
+        .bind(lease_until)
+        .fetch_all(pool)
+        .await
+        .context("Failed to claim due outbox rows")
 }
 
 /// The Tallyfy guest id already known for this email, if any.
@@ -376,4 +377,40 @@ pub async fn ledger_entry(
     .fetch_optional(pool)
     .await
     .context("Failed to read the guest ledger")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbox::MIGRATOR;
+
+    /// The claim runs on every worker wake-up; a `SCAN outbox` would make it slower with every
+    /// delivered row kept.
+    #[tokio::test]
+    async fn the_claim_reads_only_indexes() {
+        let pool = SqlitePool::connect("sqlite::memory:")
+            .await
+            .expect("memory db");
+        MIGRATOR.run(&pool).await.expect("migrations");
+        let plan: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {CLAIM}")))
+                .bind(0)
+                .bind(4)
+                .bind(96)
+                .bind(0)
+                .fetch_all(&pool)
+                .await
+                .expect("plan");
+        let detail: Vec<&str> = plan.iter().map(|row| row.3.as_str()).collect();
+        assert!(
+            !detail.iter().any(|d| d.starts_with("SCAN outbox")),
+            "{detail:?}"
+        );
+        for index in ["outbox_due", "outbox_leases", "outbox_email"] {
+            assert!(
+                detail.iter().any(|d| d.contains(index)),
+                "{index}: {detail:?}"
+            );
+        }
+    }
 }
