@@ -35,9 +35,11 @@ CREATE INDEX delivery_attempts_outbox ON delivery_attempts (outbox_id);
 CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE state IN ('queued', 'retrying');
 -- Leases, to re-claim rows whose worker died.
 CREATE INDEX outbox_leases ON outbox (lease_until) WHERE state = 'in_flight';
--- Rows of one email: "is it already in flight?" (one delivery per email at a time) and "was it
--- ever attempted before?" (then look the guest up before creating it).
-CREATE INDEX outbox_email ON outbox (email);
+-- Emails of rows attempted and not delivered: "is this email in flight?" (one delivery per
+-- email at a time) and "was it attempted before?" (then look the guest up before creating it).
+-- New (queued) rows stay out of it, so ingest writes no random index page per event.
+CREATE INDEX outbox_email_attempted ON outbox (email)
+    WHERE state IN ('in_flight', 'retrying', 'failed');
 
 -- Org-wide rate limit (Tallyfy's 429) survives restarts, so a restart does not hammer the API.
 ALTER TABLE worker_state ADD COLUMN rate_limited_until INTEGER;

@@ -32,7 +32,8 @@ const CLAIM: &str = "WITH candidates AS (
          SELECT min(c.id) AS id, min(c.due_at) AS due_at FROM candidates c
          WHERE NOT EXISTS (
              SELECT 1 FROM outbox b
-             WHERE b.email = c.email AND b.state = 'in_flight' AND b.lease_until > ?1)
+             WHERE b.email = c.email AND b.state IN ('in_flight', 'retrying', 'failed')
+               AND b.state = 'in_flight' AND b.lease_until > ?1)
          GROUP BY c.email
          ORDER BY due_at
          LIMIT ?2
@@ -77,15 +78,18 @@ pub async fn ledger_lookup(
         .context("Failed to read the guest ledger")
 }
 
-/// True when another row of this email was ever attempted: its create may have reached Tallyfy
-/// even if that row gave up, so this delivery must look the guest up before creating it.
+/// True when another row of this email was attempted and not delivered (in flight, retrying or
+/// failed): its create may have reached Tallyfy, so this delivery must look the guest up before
+/// creating it. (A delivered row put its id in the ledger, which is checked first.) The state
+/// list is the `outbox_email_attempted` index's, so the query uses that index.
 pub async fn email_attempted_before(
     pool: &SqlitePool,
     email: &str,
     except_id: i64,
 ) -> anyhow::Result<bool> {
     sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM outbox WHERE email = ?1 AND id <> ?2 AND attempts > 0)",
+        "SELECT EXISTS (SELECT 1 FROM outbox WHERE email = ?1 AND id <> ?2
+             AND state IN ('in_flight', 'retrying', 'failed'))",
     )
     .bind(email)
     .bind(except_id)
@@ -406,7 +410,7 @@ mod tests {
             !detail.iter().any(|d| d.starts_with("SCAN outbox")),
             "{detail:?}"
         );
-        for index in ["outbox_due", "outbox_leases", "outbox_email"] {
+        for index in ["outbox_due", "outbox_leases", "outbox_email_attempted"] {
             assert!(
                 detail.iter().any(|d| d.contains(index)),
                 "{index}: {detail:?}"
