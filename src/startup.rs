@@ -153,6 +153,10 @@ impl Application {
             ..
         } = self;
         let (stop_worker, worker_stopped) = watch::channel(false);
+        let checkpointer = tokio::spawn(checkpoint_periodically(
+            pool.clone(),
+            worker_stopped.clone(),
+        ));
         let worker = worker.map(|worker| tokio::spawn(worker.run(wake, worker_stopped)));
         let result = match server {
             Some(server) => serve(server, shutdown).await,
@@ -169,9 +173,26 @@ impl Application {
             tracing::error!(%error, "The delivery worker failed");
         }
         writer.shutdown().await;
+        let _ = checkpointer.await;
+        if let Err(error) = outbox::checkpoint(&pool, true).await {
+            tracing::warn!(error = %format!("{error:#}"), "Failed to checkpoint at shutdown");
+        }
         pool.close().await;
         tracing::info!("Stopped");
         result
+    }
+}
+
+/// Keeps the WAL short without making any webhook's commit pay for it.
+async fn checkpoint_periodically(pool: SqlitePool, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        if let Err(error) = outbox::checkpoint(&pool, false).await {
+            tracing::warn!(error = %format!("{error:#}"), "Failed to checkpoint the WAL");
+        }
     }
 }
 

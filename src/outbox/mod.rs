@@ -46,6 +46,8 @@ fn connect_options(settings: &DatabaseSettings) -> anyhow::Result<SqliteConnectO
         .synchronous(synchronous)
         .busy_timeout(settings.busy_timeout())
         .foreign_keys(true)
+        // Checkpoints run in the background (`checkpoint`), never inside a webhook's commit.
+        .pragma("wal_autocheckpoint", "0")
         .log_statements(tracing::log::LevelFilter::Trace))
 }
 
@@ -74,6 +76,21 @@ pub async fn migrate(pool: &SqlitePool) -> anyhow::Result<()> {
         .run(pool)
         .await
         .context("Failed to apply database migrations")
+}
+
+/// Copies committed WAL pages into the database file. `PASSIVE` never waits for (or blocks)
+/// readers or writers; `truncate` (at shutdown) also empties the WAL file.
+pub async fn checkpoint(pool: &SqlitePool, truncate: bool) -> anyhow::Result<()> {
+    let sql = if truncate {
+        "PRAGMA wal_checkpoint(TRUNCATE)"
+    } else {
+        "PRAGMA wal_checkpoint(PASSIVE)"
+    };
+    sqlx::query(sql)
+        .execute(pool)
+        .await
+        .context("Failed to checkpoint the WAL")?;
+    Ok(())
 }
 
 /// Ready means: every embedded migration is applied and the database takes a write lock.
