@@ -25,6 +25,16 @@ pub fn bridge(db: &std::path::Path) -> Command {
     command
 }
 
+/// A child bridge that is killed if its test fails before stopping it, so none outlives it.
+pub struct Guard(pub Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Log lines as they come; the child's stdout is read on a thread.
 pub fn log_lines(child: &mut Child) -> mpsc::Receiver<String> {
     let stdout = child.stdout.take().expect("stdout piped");
@@ -98,8 +108,9 @@ async fn sigterm_stops_gracefully_and_trace_logs_hold_no_secrets() {
         .env("BRIDGE__INGEST__AUTH__SIGNING_SECRET", SIGNING_SECRET)
         .env("RUST_LOG", "trace")
         .spawn()
+        .map(Guard)
         .expect("starts");
-    let lines = log_lines(&mut child);
+    let lines = log_lines(&mut child.0);
     let mut logs = Vec::new();
     let port = wait_for_port(&lines, &mut logs);
 
@@ -119,13 +130,13 @@ async fn sigterm_stops_gracefully_and_trace_logs_hold_no_secrets() {
         .expect("sent");
     assert_eq!(response.status().as_u16(), 202);
     let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()
         .expect("kill runs");
     assert!(killed.success());
 
     // Assert: a clean exit, the event on disk, and no secret in any log line.
-    let status = child.wait().expect("exits");
+    let status = child.0.wait().expect("exits");
     assert!(status.success(), "{status:?}");
     logs.extend(lines.try_iter());
     let all = logs.join("\n");
@@ -171,8 +182,9 @@ async fn serve_with_sandbox_delivers_without_any_tallyfy_credentials() {
         .env_remove("BRIDGE__DELIVERY__ENABLED")
         .args(["serve", "--sandbox", "--sandbox-addr", "127.0.0.1:0"])
         .spawn()
+        .map(Guard)
         .expect("starts");
-    let lines = log_lines(&mut child);
+    let lines = log_lines(&mut child.0);
     let mut logs = Vec::new();
     let port = wait_for_port(&lines, &mut logs);
     let sandbox = loop {
@@ -218,8 +230,8 @@ async fn serve_with_sandbox_delivers_without_any_tallyfy_credentials() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status();
-    assert!(child.wait().expect("exits").success());
+    assert!(child.0.wait().expect("exits").success());
     assert_eq!(guests["data"][0]["email"], "demo@example.com", "{guests}");
 }
