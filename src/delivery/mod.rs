@@ -5,6 +5,7 @@ mod attempt;
 pub mod policy;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::future::join_all;
@@ -68,6 +69,9 @@ impl Outcome {
     }
 }
 
+/// How often the running worker proves it is alive in `/status` (a write, so not every loop).
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
+
 pub struct Worker {
     pool: SqlitePool,
     client: TallyfyClient,
@@ -81,6 +85,9 @@ pub struct Worker {
     call_budget: Duration,
     paused_probe: Duration,
     idle_poll: Duration,
+    /// Whether delivery was paused as of this worker's last claim or outcome, so an ordinary
+    /// delivery does not have to read the worker state row to know there is nothing to clear.
+    paused: AtomicBool,
 }
 
 impl Worker {
@@ -103,14 +110,20 @@ impl Worker {
             call_budget: lease.saturating_sub(Duration::from_millis(LEASE_MARGIN_MS)),
             paused_probe: Duration::from_secs(settings.paused_probe_secs),
             idle_poll: Duration::from_millis(settings.idle_poll_ms),
+            paused: AtomicBool::new(false),
         }
     }
 
     /// Claims up to `limit` due rows (fewer while paused or none while rate limited).
     async fn claim(&self, limit: usize) -> anyhow::Result<Vec<store::Claimed>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
         let now = self.clock.now_ms();
         let gate = store::gate(&self.pool).await?;
-        if gate.rate_limited_until.is_some_and(|until| until > now) || limit == 0 {
+        self.paused
+            .store(gate.paused_reason.is_some(), Ordering::Relaxed);
+        if gate.rate_limited_until.is_some_and(|until| until > now) {
             return Ok(Vec::new());
         }
         let limit = if gate.paused_reason.is_some() {
@@ -126,6 +139,7 @@ impl Worker {
         match outcome {
             Outcome::Paused { reason, .. } => {
                 tracing::warn!(%reason, "Tallyfy refused the credentials: delivery paused");
+                self.paused.store(true, Ordering::Relaxed);
                 store::set_paused(&self.pool, Some(reason)).await
             }
             Outcome::RateLimited { until } => {
@@ -135,7 +149,7 @@ impl Worker {
             // Any answer other than a refusal proves the credentials work again.
             Outcome::LeaseLost => Ok(()),
             _ => {
-                if store::gate(&self.pool).await?.paused_reason.is_some() {
+                if self.paused.swap(false, Ordering::Relaxed) {
                     tracing::info!("Tallyfy accepts the credentials again: delivery resumed");
                     store::set_paused(&self.pool, None).await?;
                 }
@@ -166,25 +180,26 @@ impl Worker {
         }
         let mut running: JoinSet<Outcome> = JoinSet::new();
         let mut last_probe = tokio::time::Instant::now() - worker.paused_probe;
+        let mut last_heartbeat: Option<tokio::time::Instant> = None;
         loop {
             if *stop.borrow() {
                 break;
             }
-            let _ = store::heartbeat(&worker.pool, worker.clock.now_ms()).await;
-            let paused = match store::gate(&worker.pool).await {
-                Ok(gate) => gate.paused_reason.is_some(),
-                Err(error) => {
-                    tracing::error!(error = %format!("{error:#}"), "Failed to read the worker state");
-                    true
+            if last_heartbeat.is_none_or(|at| at.elapsed() >= HEARTBEAT_EVERY) {
+                if let Err(error) = store::heartbeat(&worker.pool, worker.clock.now_ms()).await {
+                    tracing::warn!(error = %format!("{error:#}"), "Failed to write the heartbeat");
                 }
-            };
+                last_heartbeat = Some(tokio::time::Instant::now());
+            }
+            let paused = worker.paused.load(Ordering::Relaxed);
+            let free = worker.concurrency - running.len();
             let may_claim =
                 !paused || (running.is_empty() && last_probe.elapsed() >= worker.paused_probe);
-            if may_claim {
+            if may_claim && free > 0 {
                 if paused {
                     last_probe = tokio::time::Instant::now();
                 }
-                match worker.claim(worker.concurrency - running.len()).await {
+                match worker.claim(free).await {
                     Ok(rows) => {
                         for row in rows {
                             let worker = worker.clone();
@@ -196,7 +211,12 @@ impl Worker {
                     }
                 }
             }
-            let idle = worker.idle_wait(paused).await;
+            // With every slot busy, a finishing attempt wakes the loop; no need to look ahead.
+            let idle = if running.len() < worker.concurrency {
+                worker.idle_wait(paused).await
+            } else {
+                worker.idle_poll
+            };
             tokio::select! {
                 Some(joined) = running.join_next(), if !running.is_empty() => {
                     match joined {
