@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::helpers::{SIGNING_SECRET, sign};
+use crate::helpers::{SIGNING_SECRET, signed_post};
 
 pub const BINARY: &str = env!("CARGO_BIN_EXE_tallyfy-bridge");
 
@@ -116,18 +116,15 @@ async fn sigterm_stops_gracefully_and_trace_logs_hold_no_secrets() {
 
     // Act: one accepted event, then SIGTERM.
     let body = r#"{"email":"term@example.com","first_name":"Terminal"}"#;
-    let timestamp = chrono::Utc::now().timestamp();
-    let signature = sign("msg_term", timestamp, body);
-    let response = reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{port}/webhooks/contacts"))
-        .header("content-type", "application/json")
-        .header("webhook-id", "msg_term")
-        .header("webhook-timestamp", timestamp.to_string())
-        .header("webhook-signature", &signature)
-        .body(body)
-        .send()
-        .await
-        .expect("sent");
+    let url = format!("http://127.0.0.1:{port}/webhooks/contacts");
+    let request = signed_post(&reqwest::Client::new(), &url, "msg_term", body)
+        .build()
+        .expect("request");
+    let signature = request.headers()["webhook-signature"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let response = reqwest::Client::new().execute(request).await.expect("sent");
     assert_eq!(response.status().as_u16(), 202);
     let killed = Command::new("kill")
         .args(["-TERM", &child.0.id().to_string()])
@@ -199,16 +196,9 @@ async fn serve_with_sandbox_delivers_without_any_tallyfy_credentials() {
         }
     };
 
-    let body = r#"{"email":"demo@example.com"}"#;
-    let timestamp = chrono::Utc::now().timestamp();
     let client = reqwest::Client::new();
-    let response = client
-        .post(format!("http://127.0.0.1:{port}/webhooks/contacts"))
-        .header("content-type", "application/json")
-        .header("webhook-id", "msg_demo")
-        .header("webhook-timestamp", timestamp.to_string())
-        .header("webhook-signature", sign("msg_demo", timestamp, body))
-        .body(body)
+    let url = format!("http://127.0.0.1:{port}/webhooks/contacts");
+    let response = signed_post(&client, &url, "msg_demo", r#"{"email":"demo@example.com"}"#)
         .send()
         .await
         .expect("sent");

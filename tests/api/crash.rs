@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tallyfy_bridge::sandbox::{Faults, Sandbox, SandboxConfig};
 
 use crate::binary::BINARY;
-use crate::helpers::{SIGNING_SECRET, sign};
+use crate::helpers::{SIGNING_SECRET, signed_post};
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -131,14 +131,7 @@ fn free_port() -> u16 {
 /// Posts like a CRM: retries every event until it gets a 2xx, whatever happens to the bridge.
 async fn post_until_acknowledged(client: &reqwest::Client, url: &str, event: &Event) -> (u16, i64) {
     loop {
-        let timestamp = chrono::Utc::now().timestamp();
-        let sent = client
-            .post(url)
-            .header("content-type", "application/json")
-            .header("webhook-id", &event.id)
-            .header("webhook-timestamp", timestamp.to_string())
-            .header("webhook-signature", sign(&event.id, timestamp, &event.body))
-            .body(event.body.clone())
+        let sent = signed_post(client, url, &event.id, &event.body)
             .send()
             .await;
         if let Ok(response) = sent {

@@ -58,22 +58,12 @@ async fn two_hundred_concurrent_posts_are_all_committed() {
     let app = spawn_app().await;
     let mut requests = tokio::task::JoinSet::new();
     for n in 0..200 {
-        let (client, address) = (app.client.clone(), app.address.clone());
         let body = json!({"email": format!("c{n}@example.com")}).to_string();
-        let id = format!("msg_concurrent_{n}");
-        let timestamp = chrono::Utc::now().timestamp();
-        let signature = crate::helpers::sign(&id, timestamp, &body);
+        let url = format!("{}/webhooks/contacts", app.address);
+        let request =
+            crate::helpers::signed_post(&app.client, &url, &format!("msg_concurrent_{n}"), &body);
         requests.spawn(async move {
-            let response = client
-                .post(format!("{address}/webhooks/contacts"))
-                .header("content-type", "application/json")
-                .header("webhook-id", id)
-                .header("webhook-timestamp", timestamp.to_string())
-                .header("webhook-signature", signature)
-                .body(body)
-                .send()
-                .await
-                .expect("sent");
+            let response = request.send().await.expect("sent");
             let status = response.status().as_u16();
             let body: Value = response.json().await.expect("json");
             (status, body["id"].as_i64())
@@ -129,6 +119,46 @@ async fn retries_of_one_event_across_a_restart_are_still_deduplicated() {
     assert_eq!(
         app.post_signed("msg_once", body).await.status().as_u16(),
         200
+    );
+    assert_eq!(app.outbox_rows().await, 1);
+}
+
+#[tokio::test]
+async fn one_event_posted_thirty_times_at_once_is_stored_once() {
+    // The copies land in the same group commit: exactly one is new, all get its id.
+    let app = spawn_app().await;
+    let url = format!("{}/webhooks/contacts", app.address);
+    let mut requests = tokio::task::JoinSet::new();
+    for _ in 0..30 {
+        let request = crate::helpers::signed_post(
+            &app.client,
+            &url,
+            "msg_storm",
+            r#"{"email":"storm@example.com"}"#,
+        );
+        requests.spawn(async move {
+            let response = request.send().await.expect("sent");
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.expect("json");
+            (status, body["id"].as_i64().expect("id"))
+        });
+    }
+    let mut answers = Vec::new();
+    while let Some(answer) = requests.join_next().await {
+        answers.push(answer.expect("task"));
+    }
+    assert_eq!(
+        answers.iter().filter(|(status, _)| *status == 202).count(),
+        1,
+        "{answers:?}"
+    );
+    assert_eq!(
+        answers.iter().filter(|(status, _)| *status == 200).count(),
+        29
+    );
+    assert!(
+        answers.windows(2).all(|pair| pair[0].1 == pair[1].1),
+        "{answers:?}"
     );
     assert_eq!(app.outbox_rows().await, 1);
 }

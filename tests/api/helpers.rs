@@ -118,15 +118,8 @@ impl TestApp {
 
     /// Posts `body` signed as a Standard Webhooks sender with event id `id`.
     pub async fn post_signed(&self, id: &str, body: &str) -> reqwest::Response {
-        let timestamp = chrono::Utc::now().timestamp();
-        let signature = sign(id, timestamp, body);
-        self.client
-            .post(format!("{}/webhooks/contacts", self.address))
-            .header("content-type", "application/json")
-            .header("webhook-id", id)
-            .header("webhook-timestamp", timestamp.to_string())
-            .header("webhook-signature", signature)
-            .body(body.to_owned())
+        let url = format!("{}/webhooks/contacts", self.address);
+        signed_post(&self.client, &url, id, body)
             .send()
             .await
             .expect("request sent")
@@ -153,6 +146,23 @@ impl Drop for TestApp {
             let _ = stop.send(());
         }
     }
+}
+
+/// A CRM's webhook: `body` to `url`, signed now as a Standard Webhooks sender, event id `id`.
+pub fn signed_post(
+    client: &reqwest::Client,
+    url: &str,
+    id: &str,
+    body: &str,
+) -> reqwest::RequestBuilder {
+    let timestamp = chrono::Utc::now().timestamp();
+    client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("webhook-id", id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", sign(id, timestamp, body))
+        .body(body.to_owned())
 }
 
 pub fn sign(id: &str, timestamp: i64, body: &str) -> String {

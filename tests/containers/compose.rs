@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::docker::{Engine, engine, poll, unique};
+use crate::docker::{Engine, engine, notice, poll, unique};
 use crate::http::{client, guests};
 use crate::images::{BRIDGE_IMAGE, SANDBOX_IMAGE};
 
@@ -71,10 +71,10 @@ impl Drop for Project<'_> {
             .args(["down", "-v", "--remove-orphans", "-t", "5"]);
         let out = crate::docker::run_with_limit(command, LIMIT);
         if !out.status.success() {
-            eprintln!(
+            notice(&format!(
                 "compose down failed: {}",
                 String::from_utf8_lossy(&out.stderr)
-            );
+            ));
         }
     }
 }
@@ -141,8 +141,8 @@ async fn compose_sandbox_profile_delivers_a_contact() {
         ["compose.demo@example.com"],
         "one guest, normalised"
     );
-    println!(
+    notice(&format!(
         "compose ({}): contact delivered, sandbox guests {guests:?}",
         project.program.join(" ")
-    );
+    ));
 }

@@ -35,10 +35,10 @@ fn detect() -> Option<Engine> {
                 !required,
                 "REQUIRE_CONTAINER_TESTS=1 but no Docker engine answers: {why}"
             );
-            eprintln!(
+            notice(&format!(
                 "NOTICE: container tests skipped, no Docker engine answers ({why}). \
                  Set REQUIRE_CONTAINER_TESTS=1 to make this a failure."
-            );
+            ));
             return None;
         }
     };
@@ -63,7 +63,9 @@ fn point_testcontainers_at_engine(engine: &Engine, api_version: &str) {
         },
     };
     let shim = crate::api_shim::start(socket.into(), minor);
-    eprintln!("container tests: Docker API {api_version}; testcontainers goes through {shim}");
+    notice(&format!(
+        "container tests: Docker API {api_version}; testcontainers goes through {shim}"
+    ));
     // SAFETY: runs once, inside the OnceLock initialiser, before any testcontainers call
     // reads DOCKER_HOST; nothing in this process reads the environment from C code meanwhile.
     unsafe { std::env::set_var("DOCKER_HOST", shim) };
@@ -126,6 +128,12 @@ pub fn run_with_limit(mut command: Command, limit: Duration) -> Output {
             panic!("{description} did not finish within {limit:?}");
         }
     }
+}
+
+/// Writes to stderr past the test harness's capture, so the line shows in a plain `cargo test`.
+pub fn notice(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 /// A name unique to this process and moment, for networks, volumes and compose projects.

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::docker::{Engine, run_with_limit};
+use crate::docker::{Engine, notice, run_with_limit};
 
 pub const BRIDGE_IMAGE: &str = "tallyfy-bridge:local";
 pub const SANDBOX_IMAGE: &str = "tallyfy-sandbox:local";
@@ -27,10 +27,10 @@ pub fn ensure(engine: &Engine) {
     if stale.is_empty() {
         return;
     }
-    eprintln!(
+    notice(&format!(
         "container tests: {} missing or built from other sources; running {SCRIPT}",
         stale.join(", ")
-    );
+    ));
     let started = Instant::now();
     let mut command = engine.command(SCRIPT);
     command.current_dir(env!("CARGO_MANIFEST_DIR"));
@@ -41,5 +41,8 @@ pub fn ensure(engine: &Engine) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    eprintln!("container tests: images built in {:.0?}", started.elapsed());
+    notice(&format!(
+        "container tests: images built in {:.0?}",
+        started.elapsed()
+    ));
 }

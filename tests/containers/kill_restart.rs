@@ -11,7 +11,7 @@ use testcontainers::core::{ExecCommand, IntoContainerPort, Mount, WaitFor};
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 
-use crate::docker::{Engine, engine, poll, unique};
+use crate::docker::{Engine, engine, notice, poll, unique};
 use crate::http::{SIGNING_SECRET, client, guests, outbox_counts, post_signed};
 use crate::images::{BRIDGE_IMAGE, SANDBOX_IMAGE};
 
@@ -192,7 +192,7 @@ async fn killed_bridge_loses_nothing_and_creates_each_guest_once() {
     let stats = crate::http::get_json(&http, &format!("{sandbox_url}/_sandbox/stats"))
         .await
         .expect("stats");
-    println!(
+    notice(&format!(
         "kill/restart: {} events accepted over {} emails; at the kill {} rows in flight, {} \
          delivered, {} guests created; after restart: outbox {final_counts:?}, {} guests, \
          creates {}, duplicate create attempts {}, requests {}",
@@ -205,7 +205,7 @@ async fn killed_bridge_loses_nothing_and_creates_each_guest_once() {
         stats["creates"],
         stats["duplicate_create_attempts"],
         stats["requests"],
-    );
+    ));
     assert_eq!(final_counts["failed"], 0);
     assert_eq!(
         final_counts["delivered"],
@@ -236,5 +236,7 @@ async fn assert_not_root(container: &ContainerAsync<GenericImage>) {
         uids.iter().all(|uid| *uid != "0"),
         "runs as root: Uid {uids:?}"
     );
-    println!("bridge process uids (real, effective, saved, fs): {uids:?}");
+    notice(&format!(
+        "bridge process uids (real, effective, saved, fs): {uids:?}"
+    ));
 }
