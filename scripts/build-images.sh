@@ -56,9 +56,8 @@ make_rootfs() {
         $SUDO apt-get install -y --no-install-recommends debootstrap >/dev/null ||
             { $SUDO apt-get update >/dev/null && $SUDO apt-get install -y --no-install-recommends debootstrap >/dev/null; }
     }
-    local tree
     tree=$(mktemp -d "${TMPDIR:-/tmp}/bookworm-rootfs.XXXXXX")
-    trap '$SUDO rm -rf "$tree"' RETURN
+    trap '$SUDO rm -rf "$tree"' EXIT
     log "debootstrap bookworm (minbase + ca-certificates) from $MIRROR"
     $SUDO debootstrap --variant=minbase --include=ca-certificates bookworm "$tree" "$MIRROR" \
         >"$CACHE/debootstrap.log" 2>&1 ||
@@ -66,6 +65,7 @@ make_rootfs() {
     slim_rootfs "$tree"
     $SUDO tar --numeric-owner --xattrs -C "$tree" -czf "$ROOTFS.partial" .
     mv "$ROOTFS.partial" "$ROOTFS"
+    $SUDO rm -rf "$tree"
 }
 
 base_image() {
@@ -133,4 +133,6 @@ base_image
 hash=$(source_hash)
 host_binary
 images "$hash"
+# Rebuilds leave the previous images untagged; drop those of this project.
+docker image prune -f --filter label=org.tallyfy-bridge.source-hash >/dev/null
 log "done in $((SECONDS - start)) s"
