@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use crate::outbox::delivery::{AttemptLog, Claimed, Resolution};
+use crate::outbox::delivery::{AttemptLog, AttemptResult, Claimed, Resolution};
 use crate::tallyfy::{CallError, GuestRequest};
 
 use super::{Outcome, Worker, redact};
@@ -52,16 +52,13 @@ impl Worker {
                 }
             },
         };
-        match crate::outbox::delivery::record(
-            &self.pool,
-            &self.org_id,
-            &row,
-            &resolution,
-            &log,
+        let result = AttemptResult {
+            row,
+            resolution,
+            log,
             now,
-        )
-        .await
-        {
+        };
+        match self.recorder.record(&self.pool, &self.org_id, result).await {
             Ok(true) => outcome,
             Ok(false) => {
                 tracing::warn!(

@@ -3,6 +3,7 @@
 
 mod attempt;
 pub mod policy;
+mod recorder;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -88,6 +89,7 @@ pub struct Worker {
     /// Whether delivery was paused as of this worker's last claim or outcome, so an ordinary
     /// delivery does not have to read the worker state row to know there is nothing to clear.
     paused: AtomicBool,
+    recorder: recorder::Recorder,
 }
 
 impl Worker {
@@ -111,6 +113,7 @@ impl Worker {
             paused_probe: Duration::from_secs(settings.paused_probe_secs),
             idle_poll: Duration::from_millis(settings.idle_poll_ms),
             paused: AtomicBool::new(false),
+            recorder: recorder::Recorder::default(),
         }
     }
 
@@ -219,11 +222,10 @@ impl Worker {
             };
             tokio::select! {
                 Some(joined) = running.join_next(), if !running.is_empty() => {
-                    match joined {
-                        Ok(outcome) => if let Err(error) = worker.learn(&outcome).await {
-                            tracing::error!(error = %format!("{error:#}"), "Failed to record the worker state");
-                        },
-                        Err(error) => tracing::error!(%error, "A delivery task failed"),
+                    worker.absorb(joined).await;
+                    // Others that finished meanwhile: one claim then refills all their slots.
+                    while let Some(joined) = running.try_join_next() {
+                        worker.absorb(joined).await;
                     }
                 }
                 () = wake.notified() => {}
@@ -232,11 +234,21 @@ impl Worker {
             }
         }
         while let Some(joined) = running.join_next().await {
-            if let Ok(outcome) = joined {
-                let _ = worker.learn(&outcome).await;
-            }
+            worker.absorb(joined).await;
         }
         tracing::info!("Delivery worker stopped");
+    }
+
+    /// Takes in a finished attempt from the running loop.
+    async fn absorb(&self, joined: Result<Outcome, tokio::task::JoinError>) {
+        match joined {
+            Ok(outcome) => {
+                if let Err(error) = self.learn(&outcome).await {
+                    tracing::error!(error = %format!("{error:#}"), "Failed to record the worker state");
+                }
+            }
+            Err(error) => tracing::error!(%error, "A delivery task failed"),
+        }
     }
 
     /// How long to sleep when nothing wakes the worker: until the next row is due, the rate

@@ -127,21 +127,50 @@ pub struct AttemptLog {
     pub error: Option<String>,
 }
 
-/// Writes the attempt's result in one transaction. The ledger entry is written even if the lease
-/// was lost (the guest exists either way; an existing entry wins and becomes the row's id); the
-/// row itself only changes if this attempt still owns it, which is what this returns.
+/// One attempt's result, for [`record`].
+#[derive(Debug, Clone)]
+pub struct AttemptResult {
+    pub row: Claimed,
+    pub resolution: Resolution,
+    pub log: AttemptLog,
+    pub now: i64,
+}
+
+/// Writes attempts' results in one transaction: concurrent attempts share one commit. For each,
+/// the ledger entry is written even if the lease was lost (the guest exists either way; an
+/// existing entry wins and becomes the row's id); the row itself only changes if the attempt
+/// still owns it, which is what the returned flags say. On error nothing is written.
 pub async fn record(
     pool: &SqlitePool,
     org_id: &str,
-    row: &Claimed,
-    resolution: &Resolution,
-    log: &AttemptLog,
-    now: i64,
-) -> anyhow::Result<bool> {
+    results: &[AttemptResult],
+) -> anyhow::Result<Vec<bool>> {
     let mut tx = pool
         .begin()
         .await
-        .context("Failed to begin recording an attempt")?;
+        .context("Failed to begin recording attempts")?;
+    let mut owned = Vec::with_capacity(results.len());
+    for result in results {
+        owned.push(record_one(&mut tx, org_id, result).await?);
+    }
+    tx.commit()
+        .await
+        .context("Failed to commit attempts' results")?;
+    Ok(owned)
+}
+
+async fn record_one(
+    tx: &mut sqlx::SqliteConnection,
+    org_id: &str,
+    result: &AttemptResult,
+) -> anyhow::Result<bool> {
+    let AttemptResult {
+        row,
+        resolution,
+        log,
+        now,
+    } = result;
+    let now = *now;
     let owned = match resolution {
         Resolution::Delivered {
             guest_id,
@@ -197,7 +226,7 @@ pub async fn record(
             .execute(&mut *tx)
             .await
             .context("Failed to schedule a retry")?;
-            record_error(&mut tx, error, now).await?;
+            record_error(tx, error, now).await?;
             updated.rows_affected() == 1
         }
         Resolution::Failed { error } => {
@@ -213,7 +242,7 @@ pub async fn record(
             .execute(&mut *tx)
             .await
             .context("Failed to mark a row failed")?;
-            record_error(&mut tx, error, now).await?;
+            record_error(tx, error, now).await?;
             updated.rows_affected() == 1
         }
     };
@@ -231,9 +260,6 @@ pub async fn record(
     .execute(&mut *tx)
     .await
     .context("Failed to write the attempt log")?;
-    tx.commit()
-        .await
-        .context("Failed to commit an attempt's result")?;
     Ok(owned)
 }
 
