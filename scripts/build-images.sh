@@ -89,8 +89,8 @@ base_image() {
 
 # The same digest is computed by the container tests to tell whether the images are stale.
 source_hash() {
-    git ls-files -co --exclude-standard -- Cargo.toml Cargo.lock src migrations config Dockerfile |
-        LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-16
+    find Cargo.toml Cargo.lock src migrations config Dockerfile -type f -print0 |
+        LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16
 }
 
 host_binary() {
