@@ -63,6 +63,15 @@ pub fn wait_for_port(lines: &mpsc::Receiver<String>, seen: &mut Vec<String>) -> 
     }
 }
 
+/// Starts the bridge and waits for its port: the child, its log stream, the lines read so far.
+fn start(mut command: Command) -> (Guard, mpsc::Receiver<String>, Vec<String>, u16) {
+    let mut child = command.spawn().map(Guard).expect("starts");
+    let lines = log_lines(&mut child.0);
+    let mut logs = Vec::new();
+    let port = wait_for_port(&lines, &mut logs);
+    (child, lines, logs, port)
+}
+
 #[test]
 fn a_missing_secret_stops_start_up_with_one_line_naming_the_key() {
     let dir = tempfile::tempdir().expect("dir");
@@ -104,15 +113,11 @@ async fn sigterm_stops_gracefully_and_trace_logs_hold_no_secrets() {
     // Arrange: the binary, logging everything, down to trace.
     let dir = tempfile::tempdir().expect("dir");
     let db = dir.path().join("bridge.sqlite");
-    let mut child = bridge(&db)
+    let mut command = bridge(&db);
+    command
         .env("BRIDGE__INGEST__AUTH__SIGNING_SECRET", SIGNING_SECRET)
-        .env("RUST_LOG", "trace")
-        .spawn()
-        .map(Guard)
-        .expect("starts");
-    let lines = log_lines(&mut child.0);
-    let mut logs = Vec::new();
-    let port = wait_for_port(&lines, &mut logs);
+        .env("RUST_LOG", "trace");
+    let (mut child, lines, mut logs, port) = start(command);
 
     // Act: one accepted event, then SIGTERM.
     let body = r#"{"email":"term@example.com","first_name":"Terminal"}"#;
@@ -174,16 +179,12 @@ fn without_sandbox_missing_tallyfy_settings_stop_start_up() {
 #[tokio::test]
 async fn serve_with_sandbox_delivers_without_any_tallyfy_credentials() {
     let dir = tempfile::tempdir().expect("dir");
-    let mut child = bridge(&dir.path().join("b.sqlite"))
+    let mut command = bridge(&dir.path().join("b.sqlite"));
+    command
         .env("BRIDGE__INGEST__AUTH__SIGNING_SECRET", SIGNING_SECRET)
         .env_remove("BRIDGE__DELIVERY__ENABLED")
-        .args(["serve", "--sandbox", "--sandbox-addr", "127.0.0.1:0"])
-        .spawn()
-        .map(Guard)
-        .expect("starts");
-    let lines = log_lines(&mut child.0);
-    let mut logs = Vec::new();
-    let port = wait_for_port(&lines, &mut logs);
+        .args(["serve", "--sandbox", "--sandbox-addr", "127.0.0.1:0"]);
+    let (mut child, lines, _, port) = start(command);
     let sandbox = loop {
         let line = lines
             .recv_timeout(Duration::from_secs(30))
