@@ -569,7 +569,7 @@ not_run() { echo "Not run in this invocation (\`BENCH_PARTS=\"$PARTS\"\`)."; }
     echo "shared and noisy: compare **ratios** measured in the same run, not absolute figures."
     echo
     echo "- Date: $(date -u '+%Y-%m-%d %H:%M UTC')"
-    echo "- Machine: $(nproc) CPUs, ${cpu_model:-unknown CPU}, Linux $(uname -r); load average at the end $(cut -d' ' -f1-3 /proc/loadavg) (other builds were running on it)"
+    echo "- Machine: $(nproc) CPUs, ${cpu_model:-unknown CPU}, Linux $(uname -r); load average at the end $(cut -d' ' -f1-3 /proc/loadavg) (the machine is shared; a load near 2 or above means other work was running)"
     echo "- Toolchain: $(rustc --version)"
     echo "- Commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD -- src Cargo.toml migrations 2>/dev/null || echo ' plus uncommitted changes')"
     echo "- Command: \`$COMMAND\` (parts: $PARTS) — wrk with $THREADS threads; $ROUNDS interleaved rounds; $WORKERS HTTP workers per server; every client and server shares the same $(nproc) CPUs."
