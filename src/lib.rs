@@ -13,6 +13,7 @@ pub mod startup;
 pub mod status;
 pub mod tallyfy;
 pub mod telemetry;
+pub mod timefmt;
 
 pub use configuration::Settings;
 pub use startup::Application;

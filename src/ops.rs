@@ -7,9 +7,9 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use sqlx::SqlitePool;
-use subtle::ConstantTimeEq;
 
 use crate::api_error::json_error;
+use crate::ingest::auth::secrets_match;
 use crate::ingest::contact::normalise_email;
 use crate::outbox::delivery as store;
 
@@ -45,11 +45,7 @@ fn refuse(request: &HttpRequest, state: &OpsState) -> Option<HttpResponse> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    if bool::from(
-        presented
-            .as_bytes()
-            .ct_eq(expected.expose_secret().as_bytes()),
-    ) {
+    if secrets_match(presented.as_bytes(), expected.expose_secret().as_bytes()) {
         None
     } else {
         Some(json_error(

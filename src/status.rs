@@ -5,7 +5,6 @@ use std::time::Instant;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
-use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
 use sqlx::SqlitePool;
 
@@ -24,8 +23,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 fn iso(ms: Option<i64>) -> Option<String> {
-    ms.and_then(DateTime::<Utc>::from_timestamp_millis)
-        .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
+    ms.and_then(crate::timefmt::rfc3339)
 }
 
 fn age_secs(ms: Option<i64>, now: i64) -> Option<f64> {

@@ -59,8 +59,7 @@ impl InboundAuth {
             Self::Signature(webhook) => Ok(webhook.verify(body, &signature_headers(headers))?),
             Self::SharedSecret(secret) => {
                 let presented = presented_secret(headers).ok_or(AuthFailure::MissingCredentials)?;
-                let expected = secret.expose_secret().trim().as_bytes();
-                if bool::from(presented.as_slice().ct_eq(expected)) {
+                if secrets_match(&presented, secret.expose_secret().trim().as_bytes()) {
                     Ok(())
                 } else {
                     Err(AuthFailure::WrongSecret)
@@ -69,6 +68,16 @@ impl InboundAuth {
             Self::None => Ok(()),
         }
     }
+}
+
+/// Constant-time comparison that also hides the secret's length: digests are compared, not the
+/// secrets themselves.
+pub fn secrets_match(presented: &[u8], expected: &[u8]) -> bool {
+    let (presented, expected) = (
+        hmac_sha256::Hash::hash(presented),
+        hmac_sha256::Hash::hash(expected),
+    );
+    bool::from(presented.ct_eq(&expected))
 }
 
 /// The three Standard Webhooks headers, moved into the `http` 1.x map the verifier takes.
@@ -180,6 +189,14 @@ mod tests {
                 "{ts}"
             );
         }
+    }
+
+    #[test]
+    fn secrets_match_only_when_equal_whatever_the_lengths() {
+        assert!(secrets_match(b"s3cret", b"s3cret"));
+        assert!(!secrets_match(b"s3cre", b"s3cret"));
+        assert!(!secrets_match(b"", b"s3cret"));
+        assert!(!secrets_match(b"s3cret-and-more", b"s3cret"));
     }
 
     #[test]

@@ -262,6 +262,17 @@ async fn operators_look_up_a_delivery_and_a_guest_with_the_admin_token() {
     assert_eq!(delivery["delivery"]["state"], "delivered");
     assert_eq!(delivery["delivery"]["guest_id"], guest_id.as_str());
     assert_eq!(delivery["attempts"][0]["outcome"], "delivered");
+    // Times read like /status's: RFC 3339 in UTC.
+    for time in [
+        &delivery["delivery"]["received_at"],
+        &delivery["attempts"][0]["started_at"],
+    ] {
+        assert!(
+            time.as_str()
+                .is_some_and(|t| t.ends_with('Z') && t.contains('T')),
+            "{time}"
+        );
+    }
 
     let guest = get("/guests/ops%40example.com".into(), "admin-secret")
         .await
