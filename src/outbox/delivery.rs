@@ -418,26 +418,12 @@ pub async fn ledger_entry(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outbox::MIGRATOR;
 
     /// The claim runs on every worker wake-up; a `SCAN outbox` would make it slower with every
     /// delivered row kept.
     #[tokio::test]
     async fn the_claim_reads_only_indexes() {
-        let pool = SqlitePool::connect("sqlite::memory:")
-            .await
-            .expect("memory db");
-        MIGRATOR.run(&pool).await.expect("migrations");
-        let plan: Vec<(i64, i64, i64, String)> =
-            sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {CLAIM}")))
-                .bind(0)
-                .bind(4)
-                .bind(96)
-                .bind(0)
-                .fetch_all(&pool)
-                .await
-                .expect("plan");
-        let detail: Vec<&str> = plan.iter().map(|row| row.3.as_str()).collect();
+        let detail = crate::outbox::query_plan(CLAIM).await;
         assert!(
             !detail.iter().any(|d| d.starts_with("SCAN outbox")),
             "{detail:?}"

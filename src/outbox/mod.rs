@@ -116,3 +116,19 @@ pub async fn check_ready(pool: &SqlitePool) -> anyhow::Result<()> {
         .context("Failed to release the write lock")?;
     Ok(())
 }
+
+/// The lines of SQLite's plan for `sql` on a freshly migrated database, for tests that keep
+/// hot queries off full scans.
+#[cfg(test)]
+pub(crate) async fn query_plan(sql: &str) -> Vec<String> {
+    let pool = SqlitePool::connect("sqlite::memory:")
+        .await
+        .expect("memory db");
+    MIGRATOR.run(&pool).await.expect("migrations");
+    let plan: Vec<(i64, i64, i64, String)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+            .fetch_all(&pool)
+            .await
+            .expect("plan");
+    plan.into_iter().map(|row| row.3).collect()
+}

@@ -90,23 +90,12 @@ const OLDEST_WAITING: &str = "SELECT min(received_at) FROM outbox
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outbox::MIGRATOR;
 
     /// Every status query must be answered from an index or a tiny table: a `SCAN outbox` would
     /// make /status slower with every delivered row.
     #[tokio::test]
     async fn status_queries_never_scan_the_outbox() {
-        let pool = SqlitePool::connect("sqlite::memory:")
-            .await
-            .expect("memory db");
-        MIGRATOR.run(&pool).await.expect("migrations");
-        let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "EXPLAIN QUERY PLAN {OLDEST_WAITING}"
-        )))
-        .fetch_all(&pool)
-        .await
-        .expect("plan");
-        let detail: Vec<&str> = plan.iter().map(|row| row.3.as_str()).collect();
+        let detail = crate::outbox::query_plan(OLDEST_WAITING).await;
         assert!(
             detail
                 .iter()
