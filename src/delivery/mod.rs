@@ -60,6 +60,15 @@ impl Outcome {
         }
     }
 
+    /// Tallyfy answered this attempt with something other than a credentials refusal.
+    fn accepted_by_tallyfy(&self) -> bool {
+        match self {
+            Self::Delivered { learned_by, .. } => *learned_by != "ledger",
+            Self::Retry { status, .. } | Self::Failed { status, .. } => status.is_some(),
+            Self::RateLimited { .. } | Self::Paused { .. } | Self::LeaseLost => false,
+        }
+    }
+
     fn http_status(&self) -> Option<u16> {
         match self {
             Self::RateLimited { .. } => Some(429),
@@ -149,8 +158,9 @@ impl Worker {
                 tracing::info!(until, "Tallyfy rate limit: delivery waits");
                 store::set_rate_limited_until(&self.pool, Some(*until)).await
             }
-            // Any answer other than a refusal proves the credentials work again.
-            Outcome::LeaseLost => Ok(()),
+            // Only an answer from Tallyfy that is not a refusal proves the credentials work
+            // again; a ledger hit or a connection failure says nothing about them.
+            outcome if !outcome.accepted_by_tallyfy() => Ok(()),
             _ => {
                 if self.paused.swap(false, Ordering::Relaxed) {
                     tracing::info!("Tallyfy accepts the credentials again: delivery resumed");

@@ -201,3 +201,38 @@ async fn refused_credentials_pause_delivery_until_the_token_works_again() {
     let status: Value = env.app.get("/status").await.json().await.expect("json");
     assert_eq!(status["delivery"]["paused"], false);
 }
+
+#[tokio::test]
+async fn a_ledger_hit_while_paused_does_not_lift_the_pause() {
+    let env = delivery_env(SandboxConfig::default()).await;
+    env.post(json!({"email": "known@example.com"})).await;
+    env.drain().await;
+    env.sandbox.set_token("rotated-token");
+    env.post(json!({"email": "new@example.com"})).await;
+    let refused = env.worker.run_once().await.expect("run");
+    assert!(
+        matches!(refused[0].1, Outcome::Paused { .. }),
+        "{refused:?}"
+    );
+
+    // The probe happens to be a row whose guest is already known: no call, so no proof.
+    sqlx::query("UPDATE outbox SET next_attempt_at = next_attempt_at + 3600000 WHERE email = 'new@example.com'")
+        .execute(&env.db)
+        .await
+        .expect("postpone");
+    env.post(json!({"email": "known@example.com"})).await;
+    let probe = env.worker.run_once().await.expect("run");
+
+    assert!(
+        matches!(
+            &probe[0].1,
+            Outcome::Delivered {
+                learned_by: "ledger",
+                ..
+            }
+        ),
+        "{probe:?}"
+    );
+    let status: Value = env.app.get("/status").await.json().await.expect("json");
+    assert_eq!(status["delivery"]["paused"], true);
+}
