@@ -45,12 +45,6 @@ impl Worker {
             duration_ms: timer.elapsed().as_millis() as i64,
             http_status: outcome.http_status(),
             outcome: outcome.class(),
-            error: match &resolution {
-                Resolution::Delivered { .. } => None,
-                Resolution::Retry { error, .. } | Resolution::Failed { error } => {
-                    Some(error.clone())
-                }
-            },
         };
         let result = AttemptResult {
             row,

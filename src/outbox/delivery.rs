@@ -124,7 +124,6 @@ pub struct AttemptLog {
     pub duration_ms: i64,
     pub http_status: Option<u16>,
     pub outcome: &'static str,
-    pub error: Option<String>,
 }
 
 /// One attempt's result, for [`record`].
@@ -152,6 +151,31 @@ pub async fn record(
     let mut owned = Vec::with_capacity(results.len());
     for result in results {
         owned.push(record_one(&mut tx, org_id, result).await?);
+    }
+    // The worker state shows the latest of the batch: one update each, not one per result.
+    let delivered_at = results
+        .iter()
+        .filter(|r| matches!(r.resolution, Resolution::Delivered { .. }))
+        .map(|r| r.now)
+        .max();
+    if let Some(at) = delivered_at {
+        sqlx::query("UPDATE worker_state SET last_delivered_at = ?1 WHERE id = 1")
+            .bind(at)
+            .execute(&mut *tx)
+            .await
+            .context("Failed to update the worker state")?;
+    }
+    let last_error = results.iter().rev().find_map(|r| match &r.resolution {
+        Resolution::Delivered { .. } => None,
+        Resolution::Retry { error, .. } | Resolution::Failed { error } => Some((error, r.now)),
+    });
+    if let Some((error, at)) = last_error {
+        sqlx::query("UPDATE worker_state SET last_error = ?1, last_error_at = ?2 WHERE id = 1")
+            .bind(error)
+            .bind(at)
+            .execute(&mut *tx)
+            .await
+            .context("Failed to update the worker state")?;
     }
     tx.commit()
         .await
@@ -203,11 +227,6 @@ async fn record_one(
             .execute(&mut *tx)
             .await
             .context("Failed to mark a row delivered")?;
-            sqlx::query("UPDATE worker_state SET last_delivered_at = ?1 WHERE id = 1")
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .context("Failed to update the worker state")?;
             updated.rows_affected() == 1
         }
         Resolution::Retry { at, refund, error } => {
@@ -226,7 +245,6 @@ async fn record_one(
             .execute(&mut *tx)
             .await
             .context("Failed to schedule a retry")?;
-            record_error(tx, error, now).await?;
             updated.rows_affected() == 1
         }
         Resolution::Failed { error } => {
@@ -242,7 +260,6 @@ async fn record_one(
             .execute(&mut *tx)
             .await
             .context("Failed to mark a row failed")?;
-            record_error(tx, error, now).await?;
             updated.rows_affected() == 1
         }
     };
@@ -256,25 +273,15 @@ async fn record_one(
     .bind(log.duration_ms)
     .bind(log.http_status.map(i64::from))
     .bind(log.outcome)
-    .bind(&log.error)
+    // The error text is the resolution's own, so the log cannot disagree with the row.
+    .bind(match resolution {
+        Resolution::Delivered { .. } => None,
+        Resolution::Retry { error, .. } | Resolution::Failed { error } => Some(error),
+    })
     .execute(&mut *tx)
     .await
     .context("Failed to write the attempt log")?;
     Ok(owned)
-}
-
-async fn record_error(
-    tx: &mut sqlx::SqliteConnection,
-    error: &str,
-    now: i64,
-) -> anyhow::Result<()> {
-    sqlx::query("UPDATE worker_state SET last_error = ?1, last_error_at = ?2 WHERE id = 1")
-        .bind(error)
-        .bind(now)
-        .execute(tx)
-        .await
-        .context("Failed to update the worker state")?;
-    Ok(())
 }
 
 /// What stops the worker from claiming: credentials refused, or Tallyfy's rate limit.
