@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use tallyfy_bridge::configuration::ConfigError;
 use tallyfy_bridge::sandbox::{Sandbox, SandboxConfig, SandboxHandle};
 use tallyfy_bridge::{Application, Settings, outbox, telemetry};
 
@@ -70,16 +71,7 @@ async fn main() -> ExitCode {
             sandbox,
             sandbox_addr,
         } => serve(&cli.config_dir, sandbox.then_some(sandbox_addr)).await,
-        Command::Migrate => match Settings::load_for_maintenance(&cli.config_dir, &[]) {
-            Ok(settings) => {
-                telemetry::init(&settings.log);
-                migrate(settings).await
-            }
-            Err(error) => {
-                eprintln!("tallyfy-bridge: {error}");
-                return ExitCode::from(2);
-            }
-        },
+        Command::Migrate => migrate(&cli.config_dir).await,
         Command::Healthcheck { url } => healthcheck(&cli.config_dir, url).await,
         Command::Sandbox { addr, config } => run_sandbox(addr, &config).await,
     };
@@ -106,19 +98,16 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
-/// Loads settings and starts logging; a bad setting is one line on stderr and exit code 2.
-fn settings(
-    config_dir: &std::path::Path,
-    overrides: &[(&str, String)],
-) -> Result<Settings, ExitCode> {
-    match Settings::load(config_dir, overrides) {
+/// Starts logging with loaded settings; a bad setting is one line on stderr and exit code 2.
+fn started(loaded: Result<Settings, ConfigError>) -> Result<Settings, Failure> {
+    match loaded {
         Ok(settings) => {
             telemetry::init(&settings.log);
             Ok(settings)
         }
         Err(error) => {
             eprintln!("tallyfy-bridge: {error}");
-            Err(ExitCode::from(2))
+            Err(Failure::Config(ExitCode::from(2)))
         }
     }
 }
@@ -137,7 +126,7 @@ async fn serve(config_dir: &std::path::Path, sandbox: Option<SocketAddr>) -> Res
             (overrides, Some(handle))
         }
     };
-    let settings = settings(config_dir, &overrides).map_err(Failure::Config)?;
+    let settings = started(Settings::load(config_dir, &overrides))?;
     let app = Application::build(settings.clone()).await?;
     if let Some(sandbox) = &sandbox {
         announce_demo(&settings, app.port(), sandbox);
@@ -164,7 +153,8 @@ fn announce_demo(settings: &Settings, port: u16, sandbox: &SandboxHandle) {
     );
 }
 
-async fn migrate(settings: Settings) -> Result<(), Failure> {
+async fn migrate(config_dir: &std::path::Path) -> Result<(), Failure> {
+    let settings = started(Settings::load_for_maintenance(config_dir, &[]))?;
     let pool = outbox::open_pool(&settings.database).await?;
     outbox::migrate(&pool).await?;
     pool.close().await;

@@ -1,10 +1,10 @@
 //! Group commit: one task owns the write connection and commits every event that arrived while
 //! the previous commit was syncing in a single transaction, so N concurrent webhooks cost one fsync.
 
-use anyhow::Context;
-use sqlx::sqlite::SqliteConnection;
 use std::sync::Arc;
 
+use anyhow::Context;
+use sqlx::sqlite::SqliteConnection;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::{append, now_ms};
