@@ -20,6 +20,7 @@ pub struct Settings {
     pub ingest: IngestSettings,
     pub tallyfy: TallyfySettings,
     pub delivery: DeliverySettings,
+    pub sources: SourcesSettings,
     pub admin: AdminSettings,
     pub log: LogSettings,
 }
@@ -105,6 +106,58 @@ pub struct DeliverySettings {
     pub rate_limit_default_secs: u64,
     pub paused_probe_secs: u64,
     pub idle_poll_ms: u64,
+}
+
+/// CRM-specific webhook endpoints (`POST /webhooks/{source}`); each is on once its keys are set.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SourcesSettings {
+    pub pipedrive: PipedriveSettings,
+    pub hubspot: HubSpotSettings,
+    pub salesforce: SalesforceSettings,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PipedriveSettings {
+    /// The webhook's "HTTP Auth username and password", as entered in Pipedrive.
+    pub username: Option<String>,
+    pub password: Option<SecretString>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HubSpotSettings {
+    /// The app's client secret: the key of the v3 webhook signature.
+    pub client_secret: Option<SecretString>,
+    /// The target URL exactly as entered in HubSpot: the signature covers it.
+    pub webhook_url: Option<String>,
+    /// Private-app access token with `crm.objects.contacts.read`, to fetch created contacts.
+    pub api_token: Option<SecretString>,
+    pub api_base_url: String,
+    pub request_timeout_ms: u64,
+}
+
+impl Default for HubSpotSettings {
+    fn default() -> Self {
+        Self {
+            client_secret: None,
+            webhook_url: None,
+            api_token: None,
+            api_base_url: "https://api.hubapi.com".into(),
+            request_timeout_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SalesforceSettings {
+    /// The org's id (15 or 18 characters); messages from any other org are refused.
+    pub organization_id: Option<String>,
+    /// A Contact field carrying the account name (e.g. a formula `Account_Name__c`), since an
+    /// outbound message holds one object's fields only.
+    pub company_field: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -253,6 +306,7 @@ impl Settings {
         if self.delivery.enabled {
             self.validate_delivery()?;
         }
+        self.validate_sources()?;
         let auth = &self.ingest.auth;
         match auth.mode {
             AuthMode::Signature if !present(&auth.signing_secret) => Err(ConfigError::key(
@@ -318,6 +372,93 @@ impl Settings {
                     needed_ms.div_ceil(1000),
                     LEASE_MARGIN_MS / 1000
                 ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Settings {
+    /// A source is on once any of its keys is set; then all it needs must be set and usable.
+    fn validate_sources(&self) -> Result<(), ConfigError> {
+        let pipedrive = &self.sources.pipedrive;
+        let username = pipedrive
+            .username
+            .as_deref()
+            .is_some_and(|u| !u.trim().is_empty());
+        if username != present(&pipedrive.password) {
+            let missing = if username { "password" } else { "username" };
+            return Err(ConfigError::key(
+                &format!("sources.pipedrive.{missing}"),
+                "is required: Pipedrive sends both as HTTP Basic auth",
+            ));
+        }
+        if username
+            && pipedrive
+                .username
+                .as_deref()
+                .is_some_and(|u| u.contains(':'))
+        {
+            return Err(ConfigError::key(
+                "sources.pipedrive.username",
+                "must not contain ':' (HTTP Basic auth cannot carry it)",
+            ));
+        }
+
+        let hubspot = &self.sources.hubspot;
+        let webhook_url = hubspot
+            .webhook_url
+            .as_deref()
+            .filter(|u| !u.trim().is_empty());
+        let set = [
+            present(&hubspot.client_secret),
+            webhook_url.is_some(),
+            present(&hubspot.api_token),
+        ];
+        if set.contains(&true) {
+            for (is_set, key) in set
+                .iter()
+                .zip(["client_secret", "webhook_url", "api_token"])
+            {
+                if !is_set {
+                    return Err(ConfigError::key(
+                        &format!("sources.hubspot.{key}"),
+                        "is required once any sources.hubspot key is set",
+                    ));
+                }
+            }
+            for (key, url) in [
+                ("webhook_url", webhook_url.unwrap_or_default()),
+                ("api_base_url", hubspot.api_base_url.as_str()),
+            ] {
+                if !url.starts_with("https://") && !url.starts_with("http://") {
+                    return Err(ConfigError::key(
+                        &format!("sources.hubspot.{key}"),
+                        "must be an http(s) URL",
+                    ));
+                }
+            }
+            if hubspot.request_timeout_ms == 0 {
+                return Err(ConfigError::key(
+                    "sources.hubspot.request_timeout_ms",
+                    "must be above 0",
+                ));
+            }
+        }
+
+        let salesforce = &self.sources.salesforce;
+        if let Some(org) = salesforce.organization_id.as_deref() {
+            let org = org.trim();
+            if !matches!(org.len(), 15 | 18) || !org.chars().all(|c| c.is_ascii_alphanumeric()) {
+                return Err(ConfigError::key(
+                    "sources.salesforce.organization_id",
+                    "must be the org's 15- or 18-character id (Setup > Company Information)",
+                ));
+            }
+        } else if salesforce.company_field.is_some() {
+            return Err(ConfigError::key(
+                "sources.salesforce.organization_id",
+                "is required once any sources.salesforce key is set",
             ));
         }
         Ok(())

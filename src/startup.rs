@@ -21,7 +21,9 @@ use crate::api_error::json_error;
 use crate::configuration::Settings;
 use crate::delivery::Worker;
 use crate::delivery::policy::{Clock, SystemClock};
+use crate::hubspot::HubSpotClient;
 use crate::ingest::auth::InboundAuth;
+use crate::ingest::sources::Sources;
 use crate::ingest::{self, IngestState};
 use crate::ops::{self, OpsState};
 use crate::outbox::{self, writer};
@@ -94,10 +96,13 @@ impl Application {
             })?;
         let port = listener.local_addr()?.port();
 
+        let sources = Sources::from_settings(&settings.sources);
+        tracing::info!(sources = ?sources.names(), "CRM webhook sources configured");
         let ingest = web::Data::new(IngestState {
             auth,
             writer: writer_handle,
             max_body_bytes: settings.http.max_body_bytes,
+            sources,
         });
         let ops = web::Data::new(OpsState {
             pool: pool.clone(),
@@ -229,7 +234,23 @@ pub fn build_worker(
         connect_timeout: Duration::from_millis(tallyfy.connect_timeout_ms),
         request_timeout: Duration::from_millis(tallyfy.request_timeout_ms),
     })?;
-    Ok(Worker::new(pool, client, org_id, &settings.delivery, clock))
+    let hubspot = &settings.sources.hubspot;
+    let hubspot = match &hubspot.api_token {
+        Some(token) => Some(HubSpotClient::new(
+            &hubspot.api_base_url,
+            token.clone(),
+            Duration::from_millis(hubspot.request_timeout_ms),
+        )?),
+        None => None,
+    };
+    Ok(Worker::new(
+        pool,
+        client,
+        org_id,
+        &settings.delivery,
+        clock,
+        hubspot,
+    ))
 }
 
 /// Returns the request id of the tracing span as `x-request-id`, so a caller can quote it.

@@ -6,7 +6,7 @@ pub mod policy;
 mod recorder;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use futures_util::future::join_all;
@@ -15,6 +15,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 use crate::configuration::{DeliverySettings, LEASE_MARGIN_MS};
+use crate::hubspot::HubSpotClient;
 use crate::outbox::delivery as store;
 use crate::tallyfy::TallyfyClient;
 use policy::{Clock, RetryPolicy};
@@ -44,6 +45,12 @@ pub enum Outcome {
         reason: String,
         status: Option<u16>,
     },
+    /// The row's CRM contact was fetched (`error` None: the row now carries its email and is
+    /// due again) or the fetch failed; Tallyfy was not called.
+    Fetched {
+        error: Option<String>,
+        status: Option<u16>,
+    },
     /// The row was not ours any more when the result came (or could not be written).
     LeaseLost,
 }
@@ -56,6 +63,8 @@ impl Outcome {
             Self::RateLimited { .. } => "rate_limited",
             Self::Paused { .. } => "paused",
             Self::Failed { .. } => "failed",
+            Self::Fetched { error: None, .. } => "fetched",
+            Self::Fetched { .. } => "fetch_failed",
             Self::LeaseLost => "lease_lost",
         }
     }
@@ -65,7 +74,10 @@ impl Outcome {
         match self {
             Self::Delivered { learned_by, .. } => *learned_by != "ledger",
             Self::Retry { status, .. } | Self::Failed { status, .. } => status.is_some(),
-            Self::RateLimited { .. } | Self::Paused { .. } | Self::LeaseLost => false,
+            Self::RateLimited { .. }
+            | Self::Paused { .. }
+            | Self::Fetched { .. }
+            | Self::LeaseLost => false,
         }
     }
 
@@ -73,7 +85,9 @@ impl Outcome {
         match self {
             Self::RateLimited { .. } => Some(429),
             Self::Paused { status, .. } => Some(*status),
-            Self::Retry { status, .. } | Self::Failed { status, .. } => *status,
+            Self::Retry { status, .. }
+            | Self::Failed { status, .. }
+            | Self::Fetched { status, .. } => *status,
             Self::Delivered { .. } | Self::LeaseLost => None,
         }
     }
@@ -99,6 +113,10 @@ pub struct Worker {
     /// delivery does not have to read the worker state row to know there is nothing to clear.
     paused: AtomicBool,
     recorder: recorder::Recorder,
+    /// Fetches contacts that HubSpot's webhooks only name; None when HubSpot is not configured.
+    hubspot: Option<HubSpotClient>,
+    /// Until when HubSpot rate-limited us (ms): fetches claimed meanwhile wait without calling.
+    hubspot_hold_until: AtomicI64,
 }
 
 impl Worker {
@@ -108,6 +126,7 @@ impl Worker {
         org_id: String,
         settings: &DeliverySettings,
         clock: Arc<dyn Clock>,
+        hubspot: Option<HubSpotClient>,
     ) -> Self {
         let lease = Duration::from_secs(settings.lease_secs);
         Self {
@@ -123,6 +142,8 @@ impl Worker {
             idle_poll: Duration::from_millis(settings.idle_poll_ms),
             paused: AtomicBool::new(false),
             recorder: recorder::Recorder::default(),
+            hubspot,
+            hubspot_hold_until: AtomicI64::new(0),
         }
     }
 

@@ -3,15 +3,12 @@
 
 use std::str::FromStr;
 
-use email_address::EmailAddress;
 use serde_json::{Map, Value};
 
 use super::error::IngestError;
 use crate::tallyfy::GuestRequest;
-
-/// Tallyfy's documented limits, in characters.
-const NAME_MAX: usize = 200;
-const PHONE_MAX: usize = 20;
+pub use crate::tallyfy::fields::normalise_email;
+use crate::tallyfy::fields::{NAME_MAX, PHONE_MAX, check_email};
 /// Not documented by Tallyfy; a sanity bound for URLs and other free text.
 const TEXT_MAX: usize = 2000;
 /// Longest accepted CRM event id.
@@ -25,11 +22,6 @@ pub struct Contact {
     /// The guest fields, stored with the email as the CRM wrote it (trimmed) for operators;
     /// delivery sends `normalised_email` instead, the identity it also looks guests up by.
     pub guest: GuestRequest,
-}
-
-/// Trimmed and lowercased: two spellings of one mailbox are one guest.
-pub fn normalise_email(email: &str) -> String {
-    email.trim().to_lowercase()
 }
 
 /// Parses and validates the body of `POST /webhooks/contacts`.
@@ -47,7 +39,7 @@ pub fn parse(body: &[u8]) -> Result<Contact, IngestError> {
     let email = reader
         .text("email", TEXT_MAX)?
         .ok_or_else(|| IngestError::invalid("email", "missing_field", "email is required"))?;
-    validate_email(&email)?;
+    check_email(&email).map_err(|why| IngestError::invalid("email", "invalid_email", &why))?;
     let guest = GuestRequest {
         first_name: reader.text("first_name", NAME_MAX)?,
         last_name: reader.text("last_name", NAME_MAX)?,
@@ -69,18 +61,6 @@ pub fn parse(body: &[u8]) -> Result<Contact, IngestError> {
         normalised_email: normalise_email(&guest.email),
         guest,
     })
-}
-
-fn validate_email(email: &str) -> Result<(), IngestError> {
-    let invalid = |why: &str| IngestError::invalid("email", "invalid_email", why);
-    let parsed = EmailAddress::from_str(email)
-        .map_err(|e| invalid(&format!("email is not a valid address: {e}")))?;
-    // Tallyfy also checks the domain in DNS; a bare host or an address literal never passes.
-    let domain = parsed.domain();
-    if !domain.contains('.') || domain.starts_with('[') {
-        return Err(invalid("email must have a domain name such as example.com"));
-    }
-    Ok(())
 }
 
 /// Takes fields out of the object one by one so that whatever is left over is unknown.

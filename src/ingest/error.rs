@@ -14,10 +14,12 @@ pub enum IngestError {
     Unauthorized,
     #[error("the body is larger than {limit} bytes")]
     TooLarge { limit: usize },
-    #[error("the content type is not JSON")]
-    UnsupportedMediaType,
+    #[error("the content type is not {expected}")]
+    UnsupportedMediaType { expected: &'static str },
     #[error("{message}")]
     MalformedJson { message: String },
+    #[error("{message}")]
+    MalformedXml { message: String },
     #[error("{message}")]
     Invalid {
         field: String,
@@ -43,8 +45,9 @@ impl IngestError {
         match self {
             Self::Unauthorized => "unauthorized",
             Self::TooLarge { .. } => "payload_too_large",
-            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::UnsupportedMediaType { .. } => "unsupported_media_type",
             Self::MalformedJson { .. } => "malformed_json",
+            Self::MalformedXml { .. } => "malformed_xml",
             Self::Invalid { code, .. } => code,
             Self::BodyRead => "bad_request",
             Self::Store(_) => "unavailable",
@@ -57,8 +60,10 @@ impl ResponseError for IngestError {
         match self {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::MalformedJson { .. } | Self::BodyRead => StatusCode::BAD_REQUEST,
+            Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::MalformedJson { .. } | Self::MalformedXml { .. } | Self::BodyRead => {
+                StatusCode::BAD_REQUEST
+            }
             Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         }

@@ -1,9 +1,10 @@
-//! `POST /webhooks/contacts`: authenticate, validate, and answer 2xx only once the event is
-//! committed to the outbox. Nothing is stored for a refused request.
+//! Webhooks in: `POST /webhooks/contacts` (the bridge's own format) and `POST /webhooks/{source}`
+//! (a CRM's). A 2xx only once the events are committed; nothing is stored for a refused request.
 
 pub mod auth;
 pub mod contact;
 pub mod error;
+pub mod sources;
 
 use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap};
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -21,12 +22,18 @@ pub struct IngestState {
     pub auth: InboundAuth,
     pub writer: WriterHandle,
     pub max_body_bytes: usize,
+    pub sources: sources::Sources,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/webhooks/contacts")
             .route(web::post().to(post_contact))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/webhooks/{source}")
+            .route(web::post().to(sources::post_source))
             .default_service(web::to(method_not_allowed)),
     );
 }
@@ -159,6 +166,6 @@ fn require_json(headers: &HeaderMap) -> Result<(), IngestError> {
         {
             Ok(())
         }
-        _ => Err(IngestError::UnsupportedMediaType),
+        _ => Err(IngestError::UnsupportedMediaType { expected: "JSON" }),
     }
 }

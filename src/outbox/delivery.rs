@@ -115,6 +115,22 @@ pub enum Resolution {
     Failed {
         error: String,
     },
+    /// The contact's email was fetched from its CRM: the row becomes an ordinary one for that
+    /// email, due now, and the attempt is given back (Tallyfy was not called).
+    Resolved {
+        email: String,
+        payload: String,
+    },
+}
+
+impl Resolution {
+    /// The row's error text, for the attempt log and `last_error`.
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            Self::Delivered { .. } | Self::Resolved { .. } => None,
+            Self::Retry { error, .. } | Self::Failed { error } => Some(error),
+        }
+    }
 }
 
 /// One line of the attempt log.
@@ -165,10 +181,10 @@ pub async fn record(
             .await
             .context("Failed to update the worker state")?;
     }
-    let last_error = results.iter().rev().find_map(|r| match &r.resolution {
-        Resolution::Delivered { .. } => None,
-        Resolution::Retry { error, .. } | Resolution::Failed { error } => Some((error, r.now)),
-    });
+    let last_error = results
+        .iter()
+        .rev()
+        .find_map(|r| Some((r.resolution.error()?, r.now)));
     if let Some((error, at)) = last_error {
         sqlx::query("UPDATE worker_state SET last_error = ?1, last_error_at = ?2 WHERE id = 1")
             .bind(error)
@@ -262,6 +278,24 @@ async fn record_one(
             .context("Failed to mark a row failed")?;
             updated.rows_affected() == 1
         }
+        Resolution::Resolved { email, payload } => {
+            let updated = sqlx::query(
+                "UPDATE outbox
+                 SET state = 'queued', email = ?3, payload = ?4, lease_until = NULL,
+                     next_attempt_at = ?5, updated_at = ?5, attempts = attempts - 1,
+                     last_error = NULL
+                 WHERE id = ?1 AND state = 'in_flight' AND attempts = ?2",
+            )
+            .bind(row.id)
+            .bind(row.attempts)
+            .bind(email)
+            .bind(payload)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .context("Failed to record a fetched contact")?;
+            updated.rows_affected() == 1
+        }
     };
     sqlx::query(
         "INSERT INTO delivery_attempts (outbox_id, attempt, started_at, duration_ms, http_status, outcome, error)
@@ -274,10 +308,7 @@ async fn record_one(
     .bind(log.http_status.map(i64::from))
     .bind(log.outcome)
     // The error text is the resolution's own, so the log cannot disagree with the row.
-    .bind(match resolution {
-        Resolution::Delivered { .. } => None,
-        Resolution::Retry { error, .. } | Resolution::Failed { error } => Some(error),
-    })
+    .bind(resolution.error())
     .execute(&mut *tx)
     .await
     .context("Failed to write the attempt log")?;

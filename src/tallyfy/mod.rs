@@ -3,6 +3,7 @@
 
 mod client;
 mod error;
+pub mod fields;
 mod retry_after;
 mod types;
 

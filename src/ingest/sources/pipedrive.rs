@@ -1,0 +1,315 @@
+//! Pipedrive webhooks, v1 (`added.person`) and v2 (`create.person`): HTTP Basic auth as set on
+//! the webhook, one event per request, any 2xx counts as delivered.
+
+use actix_web::http::header::{AUTHORIZATION, HeaderValue, WWW_AUTHENTICATE};
+use actix_web::{HttpRequest, HttpResponse};
+use base64::Engine;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Map, Value};
+
+use super::{Adapter, IngestError, Item, Report};
+use crate::configuration::PipedriveSettings;
+use crate::ingest::auth::secrets_match;
+use crate::ingest::require_json;
+use crate::tallyfy::fields::ContactDraft;
+
+pub const SOURCE: &str = "pipedrive";
+
+pub struct Pipedrive {
+    /// `username:password`, as Basic auth carries it.
+    credentials: SecretString,
+}
+
+impl Pipedrive {
+    pub fn from_settings(settings: &PipedriveSettings) -> Option<Self> {
+        let (user, password) = (settings.username.as_ref()?, settings.password.as_ref()?);
+        Some(Self {
+            credentials: format!("{}:{}", user.trim(), password.expose_secret().trim()).into(),
+        })
+    }
+
+    fn authenticate(&self, request: &HttpRequest) -> Result<(), &'static str> {
+        let presented = request
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+            .and_then(|(_, b64)| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64.trim())
+                    .ok()
+            })
+            .ok_or("no HTTP Basic credentials")?;
+        if secrets_match(&presented, self.credentials.expose_secret().as_bytes()) {
+            Ok(())
+        } else {
+            Err("the HTTP Basic credentials do not match")
+        }
+    }
+}
+
+impl Adapter for Pipedrive {
+    fn receive(&self, request: &HttpRequest, body: &[u8]) -> Result<Vec<Item>, IngestError> {
+        self.authenticate(request).map_err(|reason| {
+            tracing::warn!(
+                source = SOURCE,
+                reason,
+                "Webhook refused: authentication failed"
+            );
+            IngestError::Unauthorized
+        })?;
+        require_json(request.headers())?;
+        let value: Value =
+            serde_json::from_slice(body).map_err(|e| IngestError::MalformedJson {
+                message: format!("body is not valid JSON: {e}"),
+            })?;
+        let Value::Object(body) = value else {
+            return Err(IngestError::MalformedJson {
+                message: "body must be a JSON object".into(),
+            });
+        };
+        Ok(vec![person_event(&body)?])
+    }
+
+    fn reply(&self, outcome: Result<Report, IngestError>) -> HttpResponse {
+        let challenge = matches!(outcome, Err(IngestError::Unauthorized));
+        let mut response = match outcome {
+            Ok(report) => HttpResponse::Ok().json(report),
+            Err(error) => actix_web::ResponseError::error_response(&error),
+        };
+        if challenge {
+            response.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"tallyfy-bridge\""),
+            );
+        }
+        response
+    }
+}
+
+/// The webhook's one item: a person creation, or anything else (ignored).
+fn person_event(body: &Map<String, Value>) -> Result<Item, IngestError> {
+    let meta = match body.get("meta") {
+        Some(Value::Object(meta)) => meta,
+        _ => {
+            return Err(IngestError::invalid(
+                "meta",
+                "missing_field",
+                "meta is required: this is not a Pipedrive webhook",
+            ));
+        }
+    };
+    // v2 names the action and entity in meta; v1 has `event` ("added.person") and meta.object.
+    let v2 = meta.contains_key("entity") || body.contains_key("data");
+    let (event, person_key, emails, phones) = if v2 {
+        let event = format!("{}.{}", text(meta, "action"), text(meta, "entity"));
+        (event, "data", "emails", "phones")
+    } else {
+        let event = match body.get("event").and_then(Value::as_str) {
+            Some(event) => event.to_owned(),
+            None => format!("{}.{}", text(meta, "action"), text(meta, "object")),
+        };
+        (event, "current", "email", "phone")
+    };
+    if event != "create.person" && event != "added.person" {
+        return Ok(Item::Ignored {
+            reason: format!("{event} is not a person creation"),
+        });
+    }
+    let Some(Value::Object(person)) = body.get(person_key) else {
+        return Err(IngestError::invalid(
+            person_key,
+            "missing_field",
+            &format!("{person_key} must hold the created person"),
+        ));
+    };
+    let company_id = id_of(meta.get("company_id")).ok_or_else(|| {
+        IngestError::invalid(
+            "meta.company_id",
+            "missing_field",
+            "meta.company_id is required",
+        )
+    })?;
+    // v1's meta.id is the person's id; v2's meta.id is the event's, with the person in entity_id.
+    let person_id = id_of(meta.get(if v2 { "entity_id" } else { "id" }))
+        .or_else(|| id_of(person.get("id")))
+        .ok_or_else(|| {
+            IngestError::invalid(
+                &format!("{person_key}.id"),
+                "missing_field",
+                "the person's id is required",
+            )
+        })?;
+    let draft = ContactDraft {
+        email: primary(person.get(emails)),
+        first_name: string(person.get("first_name")),
+        last_name: string(person.get("last_name")),
+        phone: primary(person.get(phones)),
+        company: string(person.get("org_name")).or_else(|| {
+            // The API's form of org_id is an object with the name; webhooks send a bare id.
+            person.get("org_id").and_then(|org| string(org.get("name")))
+        }),
+    };
+    // One key per created person: a retry, and a v1 and a v2 webhook both configured, store one.
+    Ok(Item::contact(
+        SOURCE,
+        format!("{company_id}:person:{person_id}:created"),
+        draft.into_guest(),
+        &format!("{person_key}.{emails}"),
+    ))
+}
+
+fn text<'a>(map: &'a Map<String, Value>, key: &str) -> &'a str {
+    map.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+fn string(value: Option<&Value>) -> Option<String> {
+    value.and_then(Value::as_str).map(str::to_owned)
+}
+
+/// A number or a non-empty string, as text.
+fn id_of(value: Option<&Value>) -> Option<String> {
+    match value? {
+        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+        _ => None,
+    }
+}
+
+/// The primary entry's value from Pipedrive's `[{value, primary, label}]` list (`primary` may be
+/// `true` or `"true"`), else the first non-empty one; a bare string is taken as is.
+fn primary(list: Option<&Value>) -> Option<String> {
+    let entries = match list? {
+        Value::String(s) => return Some(s.clone()),
+        Value::Array(entries) => entries,
+        _ => return None,
+    };
+    let value = |entry: &Value| {
+        entry
+            .get("value")
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    let is_primary = |entry: &&Value| {
+        matches!(entry.get("primary"), Some(Value::Bool(true)))
+            || entry.get("primary").and_then(Value::as_str) == Some("true")
+    };
+    entries
+        .iter()
+        .filter(is_primary)
+        .find_map(value)
+        .or_else(|| entries.iter().find_map(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn item(body: Value) -> Item {
+        let Value::Object(body) = body else {
+            panic!("object")
+        };
+        person_event(&body).expect("a Pipedrive envelope")
+    }
+
+    fn v1_person(current: Value) -> Value {
+        json!({"v": 1, "event": "added.person", "retry": 0, "previous": null,
+               "meta": {"v": 1, "action": "added", "object": "person", "id": 4711,
+                        "company_id": 7654321, "user_id": 1},
+               "current": current})
+    }
+
+    #[test]
+    fn v1_takes_the_primary_email_and_phone_and_the_organisation_name() {
+        let Item::Event { event, .. } = item(v1_person(json!({
+            "id": 4711, "first_name": "Grace", "last_name": "Hopper",
+            "email": [{"label": "home", "value": "grace@example.org", "primary": false},
+                      {"label": "work", "value": "G.Hopper@example.com", "primary": true}],
+            "phone": [{"value": "+1 415 555 0100", "primary": "true"}],
+            "org_id": 42, "org_name": "Navy Labs"})))
+        else {
+            panic!("an event")
+        };
+        assert_eq!(event.email, "g.hopper@example.com");
+        assert_eq!(
+            event.event_id.as_deref(),
+            Some("7654321:person:4711:created")
+        );
+        let payload: Value = serde_json::from_str(&event.payload).expect("json");
+        assert_eq!(
+            payload,
+            json!({"email": "G.Hopper@example.com", "first_name": "Grace", "last_name": "Hopper",
+                   "phone_1": "+1 415 555 0100", "company_name": "Navy Labs"})
+        );
+    }
+
+    #[test]
+    fn v2_uses_the_entity_id_and_the_same_key_as_v1() {
+        let body = json!({
+            "meta": {"action": "create", "entity": "person", "company_id": "7654321",
+                     "entity_id": "4711", "id": "9e2c4d1a-5b7f-4c3e-8a6d-1f0e2b3c4d5e",
+                     "version": "2.0", "attempt": 1},
+            "data": {"id": 4711, "first_name": "Grace", "last_name": null,
+                     "emails": [{"value": "grace@example.com", "primary": true}],
+                     "phones": [], "org_id": {"value": 42, "name": "Navy Labs"}},
+            "previous": null});
+        let Item::Event { event, .. } = item(body) else {
+            panic!("an event")
+        };
+        assert_eq!(
+            event.event_id.as_deref(),
+            Some("7654321:person:4711:created")
+        );
+        let payload: Value = serde_json::from_str(&event.payload).expect("json");
+        assert_eq!(
+            payload,
+            json!({"email": "grace@example.com", "first_name": "Grace", "company_name": "Navy Labs"})
+        );
+    }
+
+    #[test]
+    fn without_a_primary_flag_the_first_email_is_taken() {
+        let Item::Event { event, .. } = item(v1_person(json!({
+            "id": 1, "email": [{"value": ""}, {"value": "a@example.com"}, {"value": "b@example.com"}]
+        }))) else {
+            panic!("an event")
+        };
+        assert_eq!(event.email, "a@example.com");
+    }
+
+    #[test]
+    fn a_person_without_an_email_is_rejected_naming_the_field() {
+        let rejected = item(v1_person(json!({"id": 1, "name": "No Mail", "email": []})));
+        assert!(
+            matches!(&rejected, Item::Rejected { field, code: "missing_field", .. } if field == "current.email"),
+            "{rejected:?}"
+        );
+    }
+
+    #[test]
+    fn other_events_are_ignored() {
+        for body in [
+            json!({"event": "updated.person", "meta": {"action": "updated", "object": "person"}}),
+            json!({"event": "added.deal", "meta": {"action": "added", "object": "deal"}}),
+            json!({"meta": {"action": "change", "entity": "person"}, "data": {}}),
+            json!({"meta": {"action": "create", "entity": "organization"}, "data": {}}),
+        ] {
+            assert!(matches!(item(body), Item::Ignored { .. }));
+        }
+    }
+
+    #[test]
+    fn a_body_without_meta_is_refused() {
+        let Value::Object(body) = json!({"current": {}}) else {
+            panic!("object")
+        };
+        assert!(matches!(
+            person_event(&body),
+            Err(IngestError::Invalid { field, .. }) if field == "meta"
+        ));
+    }
+}

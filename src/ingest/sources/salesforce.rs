@@ -1,0 +1,221 @@
+//! Salesforce Outbound Messages (SOAP, up to 100 Contact notifications): the sender is checked
+//! by its organisation id, and the `<Ack>true</Ack>` goes out only once every one is committed.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::CONTENT_TYPE;
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
+
+use super::salesforce_xml::{self, Notification, ParseError};
+use super::{Adapter, IngestError, Item, Report};
+use crate::configuration::SalesforceSettings;
+use crate::tallyfy::fields::ContactDraft;
+
+pub const SOURCE: &str = "salesforce";
+
+pub struct Salesforce {
+    /// 15 or 18 characters; a 15-character id matches the first 15 of the message's.
+    organization_id: String,
+    /// The Contact field holding the account name, if the admin added one to the message.
+    company_field: Option<String>,
+}
+
+impl Salesforce {
+    pub fn from_settings(settings: &SalesforceSettings) -> Option<Self> {
+        Some(Self {
+            organization_id: settings.organization_id.as_deref()?.trim().to_owned(),
+            company_field: settings
+                .company_field
+                .as_deref()
+                .map(str::trim)
+                .filter(|f| !f.is_empty())
+                .map(str::to_owned),
+        })
+    }
+
+    /// Salesforce ids are case-sensitive; the 18-character form extends the 15-character one.
+    fn is_our_org(&self, presented: &str) -> bool {
+        let ours = self.organization_id.as_str();
+        presented == ours || (ours.len() == 15 && presented.get(..15) == Some(ours))
+    }
+
+    fn item(&self, index: usize, notification: Notification) -> Item {
+        let Some(id) = notification.id else {
+            return Item::rejected(
+                &format!("Notification[{index}].Id"),
+                "missing_field",
+                "every notification needs its Id",
+            );
+        };
+        if notification.object_type.as_deref() != Some("Contact") {
+            return Item::Ignored {
+                reason: format!(
+                    "{} is not a Contact",
+                    notification
+                        .object_type
+                        .as_deref()
+                        .unwrap_or("an untyped sObject")
+                ),
+            };
+        }
+        let mut fields = notification.fields;
+        let draft = ContactDraft {
+            email: fields.remove("Email"),
+            first_name: fields.remove("FirstName"),
+            last_name: fields.remove("LastName"),
+            phone: fields.remove("Phone"),
+            company: self
+                .company_field
+                .as_deref()
+                .and_then(|field| fields.remove(field)),
+        };
+        // Salesforce resends a notification with the same Id until it is acknowledged.
+        Item::contact(
+            SOURCE,
+            id,
+            draft.into_guest(),
+            &format!("Notification[{index}].sObject.Email"),
+        )
+    }
+}
+
+impl Adapter for Salesforce {
+    fn receive(&self, request: &HttpRequest, body: &[u8]) -> Result<Vec<Item>, IngestError> {
+        require_xml(request)?;
+        let message = salesforce_xml::parse(body).map_err(|error| match error {
+            ParseError::Malformed(_) => IngestError::MalformedXml {
+                message: error.to_string(),
+            },
+            ParseError::Missing(what) => {
+                IngestError::invalid(what, "missing_field", &error.to_string())
+            }
+            ParseError::TooMany(_) => {
+                IngestError::invalid("Notification", "too_many", &error.to_string())
+            }
+        })?;
+        if !self.is_our_org(&message.organization_id) {
+            tracing::warn!(
+                source = SOURCE,
+                "Webhook refused: OrganizationId is not sources.salesforce.organization_id"
+            );
+            return Err(IngestError::Unauthorized);
+        }
+        Ok(message
+            .notifications
+            .into_iter()
+            .enumerate()
+            .map(|(index, notification)| self.item(index, notification))
+            .collect())
+    }
+
+    /// The acknowledgement covers the whole message (invalid notifications are logged, since
+    /// a resend would not fix them); any refusal is a SOAP fault, which Salesforce retries.
+    fn reply(&self, outcome: Result<Report, IngestError>) -> HttpResponse {
+        let (status, body) = match outcome {
+            Ok(_) => (StatusCode::OK, salesforce_xml::ack()),
+            // SOAP 1.1 sends server faults with 500.
+            Err(error @ IngestError::Store(_)) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                salesforce_xml::fault(true, &error.to_string()),
+            ),
+            Err(error) => {
+                let message = match &error {
+                    IngestError::Invalid { field, .. } => format!("{field}: {error}"),
+                    _ => error.to_string(),
+                };
+                (error.status_code(), salesforce_xml::fault(false, &message))
+            }
+        };
+        HttpResponse::build(status)
+            .content_type("text/xml; charset=utf-8")
+            .body(body)
+    }
+}
+
+fn require_xml(request: &HttpRequest) -> Result<(), IngestError> {
+    let essence = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase());
+    match essence.as_deref() {
+        Some("text/xml" | "application/xml" | "application/soap+xml") => Ok(()),
+        _ => Err(IngestError::UnsupportedMediaType { expected: "XML" }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn adapter(org: &str) -> Salesforce {
+        Salesforce {
+            organization_id: org.into(),
+            company_field: Some("Account_Name__c".into()),
+        }
+    }
+
+    fn contact(id: Option<&str>, fields: &[(&str, &str)]) -> Notification {
+        Notification {
+            id: id.map(str::to_owned),
+            object_type: Some("Contact".into()),
+            fields: fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
+        }
+    }
+
+    #[test]
+    fn a_fifteen_character_org_id_matches_the_eighteen_character_form() {
+        assert!(adapter("00D5e000000AbCdEAF").is_our_org("00D5e000000AbCdEAF"));
+        assert!(adapter("00D5e000000AbCd").is_our_org("00D5e000000AbCdEAF"));
+        assert!(adapter("00D5e000000AbCd").is_our_org("00D5e000000AbCd"));
+        assert!(!adapter("00D5e000000abcd").is_our_org("00D5e000000AbCdEAF"));
+        assert!(!adapter("00D5e000000AbCdEAF").is_our_org("00D5e000000AbCd"));
+    }
+
+    #[test]
+    fn a_contact_takes_the_configured_company_field() {
+        let item = adapter("00D5e000000AbCd").item(
+            0,
+            contact(
+                Some("04l1"),
+                &[
+                    ("Email", "Ada@Example.com"),
+                    ("FirstName", "Ada"),
+                    ("Account_Name__c", "Analytical Engines"),
+                    ("AccountId", "001x"),
+                ],
+            ),
+        );
+        let Item::Event { event, .. } = item else {
+            panic!("an event: {item:?}")
+        };
+        assert_eq!(event.event_id.as_deref(), Some("04l1"));
+        assert_eq!(event.email, "ada@example.com");
+        let payload: serde_json::Value = serde_json::from_str(&event.payload).expect("json");
+        assert_eq!(
+            payload,
+            serde_json::json!({"email": "Ada@Example.com", "first_name": "Ada",
+                               "company_name": "Analytical Engines"})
+        );
+    }
+
+    #[test]
+    fn bad_notifications_are_rejected_and_other_objects_ignored() {
+        let sf = adapter("00D5e000000AbCd");
+        assert!(matches!(
+            sf.item(3, contact(None, &[("Email", "a@example.com")])),
+            Item::Rejected { field, .. } if field == "Notification[3].Id"
+        ));
+        assert!(matches!(
+            sf.item(1, contact(Some("04l2"), &[("FirstName", "No mail")])),
+            Item::Rejected { field, .. } if field == "Notification[1].sObject.Email"
+        ));
+        let mut lead = contact(Some("04l3"), &[("Email", "a@example.com")]);
+        lead.object_type = Some("Lead".into());
+        assert!(matches!(sf.item(0, lead), Item::Ignored { .. }));
+    }
+}
