@@ -15,6 +15,8 @@ pub struct SandboxGuest {
     pub email: String,
     pub first_name: Option<String>,
     pub last_name: Option<String>,
+    pub phone_1: Option<String>,
+    pub company_name: Option<String>,
     pub created_at: String,
     /// Creates that actually created this guest. Emails are unique, so this is 1.
     pub creates: u32,
@@ -50,6 +52,8 @@ impl GuestRecord {
             email: self.guest.email.clone(),
             first_name: self.guest.first_name.clone(),
             last_name: self.guest.last_name.clone(),
+            phone_1: self.guest.phone_1.clone(),
+            company_name: self.guest.company_name.clone(),
             created_at: self.created_at.clone(),
             creates: self.creates,
             duplicate_attempts: self.duplicate_attempts,

@@ -7,5 +7,6 @@ mod delivery;
 mod durability;
 mod helpers;
 mod ingest;
+mod sources;
 mod status;
 mod tallyfy_client;

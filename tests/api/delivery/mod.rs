@@ -35,7 +35,15 @@ pub async fn delivery_env_with(
     config: SandboxConfig,
     tune: impl FnOnce(&mut tallyfy_bridge::Settings),
 ) -> DeliveryEnv {
-    let app = spawn_app().await;
+    delivery_env_on(spawn_app().await, config, tune).await
+}
+
+/// The same around an app the caller started (with its own settings, e.g. CRM sources).
+pub async fn delivery_env_on(
+    app: TestApp,
+    config: SandboxConfig,
+    tune: impl FnOnce(&mut tallyfy_bridge::Settings),
+) -> DeliveryEnv {
     let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
     let (org, token) = (config.org_id.clone(), config.token.clone());
     let sandbox = Sandbox::start(config, addr).await.expect("sandbox starts");
@@ -64,9 +72,13 @@ impl DeliveryEnv {
         let response = self.app.post_contact(contact).await;
         assert_eq!(response.status().as_u16(), 202);
         let body: Value = response.json().await.expect("json");
-        // Ingest stamps rows with the real clock; the worker's clock must not be behind it.
-        self.clock.catch_up(chrono::Utc::now().timestamp_millis());
+        self.catch_up();
         body["id"].as_i64().expect("id")
+    }
+
+    /// Ingest stamps rows with the real clock; the worker's clock must not be behind it.
+    pub fn catch_up(&self) {
+        self.clock.catch_up(chrono::Utc::now().timestamp_millis());
     }
 
     /// Runs the worker until nothing is due now; returns how many attempts ran.
