@@ -81,6 +81,8 @@ pub enum AuthMode {
     Signature,
     SharedSecret,
     None,
+    /// `/webhooks/contacts` answers 404: a deployment that takes only CRM webhooks.
+    Disabled,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -574,6 +576,71 @@ mod tests {
         .to_string();
         assert!(err.contains("delivery.lease_secs"), "{err}");
         assert!(err.contains("65 s"), "{err}");
+    }
+
+    #[test]
+    fn a_half_configured_source_names_the_missing_key() {
+        for (key, value, missing) in [
+            ("PIPEDRIVE__USERNAME", "pd", "sources.pipedrive.password"),
+            ("PIPEDRIVE__PASSWORD", "pw", "sources.pipedrive.username"),
+            ("HUBSPOT__CLIENT_SECRET", "s", "sources.hubspot.webhook_url"),
+            ("HUBSPOT__API_TOKEN", "t", "sources.hubspot.client_secret"),
+            (
+                "SALESFORCE__ORGANIZATION_ID",
+                "00D",
+                "sources.salesforce.organization_id",
+            ),
+            (
+                "SALESFORCE__COMPANY_FIELD",
+                "X__c",
+                "sources.salesforce.organization_id",
+            ),
+        ] {
+            let env = format!("BRIDGE__SOURCES__{key}");
+            let err = load(&[SIGNED, (env.as_str(), value)])
+                .expect_err("half configured")
+                .to_string();
+            assert!(err.contains(missing), "{key}: {err}");
+        }
+    }
+
+    #[test]
+    fn fully_configured_sources_load_from_the_environment() {
+        let settings = load(&[
+            SIGNED,
+            ("BRIDGE__SOURCES__PIPEDRIVE__USERNAME", "pd"),
+            (
+                "BRIDGE__SOURCES__PIPEDRIVE__PASSWORD",
+                "pipedrive-password-value",
+            ),
+            (
+                "BRIDGE__SOURCES__HUBSPOT__CLIENT_SECRET",
+                "hubspot-secret-value",
+            ),
+            (
+                "BRIDGE__SOURCES__HUBSPOT__WEBHOOK_URL",
+                "https://b.example.com/webhooks/hubspot",
+            ),
+            ("BRIDGE__SOURCES__HUBSPOT__API_TOKEN", "hubspot-token-value"),
+            (
+                "BRIDGE__SOURCES__SALESFORCE__ORGANIZATION_ID",
+                "00D5e000000AbCd",
+            ),
+        ])
+        .expect("valid");
+        assert_eq!(settings.sources.pipedrive.username.as_deref(), Some("pd"));
+        assert_eq!(
+            settings.sources.hubspot.api_base_url,
+            "https://api.hubapi.com"
+        );
+        let printed = format!("{settings:?}");
+        for secret in [
+            "pipedrive-password-value",
+            "hubspot-secret-value",
+            "hubspot-token-value",
+        ] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
     }
 
     #[test]

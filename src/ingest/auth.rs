@@ -14,6 +14,8 @@ pub enum InboundAuth {
     SharedSecret(SecretString),
     /// Explicitly configured; start-up warns about it.
     None,
+    /// The canonical endpoint is off (`mode = "disabled"`).
+    Disabled,
 }
 
 /// Why a request was refused: logged for operators, never sent to the caller.
@@ -25,6 +27,8 @@ pub enum AuthFailure {
     MissingCredentials,
     #[error("the shared secret does not match")]
     WrongSecret,
+    #[error("ingest.auth.mode is \"disabled\"")]
+    Disabled,
 }
 
 impl InboundAuth {
@@ -50,6 +54,7 @@ impl InboundAuth {
                 "ingest.auth.shared_secret",
             )?),
             AuthMode::None => Self::None,
+            AuthMode::Disabled => Self::Disabled,
         })
     }
 
@@ -66,6 +71,7 @@ impl InboundAuth {
                 }
             }
             Self::None => Ok(()),
+            Self::Disabled => Err(AuthFailure::Disabled),
         }
     }
 }

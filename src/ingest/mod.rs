@@ -58,6 +58,14 @@ async fn post_contact(
     payload: web::Payload,
     state: web::Data<IngestState>,
 ) -> Result<HttpResponse, IngestError> {
+    if matches!(state.auth, InboundAuth::Disabled) {
+        return Ok(crate::api_error::json_error(
+            actix_web::http::StatusCode::NOT_FOUND,
+            "not_found",
+            "the bridge's own webhook format is disabled (ingest.auth.mode)".into(),
+            None,
+        ));
+    }
     let result = accept(request, payload, state).await;
     if let Err(error) = &result {
         // Operators see why a CRM's webhook was refused; the payload itself is never logged.

@@ -109,6 +109,24 @@ async fn a_source_that_is_not_configured_answers_404_and_stores_nothing() {
 }
 
 #[tokio::test]
+async fn a_crm_only_deployment_can_turn_the_canonical_endpoint_off() {
+    let (app, _hubspot) = spawn_crm_app_with(|s| {
+        s.ingest.auth.mode = tallyfy_bridge::configuration::AuthMode::Disabled
+    })
+    .await;
+    let response = app.post_contact(json!({"email": "a@example.com"})).await;
+    assert_eq!(response.status().as_u16(), 404);
+    let pipedrive = pipedrive::v1_added_person(1, "a@example.com").to_string();
+    let items = item_statuses(
+        app.post_source("pipedrive", &pipedrive::auth(), pipedrive)
+            .await,
+    )
+    .await;
+    assert_eq!(items[0]["status"], "queued");
+    assert_eq!(app.outbox_rows().await, 1);
+}
+
+#[tokio::test]
 async fn a_get_on_a_source_gets_405() {
     let (app, _hubspot) = spawn_crm_app().await;
     let response = app.get("/webhooks/pipedrive").await;
