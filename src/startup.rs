@@ -98,6 +98,12 @@ impl Application {
 
         let sources = Sources::from_settings(&settings.sources);
         tracing::info!(sources = ?sources.names(), "CRM webhook sources configured");
+        let canonical = (!matches!(auth, InboundAuth::Disabled)).then_some("contacts");
+        let webhooks = canonical
+            .into_iter()
+            .chain(sources.names())
+            .map(|name| format!("/webhooks/{name}"))
+            .collect();
         let ingest = web::Data::new(IngestState {
             auth,
             writer: writer_handle,
@@ -112,6 +118,7 @@ impl Application {
         let status = web::Data::new(StatusState {
             pool: pool.clone(),
             started: Instant::now(),
+            webhooks,
         });
         let mut server = HttpServer::new(move || {
             App::new()

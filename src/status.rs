@@ -14,6 +14,8 @@ use crate::outbox::{self, now_ms};
 pub struct StatusState {
     pub pool: SqlitePool,
     pub started: Instant,
+    /// The webhook paths this deployment accepts (the canonical one and configured CRMs).
+    pub webhooks: Vec<String>,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -49,6 +51,7 @@ async fn status(state: web::Data<StatusState>) -> HttpResponse {
         "version": version,
         "uptime_secs": uptime_secs,
         "database": {"ok": true},
+        "webhooks": state.webhooks,
         "outbox": {
             "counts": snapshot.counts,
             "oldest_waiting_at": iso(snapshot.oldest_waiting_at),

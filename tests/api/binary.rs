@@ -64,7 +64,7 @@ pub fn wait_for_port(lines: &mpsc::Receiver<String>, seen: &mut Vec<String>) -> 
 }
 
 /// Starts the bridge and waits for its port: the child, its log stream, the lines read so far.
-fn start(mut command: Command) -> (Guard, mpsc::Receiver<String>, Vec<String>, u16) {
+pub fn start(mut command: Command) -> (Guard, mpsc::Receiver<String>, Vec<String>, u16) {
     let mut child = command.spawn().map(Guard).expect("starts");
     let lines = log_lines(&mut child.0);
     let mut logs = Vec::new();
@@ -176,6 +176,22 @@ fn without_sandbox_missing_tallyfy_settings_stop_start_up() {
     assert!(stderr.contains("--sandbox"), "{stderr}");
 }
 
+/// The URL `serve --sandbox` logs for its built-in sandbox.
+pub fn sandbox_url(lines: &mpsc::Receiver<String>, seen: &mut Vec<String>) -> String {
+    loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the sandbox address is logged");
+        seen.push(line.clone());
+        if let Some(url) = serde_json::from_str::<Value>(&line)
+            .ok()
+            .and_then(|event| event["sandbox"].as_str().map(str::to_owned))
+        {
+            return url;
+        }
+    }
+}
+
 #[tokio::test]
 async fn serve_with_sandbox_delivers_without_any_tallyfy_credentials() {
     let dir = tempfile::tempdir().expect("dir");
@@ -185,17 +201,7 @@ async fn serve_with_sandbox_delivers_without_any_tallyfy_credentials() {
         .env_remove("BRIDGE__DELIVERY__ENABLED")
         .args(["serve", "--sandbox", "--sandbox-addr", "127.0.0.1:0"]);
     let (mut child, lines, _, port) = start(command);
-    let sandbox = loop {
-        let line = lines
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the sandbox address is logged");
-        if let Some(url) = serde_json::from_str::<Value>(&line)
-            .ok()
-            .and_then(|event| event["sandbox"].as_str().map(str::to_owned))
-        {
-            break url;
-        }
-    };
+    let sandbox = sandbox_url(&lines, &mut Vec::new());
 
     let client = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}/webhooks/contacts");

@@ -6,8 +6,13 @@ use std::time::Duration;
 use base64::Engine;
 use serde_json::{Value, json};
 
-use super::{HUBSPOT_SECRET, HUBSPOT_URL, crm_env, item_statuses, spawn_crm_app};
-use crate::helpers::{TestApp, error_of};
+use tallyfy_bridge::sandbox::SandboxConfig;
+
+use super::{
+    Bridge, HUBSPOT_SECRET, HUBSPOT_URL, crm_env, item_statuses, spawn_crm_app, spawn_crm_app_with,
+};
+use crate::delivery::delivery_env_on;
+use crate::helpers::error_of;
 
 const PORTAL: u64 = 62515;
 
@@ -33,7 +38,7 @@ fn headers(signature: String, timestamp: i64) -> Vec<(&'static str, String)> {
 }
 
 /// `events` signed now, as HubSpot sends them.
-pub async fn post_signed(app: &TestApp, events: &Value) -> reqwest::Response {
+pub async fn post_signed(app: &impl Bridge, events: &Value) -> reqwest::Response {
     let body = events.to_string();
     let now = chrono::Utc::now().timestamp_millis();
     app.post_source(
@@ -226,4 +231,59 @@ async fn hubspot_rate_limits_give_the_attempt_back_and_wait_for_the_window() {
     assert_eq!(env.row(id).await.state, "delivered");
     assert_eq!(hubspot.fetches().len(), 2);
     assert_eq!(env.posts(), 1);
+}
+
+#[tokio::test]
+async fn while_hubspot_holds_us_off_other_contacts_wait_without_calling_it() {
+    // Arrange: one delivery at a time, so the second contact is claimed after the 429.
+    let (app, hubspot) = spawn_crm_app().await;
+    let env = delivery_env_on(app, SandboxConfig::default(), |s| {
+        s.delivery.concurrency = 1
+    })
+    .await;
+    hubspot.add_contact("1", json!({"email": "one@example.com"}));
+    hubspot.add_contact("2", json!({"email": "two@example.com"}));
+    hubspot.rate_limit_next(1);
+    let items =
+        item_statuses(post_signed(&env.app, &json!([creation(1), creation(2)])).await).await;
+    env.catch_up();
+
+    // Act
+    env.drain().await;
+
+    // Assert: one call only; both rows wait for the window with no attempt used.
+    assert_eq!(hubspot.fetches().len(), 1);
+    for item in &items {
+        let row = env.row(item["id"].as_i64().expect("id")).await;
+        assert_eq!((row.state.as_str(), row.attempts), ("retrying", 0));
+    }
+    env.advance(Duration::from_secs(11));
+    env.drain().await;
+    assert_eq!(env.sandbox.guests().len(), 2);
+}
+
+#[tokio::test]
+async fn a_refused_hubspot_token_keeps_its_contacts_waiting_without_pausing_tallyfy() {
+    // Arrange
+    let (app, hubspot) =
+        spawn_crm_app_with(|s| s.sources.hubspot.api_token = Some("expired-token".into())).await;
+    let env = delivery_env_on(app, SandboxConfig::default(), |_| {}).await;
+    hubspot.add_contact("1", json!({"email": "one@example.com"}));
+    let items = item_statuses(post_signed(&env.app, &json!([creation(1)])).await).await;
+    env.post(json!({"email": "canonical@example.com"})).await;
+
+    // Act
+    env.drain().await;
+
+    // Assert: the HubSpot row waits with its attempt given back; Tallyfy delivery goes on.
+    let row = env.row(items[0]["id"].as_i64().expect("id")).await;
+    assert_eq!((row.state.as_str(), row.attempts), ("retrying", 0));
+    assert!(row.last_error.expect("reason").contains("token"));
+    let paused: Option<String> =
+        sqlx::query_scalar("SELECT paused_reason FROM worker_state WHERE id = 1")
+            .fetch_one(&env.db)
+            .await
+            .expect("worker state");
+    assert_eq!(paused, None);
+    assert_eq!(env.sandbox.guests().len(), 1);
 }

@@ -1,6 +1,7 @@
 //! CRM adapters as each CRM calls them: signed or authenticated requests in the vendor's own
 //! format over loopback, then delivery against the sandbox (and a fake HubSpot API).
 
+mod binary;
 mod fake_hubspot;
 mod hubspot;
 mod pipedrive;
@@ -59,25 +60,52 @@ pub async fn crm_env() -> (DeliveryEnv, FakeHubSpot) {
     )
 }
 
-impl TestApp {
+/// Where CRM requests go: the in-process app, or a bridge binary at an address.
+pub trait Bridge {
+    fn client(&self) -> &reqwest::Client;
+    fn address(&self) -> &str;
+
     /// A POST to `/webhooks/{source}` with the given headers and body.
-    pub async fn post_source(
+    fn post_source(
         &self,
         source: &str,
         headers: &[(&str, String)],
         body: impl Into<String>,
-    ) -> reqwest::Response {
+    ) -> impl Future<Output = reqwest::Response> {
         let mut request = self
-            .client
-            .post(format!("{}/webhooks/{source}", self.address));
+            .client()
+            .post(format!("{}/webhooks/{source}", self.address()));
         for (name, value) in headers {
             request = request.header(*name, value);
         }
-        request
-            .body(body.into())
-            .send()
-            .await
-            .expect("request sent")
+        let request = request.body(body.into());
+        async move { request.send().await.expect("request sent") }
+    }
+}
+
+impl Bridge for TestApp {
+    fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    fn address(&self) -> &str {
+        &self.address
+    }
+}
+
+/// A bridge running as its own process.
+pub struct Remote {
+    pub client: reqwest::Client,
+    pub address: String,
+}
+
+impl Bridge for Remote {
+    fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    fn address(&self) -> &str {
+        &self.address
     }
 }
 
@@ -124,6 +152,32 @@ async fn a_crm_only_deployment_can_turn_the_canonical_endpoint_off() {
     .await;
     assert_eq!(items[0]["status"], "queued");
     assert_eq!(app.outbox_rows().await, 1);
+}
+
+#[tokio::test]
+async fn status_lists_the_webhook_paths_and_no_source_secret() {
+    let (app, _hubspot) = spawn_crm_app().await;
+    // A refused request of each kind, so anything it could log or keep has had its chance.
+    app.post_source(
+        "pipedrive",
+        &[("authorization", basic(PIPEDRIVE_USER, "x"))],
+        "{}",
+    )
+    .await;
+    let status = app.get("/status").await.text().await.expect("body");
+    let parsed: Value = serde_json::from_str(&status).expect("json");
+    assert_eq!(
+        parsed["webhooks"],
+        json!([
+            "/webhooks/contacts",
+            "/webhooks/hubspot",
+            "/webhooks/pipedrive",
+            "/webhooks/salesforce"
+        ])
+    );
+    for secret in [PIPEDRIVE_PASSWORD, HUBSPOT_SECRET, HUBSPOT_TOKEN] {
+        assert!(!status.contains(secret), "{status}");
+    }
 }
 
 #[tokio::test]

@@ -3,7 +3,9 @@
 
 use serde_json::{Value, json};
 
-use super::{PIPEDRIVE_PASSWORD, PIPEDRIVE_USER, basic, crm_env, item_statuses, spawn_crm_app};
+use super::{
+    Bridge, PIPEDRIVE_PASSWORD, PIPEDRIVE_USER, basic, crm_env, item_statuses, spawn_crm_app,
+};
 use crate::helpers::error_of;
 
 pub fn auth() -> Vec<(&'static str, String)> {

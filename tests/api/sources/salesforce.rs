@@ -1,9 +1,8 @@
 //! Salesforce Outbound Messages: SOAP envelopes of Contact notifications, acknowledged with
 //! `<Ack>true</Ack>` only once all are committed, answered with a SOAP fault otherwise.
 
-use super::{SALESFORCE_ORG_18, crm_env, spawn_crm_app, spawn_crm_app_with};
+use super::{Bridge, SALESFORCE_ORG_18, crm_env, spawn_crm_app, spawn_crm_app_with};
 use crate::durability::hold_write_lock;
-use crate::helpers::TestApp;
 
 /// A Contact notification with `id`, `email` and the configured account-name field.
 pub fn contact(id: &str, email: &str) -> String {
@@ -38,7 +37,7 @@ pub fn message(org: &str, notifications: &[String]) -> String {
     )
 }
 
-pub async fn post(app: &TestApp, xml: &str) -> reqwest::Response {
+pub async fn post(app: &impl Bridge, xml: &str) -> reqwest::Response {
     app.post_source(
         "salesforce",
         &[("content-type", "text/xml; charset=utf-8".into())],
