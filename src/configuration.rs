@@ -440,10 +440,17 @@ impl Settings {
                     ));
                 }
             }
-            if hubspot.request_timeout_ms == 0 {
+            // A fetch must end inside its attempt's lease, like a Tallyfy call.
+            let lease_ms = self.delivery.lease_secs.saturating_mul(1000);
+            if hubspot.request_timeout_ms == 0
+                || hubspot.request_timeout_ms + LEASE_MARGIN_MS > lease_ms
+            {
                 return Err(ConfigError::key(
                     "sources.hubspot.request_timeout_ms",
-                    "must be above 0",
+                    &format!(
+                        "must be above 0 and at most delivery.lease_secs minus {} s",
+                        LEASE_MARGIN_MS / 1000
+                    ),
                 ));
             }
         }

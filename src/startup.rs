@@ -103,7 +103,12 @@ impl Application {
             .into_iter()
             .chain(sources.names())
             .map(|name| format!("/webhooks/{name}"))
-            .collect();
+            .collect::<Vec<_>>();
+        if webhooks.is_empty() {
+            tracing::warn!(
+                "ingest.auth.mode = \"disabled\" and no [sources] configured: no webhook is accepted"
+            );
+        }
         let ingest = web::Data::new(IngestState {
             auth,
             writer: writer_handle,
