@@ -192,6 +192,28 @@ pub fn sandbox_url(lines: &mpsc::Receiver<String>, seen: &mut Vec<String>) -> St
     }
 }
 
+/// Polls the sandbox of a bridge process (its own clock: nothing to drive) until it holds
+/// `count` guests, for at most 10 s.
+pub async fn wait_for_guests(client: &reqwest::Client, sandbox: &str, count: usize) -> Vec<Value> {
+    for _ in 0..200 {
+        let guests: Value = client
+            .get(format!("{sandbox}/_sandbox/guests"))
+            .send()
+            .await
+            .expect("sent")
+            .json()
+            .await
+            .expect("json");
+        if let Some(list) = guests["data"].as_array()
+            && list.len() >= count
+        {
+            return list.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the sandbox did not get {count} guests in 10 s");
+}
+
 #[tokio::test]
 async fn serve_with_sandbox_delivers_without_any_tallyfy_credentials() {
     let dir = tempfile::tempdir().expect("dir");
@@ -211,24 +233,10 @@ async fn serve_with_sandbox_delivers_without_any_tallyfy_credentials() {
         .expect("sent");
     assert_eq!(response.status().as_u16(), 202);
 
-    let mut guests = Value::Null;
-    for _ in 0..100 {
-        guests = client
-            .get(format!("{sandbox}/_sandbox/guests"))
-            .send()
-            .await
-            .expect("sent")
-            .json()
-            .await
-            .expect("json");
-        if guests["data"].as_array().is_some_and(|g| !g.is_empty()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let guests = wait_for_guests(&client, &sandbox, 1).await;
     let _ = Command::new("kill")
         .args(["-TERM", &child.0.id().to_string()])
         .status();
     assert!(child.0.wait().expect("exits").success());
-    assert_eq!(guests["data"][0]["email"], "demo@example.com", "{guests}");
+    assert_eq!(guests[0]["email"], "demo@example.com", "{guests:?}");
 }

@@ -6,11 +6,10 @@ use base64::Engine;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
-use super::{Adapter, IngestError, Item};
+use super::{Adapter, IngestError, Item, json_body, refused};
 use crate::configuration::HubSpotSettings;
 use crate::hubspot::{ContactRef, Pending};
 use crate::ingest::auth::secrets_match;
-use crate::ingest::require_json;
 use crate::outbox::NewEvent;
 
 pub const HUBSPOT_SOURCE: &str = "hubspot";
@@ -83,20 +82,8 @@ impl HubSpot {
 impl Adapter for HubSpot {
     fn receive(&self, request: &HttpRequest, body: &[u8]) -> Result<Vec<Item>, IngestError> {
         self.verify(request, body, crate::outbox::now_ms())
-            .map_err(|reason| {
-                tracing::warn!(
-                    source = HUBSPOT_SOURCE,
-                    reason,
-                    "Webhook refused: authentication failed"
-                );
-                IngestError::Unauthorized
-            })?;
-        require_json(request.headers())?;
-        let value: Value =
-            serde_json::from_slice(body).map_err(|e| IngestError::MalformedJson {
-                message: format!("body is not valid JSON: {e}"),
-            })?;
-        let Value::Array(events) = value else {
+            .map_err(|reason| refused(HUBSPOT_SOURCE, reason))?;
+        let Value::Array(events) = json_body(request, body)? else {
             return Err(IngestError::MalformedJson {
                 message: "body must be a JSON array of HubSpot events".into(),
             });

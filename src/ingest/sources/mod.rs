@@ -71,6 +71,20 @@ impl Item {
     }
 }
 
+/// Logs why a CRM's request was refused (for operators only) and answers 401.
+fn refused(source: &str, reason: &str) -> IngestError {
+    tracing::warn!(source, reason, "Webhook refused: authentication failed");
+    IngestError::Unauthorized
+}
+
+/// The body of a CRM that speaks JSON: the content type checked, then parsed.
+fn json_body(request: &HttpRequest, body: &[u8]) -> Result<serde_json::Value, IngestError> {
+    super::require_json(request.headers())?;
+    serde_json::from_slice(body).map_err(|e| IngestError::MalformedJson {
+        message: format!("body is not valid JSON: {e}"),
+    })
+}
+
 /// How a CRM's webhook is read and answered.
 pub trait Adapter: Send + Sync {
     /// Authenticates the request (a refusal is [`IngestError::Unauthorized`], with the reason

@@ -7,10 +7,9 @@ use base64::Engine;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
-use super::{Adapter, IngestError, Item, Report};
+use super::{Adapter, IngestError, Item, Report, json_body, refused};
 use crate::configuration::PipedriveSettings;
 use crate::ingest::auth::secrets_match;
-use crate::ingest::require_json;
 use crate::tallyfy::fields::ContactDraft;
 
 pub const SOURCE: &str = "pipedrive";
@@ -51,20 +50,9 @@ impl Pipedrive {
 
 impl Adapter for Pipedrive {
     fn receive(&self, request: &HttpRequest, body: &[u8]) -> Result<Vec<Item>, IngestError> {
-        self.authenticate(request).map_err(|reason| {
-            tracing::warn!(
-                source = SOURCE,
-                reason,
-                "Webhook refused: authentication failed"
-            );
-            IngestError::Unauthorized
-        })?;
-        require_json(request.headers())?;
-        let value: Value =
-            serde_json::from_slice(body).map_err(|e| IngestError::MalformedJson {
-                message: format!("body is not valid JSON: {e}"),
-            })?;
-        let Value::Object(body) = value else {
+        self.authenticate(request)
+            .map_err(|reason| refused(SOURCE, reason))?;
+        let Value::Object(body) = json_body(request, body)? else {
             return Err(IngestError::MalformedJson {
                 message: "body must be a JSON object".into(),
             });

@@ -6,7 +6,7 @@ use actix_web::http::header::CONTENT_TYPE;
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 
 use super::salesforce_xml::{self, Notification, ParseError};
-use super::{Adapter, IngestError, Item, Report};
+use super::{Adapter, IngestError, Item, Report, refused};
 use crate::configuration::SalesforceSettings;
 use crate::tallyfy::fields::ContactDraft;
 
@@ -93,11 +93,8 @@ impl Adapter for Salesforce {
             }
         })?;
         if !self.is_our_org(&message.organization_id) {
-            tracing::warn!(
-                source = SOURCE,
-                "Webhook refused: OrganizationId is not sources.salesforce.organization_id"
-            );
-            return Err(IngestError::Unauthorized);
+            let reason = "OrganizationId is not sources.salesforce.organization_id";
+            return Err(refused(SOURCE, reason));
         }
         Ok(message
             .notifications

@@ -1,17 +1,15 @@
 //! The real binary with every CRM source configured, logging down to trace: each CRM's request
 //! is delivered through the built-in sandbox, and no credential or contact name reaches a log.
 
+use serde_json::json;
 use std::process::Command;
-use std::time::Duration;
-
-use serde_json::{Value, json};
 
 use super::{
     Bridge, FakeHubSpot, HUBSPOT_SECRET, HUBSPOT_TOKEN, HUBSPOT_URL, PIPEDRIVE_PASSWORD,
     PIPEDRIVE_USER, Remote, SALESFORCE_ORG, SALESFORCE_ORG_18, basic, hubspot, pipedrive,
     salesforce,
 };
-use crate::binary::{bridge, sandbox_url, start};
+use crate::binary::{bridge, sandbox_url, start, wait_for_guests};
 use crate::helpers::SIGNING_SECRET;
 
 #[tokio::test]
@@ -98,25 +96,4 @@ async fn crm_webhooks_through_the_binary_are_delivered_and_leave_no_secret_in_tr
     ] {
         assert!(!all.contains(secret), "{secret} leaked into logs:\n{all}");
     }
-}
-
-/// Polls the sandbox (a separate process's work: no clock to drive) until `count` guests exist.
-async fn wait_for_guests(client: &reqwest::Client, sandbox: &str, count: usize) -> Vec<Value> {
-    for _ in 0..200 {
-        let guests: Value = client
-            .get(format!("{sandbox}/_sandbox/guests"))
-            .send()
-            .await
-            .expect("sent")
-            .json()
-            .await
-            .expect("json");
-        if let Some(list) = guests["data"].as_array()
-            && list.len() >= count
-        {
-            return list.clone();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the sandbox did not get {count} guests in 10 s");
 }
