@@ -12,7 +12,7 @@ use crate::hubspot::{ContactRef, Pending};
 use crate::ingest::auth::secrets_match;
 use crate::outbox::NewEvent;
 
-pub const HUBSPOT_SOURCE: &str = "hubspot";
+pub const SOURCE: &str = "hubspot";
 
 const SIGNATURE_HEADER: &str = "x-hubspot-signature-v3";
 const TIMESTAMP_HEADER: &str = "x-hubspot-request-timestamp";
@@ -82,7 +82,7 @@ impl HubSpot {
 impl Adapter for HubSpot {
     fn receive(&self, request: &HttpRequest, body: &[u8]) -> Result<Vec<Item>, IngestError> {
         self.verify(request, body, crate::outbox::now_ms())
-            .map_err(|reason| refused(HUBSPOT_SOURCE, reason))?;
+            .map_err(|reason| refused(SOURCE, reason))?;
         let Value::Array(events) = json_body(request, body)? else {
             return Err(IngestError::MalformedJson {
                 message: "body must be a JSON array of HubSpot events".into(),
@@ -134,7 +134,7 @@ fn item(index: usize, event: &Value) -> Item {
     match serde_json::to_string(&pending) {
         Ok(payload) => Item::Event {
             event: NewEvent {
-                source: HUBSPOT_SOURCE,
+                source: SOURCE,
                 // eventId is documented as not unique; a contact is created once.
                 event_id: Some(format!(
                     "{}:{}:created",

@@ -4,7 +4,7 @@
 mod hubspot;
 mod pipedrive;
 mod salesforce;
-pub mod salesforce_xml;
+mod salesforce_xml;
 
 use std::collections::HashMap;
 
@@ -16,8 +16,6 @@ use super::{IngestError, IngestState, read_body};
 use crate::configuration::SourcesSettings;
 use crate::outbox::NewEvent;
 use crate::tallyfy::fields::{Drafted, FieldProblem};
-
-pub use hubspot::HUBSPOT_SOURCE;
 
 /// What one item of a CRM's delivery turned out to be.
 #[derive(Debug)]
@@ -91,12 +89,17 @@ pub trait Adapter: Send + Sync {
     /// logged here) and parses it into items. An error refuses the whole request.
     fn receive(&self, request: &HttpRequest, body: &[u8]) -> Result<Vec<Item>, IngestError>;
 
-    /// The answer: JSON by default, the report on success or the error body.
+    /// The answer: JSON by default.
     fn reply(&self, outcome: Result<Report, IngestError>) -> HttpResponse {
-        match outcome {
-            Ok(report) => HttpResponse::Ok().json(report),
-            Err(error) => error.error_response(),
-        }
+        json_reply(outcome)
+    }
+}
+
+/// 200 with the report, or the error's status and JSON body.
+fn json_reply(outcome: Result<Report, IngestError>) -> HttpResponse {
+    match outcome {
+        Ok(report) => HttpResponse::Ok().json(report),
+        Err(error) => error.error_response(),
     }
 }
 
@@ -138,7 +141,7 @@ impl Sources {
             sources.0.insert(pipedrive::SOURCE, Box::new(adapter));
         }
         if let Some(adapter) = hubspot::HubSpot::from_settings(&settings.hubspot) {
-            sources.0.insert(HUBSPOT_SOURCE, Box::new(adapter));
+            sources.0.insert(hubspot::SOURCE, Box::new(adapter));
         }
         if let Some(adapter) = salesforce::Salesforce::from_settings(&settings.salesforce) {
             sources.0.insert(salesforce::SOURCE, Box::new(adapter));

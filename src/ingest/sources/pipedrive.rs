@@ -7,7 +7,7 @@ use base64::Engine;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
-use super::{Adapter, IngestError, Item, Report, json_body, refused};
+use super::{Adapter, IngestError, Item, Report, json_body, json_reply, refused};
 use crate::configuration::PipedriveSettings;
 use crate::ingest::auth::secrets_match;
 use crate::tallyfy::fields::ContactDraft;
@@ -62,10 +62,7 @@ impl Adapter for Pipedrive {
 
     fn reply(&self, outcome: Result<Report, IngestError>) -> HttpResponse {
         let challenge = matches!(outcome, Err(IngestError::Unauthorized));
-        let mut response = match outcome {
-            Ok(report) => HttpResponse::Ok().json(report),
-            Err(error) => actix_web::ResponseError::error_response(&error),
-        };
+        let mut response = json_reply(outcome);
         if challenge {
             response.headers_mut().insert(
                 WWW_AUTHENTICATE,
