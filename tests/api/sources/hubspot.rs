@@ -39,14 +39,14 @@ fn headers(signature: String, timestamp: i64) -> Vec<(&'static str, String)> {
 
 /// `events` signed now, as HubSpot sends them.
 pub async fn post_signed(app: &impl Bridge, events: &Value) -> reqwest::Response {
-    let body = events.to_string();
+    post_raw(app, &events.to_string()).await
+}
+
+/// Any `body`, signed now.
+pub async fn post_raw(app: &impl Bridge, body: &str) -> reqwest::Response {
     let now = chrono::Utc::now().timestamp_millis();
-    app.post_source(
-        "hubspot",
-        &headers(signature(HUBSPOT_SECRET, &body, now), now),
-        body,
-    )
-    .await
+    let headers = headers(signature(HUBSPOT_SECRET, body, now), now);
+    app.post_source("hubspot", &headers, body).await
 }
 
 #[tokio::test]

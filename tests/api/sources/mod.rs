@@ -227,3 +227,33 @@ async fn one_person_arriving_from_every_crm_is_one_guest() {
         assert_eq!(guest_id.as_deref(), Some(guests[0].id.as_str()));
     }
 }
+
+#[tokio::test]
+async fn hostile_bodies_get_an_answer_below_500_and_store_nothing() {
+    let (app, _hubspot) = spawn_crm_app().await;
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let bodies = [
+        "",
+        "null",
+        "[]",
+        "{}",
+        "[1,\"x\",null,{}]",
+        r#"{"meta":[],"current":7}"#,
+        r#"{"event":"added.person","meta":{"company_id":1e400,"id":-1},"current":{"email":{}}}"#,
+        r#"[{"subscriptionType":"contact.creation","portalId":-1,"objectId":1.5}]"#,
+        "<a/>",
+        "\u{0}\u{1}\u{2}",
+        deep.as_str(),
+    ];
+    for body in bodies {
+        let answers = [
+            app.post_source("pipedrive", &pipedrive::auth(), body).await,
+            hubspot::post_raw(&app, body).await,
+            salesforce::post(&app, body).await,
+        ];
+        for answer in answers {
+            assert!(answer.status().as_u16() < 500, "{body:.40}: {answer:?}");
+        }
+    }
+    assert_eq!(app.outbox_rows().await, 0);
+}
