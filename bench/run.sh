@@ -2,9 +2,10 @@
 # bench/run.sh: the bridge's benchmarks, each figure a ratio to a baseline measured in the same run.
 #
 #   bench/run.sh            # from the repository root (or anywhere: it finds the root itself)
-#   BENCH_PARTS="delivery" bench/run.sh    # only some parts (ingest delivery scale startup)
+#   BENCH_PARTS="delivery" bench/run.sh    # only some parts (ingest sources delivery scale startup)
 #
-# About 13-14 minutes with the defaults on a busy 2-core machine (build not included). Parts:
+# About 12-16 minutes with the defaults on a busy 2-core machine (build not included; 11 min
+# 53 s on 2026-11-26 with every part). Parts:
 #
 #   ingest    Durable ingest vs an HTTP ceiling (about 3 minutes):
 #     1. Starts `bench/hello` (a standalone actix-web 4 binary, same features as the bridge,
@@ -25,6 +26,32 @@
 #        more than 0.1 % of any point's responses are non-2xx.
 #     3. Checks durability: `SELECT count(*) FROM outbox` against the 202s wrk saw; records the
 #        bridge's peak RSS (VmHWM) and each server's CPU use per point.
+#
+#   sources   CRM webhooks vs canonical ingest, in events/s (about 2.5 minutes):
+#     1. Starts one bridge like the ingest part's (2 HTTP workers, fresh SQLite file,
+#        synchronous=FULL, Standard Webhooks signature auth, log level warn, delivery disabled)
+#        with the three CRM sources configured: Pipedrive (HTTP Basic user and password),
+#        HubSpot (client secret and webhook URL for signature v3; API token set, unused) and
+#        Salesforce (organization id).
+#     2. BENCH_SOURCES_CONNECTIONS (32) connections, 3 interleaved rounds of, 6 s each:
+#          canonical      POST /webhooks/contacts, 1 event per request (bench/ingest.lua): the baseline
+#          pipedrive      POST /webhooks/pipedrive, one v1 `added.person` per request
+#          hubspot10      POST /webhooks/hubspot, a JSON array of 10 `contact.creation` events
+#          hubspot100     the same, 100 events per request
+#          salesforce100  POST /webhooks/salesforce, a SOAP outbound message of 100 Contacts
+#        The others are replayed by bench/sources.lua. Each point's requests are generated right
+#        before it (HubSpot signatures and canonical timestamps must be fresh): canonical by
+#        bench/gen_signed.py, the others by bench/gen_sources.py (dedup key and email distinct
+#        per event across the whole run). Requests per point: duration × 1.5 × the fastest req/s
+#        seen so far for the scenario (first round: a generous bound); a list that wraps is
+#        reported and its repeats are left out of the durability check.
+#        events/s = req/s × events per request, req/s = all requests / all time over the rounds;
+#        p50/p99 (per request) = median over the rounds; ratio = events/s / canonical's events/s
+#        (per-round range shown). Every response status is checked: 202 for canonical, 200 for
+#        the others. The run fails if more than 0.1 % of any point's responses are non-2xx.
+#     3. Checks durability per source: outbox rows ≥ events acknowledged (200s × events per
+#        request; canonical: 202s); records approximate rows per group commit per scenario (rows
+#        per distinct received_at), bridge CPU per event and peak RSS.
 #
 #   delivery  Draining a backlog vs a raw reqwest loop (about 8-9 minutes at ~300 guests/s):
 #     1. Seeds one backlog database: `tallyfy-bridge migrate`, then BENCH_DELIVERY_EVENTS
@@ -71,11 +98,14 @@
 # of the parts that ran, the machine, the date and the run time. Raw outputs stay in the printed
 # results directory.
 #
-# Knobs (environment): BENCH_PARTS ("ingest delivery scale startup"), BENCH_SKIP_BUILD=1 (use
+# Knobs (environment): BENCH_PARTS ("ingest sources delivery scale startup"), BENCH_SKIP_BUILD=1 (use
 # the binaries already in the target dir), CARGO_TARGET_DIR, BENCH_ROUNDS (3),
 # BENCH_THREADS (wrk threads, 2), BENCH_WORKERS (HTTP workers per server, 2);
 # ingest: BENCH_DURATION (per point, 6s), BENCH_CONNECTIONS ("32 256"), BENCH_EVENTS (events
 # pre-signed per ingest point, 200000);
+# sources: BENCH_DURATION and BENCH_ROUNDS as ingest, BENCH_SOURCES_CONNECTIONS (32),
+# BENCH_SOURCES_HEADROOM (requests generated per point over the fastest rate seen, 1.5),
+# BENCH_SOURCES_FIRST_RPS (canonical's first-round bound, 30000);
 # delivery: BENCH_DELIVERY_EVENTS (20000), BENCH_DELIVERY_LATENCIES (ms, "0 50"),
 # BENCH_DELIVERY_CONCURRENCY ("4 32"), BENCH_DELIVERY_SIDE_BY_SIDE_MAX_RPS (1000; 0 = never);
 # scale: BENCH_SCALE_SIZES ("1000 100000 1000000"), BENCH_SCALE_DURATION (3s),
@@ -87,7 +117,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH_DIR="$ROOT/bench"
 export BENCH_DIR
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/scratch/bench-target}
-PARTS=${BENCH_PARTS:-ingest delivery scale startup}
+PARTS=${BENCH_PARTS:-ingest sources delivery scale startup}
 ROUNDS=${BENCH_ROUNDS:-3}
 THREADS=${BENCH_THREADS:-2}
 WORKERS=${BENCH_WORKERS:-2}
@@ -95,6 +125,10 @@ WORKERS=${BENCH_WORKERS:-2}
 DURATION=${BENCH_DURATION:-6s}
 CONNECTIONS=${BENCH_CONNECTIONS:-32 256}
 EVENTS=${BENCH_EVENTS:-200000}
+# sources
+SOURCES_CONNECTIONS=${BENCH_SOURCES_CONNECTIONS:-32}
+SOURCES_HEADROOM=${BENCH_SOURCES_HEADROOM:-1.5}
+SOURCES_FIRST_RPS=${BENCH_SOURCES_FIRST_RPS:-30000}
 # delivery
 DELIVERY_EVENTS=${BENCH_DELIVERY_EVENTS:-20000}
 DELIVERY_LATENCIES=${BENCH_DELIVERY_LATENCIES:-0 50}
@@ -117,7 +151,7 @@ log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "FAILED: $*"; exit 1; }
 has_part() { [[ " $PARTS " == *" $1 "* ]]; }
 for part in $PARTS; do
-    [[ " ingest delivery scale startup " == *" $part "* ]] || die "unknown part '$part' in BENCH_PARTS"
+    [[ " ingest sources delivery scale startup " == *" $part "* ]] || die "unknown part '$part' in BENCH_PARTS"
 done
 
 # --- tools ---------------------------------------------------------------------------------
@@ -233,10 +267,51 @@ DUE_ROWS=320
 queued_every() { echo $(($1 / DUE_ROWS > 1 ? $1 / DUE_ROWS : 1)); }
 big_db() { [[ -e $BIG_DB ]] || seed_db "$BIG_DB" "$BIG_SIZE" "s$BIG_SIZE" "$(queued_every "$BIG_SIZE")" 1000; }
 
+# Per point key "NAME/CONNS": totals over the rounds (requests, µs, server CPU ticks, non-2xx,
+# responses with the script's expected status, requests wrapped), per-round medians, req/s.
+declare -A REQS DUR TICKS BAD EXPECTED WRAPPED P50S P99S ROUND_RPS
+# run_point NAME CONNS ROUND PID URL SCRIPT [SCRIPT ARGS...]: one wrk run; WRAP_HINT says which
+# knob makes the request list longer.
+WRAP_HINT="raise BENCH_EVENTS"
+run_point() {
+    local name=$1 conns=$2 round=$3 pid=$4 url=$5 script=$6
+    shift 6
+    local out="$RESULTS/$name-c$conns-r$round.txt" key="$name/$conns" before after line requests duration other codes bad
+    before=$(cpu_ticks "$pid")
+    local args=(-t "$THREADS" -c "$conns" -d "$DURATION" --latency -s "$script" "$url")
+    (($# == 0)) || args+=(-- "$@")
+    wrk "${args[@]}" >"$out" 2>&1 || die "wrk failed for $name c$conns; see $out"
+    after=$(cpu_ticks "$pid")
+    line=$(grep '^BENCH ' "$out") || die "no BENCH line in $out"
+    requests=$(field "$line" requests)
+    duration=$(field "$line" duration_us)
+    other=$(field "$line" other)
+    codes=$(field "$line" other_codes)
+    # Non-2xx among the unexpected statuses (a 200 "duplicate" from ingest would be 2xx).
+    bad=$(tr ',' '\n' <<<"$codes" | awk -F: '$1 !~ /^2/ && $2 != "" {n += $2} END {print n + 0}')
+    REQS[$key]=$(( ${REQS[$key]:-0} + requests ))
+    DUR[$key]=$(( ${DUR[$key]:-0} + duration ))
+    TICKS[$key]=$(( ${TICKS[$key]:-0} + after - before ))
+    BAD[$key]=$(( ${BAD[$key]:-0} + bad ))
+    EXPECTED[$key]=$(( ${EXPECTED[$key]:-0} + $(field "$line" expected) ))
+    WRAPPED[$key]=$(( ${WRAPPED[$key]:-0} + $(field "$line" wrapped) ))
+    P50S[$key]+=" $(field "$line" p50_us)"
+    P99S[$key]+=" $(field "$line" p99_us)"
+    ROUND_RPS[$key/$round]=$(field "$line" rps)
+    log "$(printf '%-6s c%-3s r%s: %8s req/s  p50 %6s us  p99 %7s us  server CPU %s cores  unexpected %s (%s)  non-2xx %s  socket errors r/w/t %s/%s/%s' \
+        "$name" "$conns" "$round" "$(field "$line" rps)" "$(field "$line" p50_us)" "$(field "$line" p99_us)" \
+        "$(awk -v t=$((after - before)) -v hz="$CLK_TCK" -v d="$duration" 'BEGIN {printf "%.2f", t / hz / (d / 1e6)}')" \
+        "$other" "$codes" "$bad" "$(field "$line" sock_read)" "$(field "$line" sock_write)" "$(field "$line" sock_timeout)")"
+    [[ $(field "$line" wrapped) == 0 ]] || log "  WARNING: the event list wrapped (duplicates sent); $WRAP_HINT"
+    if [[ $name == ingest ]]; then INGEST_202=$((INGEST_202 + $(field "$line" expected))); fi
+    awk -v b="$bad" -v n="$requests" -v m="$MAX_BAD_FRACTION" 'BEGIN {exit !(n > 0 && b <= n * m)}' \
+        || die "$name c$conns r$round: $bad of $requests responses were non-2xx (limit $MAX_BAD_FRACTION)"
+}
+
 # ======================================================================================
 # Part: ingest
 # ======================================================================================
-declare -A REQS DUR TICKS BAD P50S P99S ROUND_RPS RATIOS BATCH
+declare -A RATIOS BATCH
 INGEST_202=0
 if has_part ingest; then
     log "part ingest"
@@ -257,40 +332,6 @@ if has_part ingest; then
     PIDS+=("$BRIDGE_PID")
     READY_MS=$(wait_200 "http://127.0.0.1:$BRIDGE_PORT/health/ready" "$start_ms" "$BRIDGE_PID")
     log "bridge ready in ${READY_MS} ms (pid $BRIDGE_PID, port $BRIDGE_PORT); hello on $HELLO_PORT"
-
-    # run_point NAME CONNS ROUND PID URL SCRIPT [SCRIPT ARGS...]
-    run_point() {
-        local name=$1 conns=$2 round=$3 pid=$4 url=$5 script=$6
-        shift 6
-        local out="$RESULTS/$name-c$conns-r$round.txt" key="$name/$conns" before after line requests duration other codes bad
-        before=$(cpu_ticks "$pid")
-        local args=(-t "$THREADS" -c "$conns" -d "$DURATION" --latency -s "$script" "$url")
-        (($# == 0)) || args+=(-- "$@")
-        wrk "${args[@]}" >"$out" 2>&1 || die "wrk failed for $name c$conns; see $out"
-        after=$(cpu_ticks "$pid")
-        line=$(grep '^BENCH ' "$out") || die "no BENCH line in $out"
-        requests=$(field "$line" requests)
-        duration=$(field "$line" duration_us)
-        other=$(field "$line" other)
-        codes=$(field "$line" other_codes)
-        # Non-2xx among the unexpected statuses (a 200 "duplicate" from ingest would be 2xx).
-        bad=$(tr ',' '\n' <<<"$codes" | awk -F: '$1 !~ /^2/ && $2 != "" {n += $2} END {print n + 0}')
-        REQS[$key]=$(( ${REQS[$key]:-0} + requests ))
-        DUR[$key]=$(( ${DUR[$key]:-0} + duration ))
-        TICKS[$key]=$(( ${TICKS[$key]:-0} + after - before ))
-        BAD[$key]=$(( ${BAD[$key]:-0} + bad ))
-        P50S[$key]+=" $(field "$line" p50_us)"
-        P99S[$key]+=" $(field "$line" p99_us)"
-        ROUND_RPS[$key/$round]=$(field "$line" rps)
-        log "$(printf '%-6s c%-3s r%s: %8s req/s  p50 %6s us  p99 %7s us  server CPU %s cores  unexpected %s (%s)  non-2xx %s  socket errors r/w/t %s/%s/%s' \
-            "$name" "$conns" "$round" "$(field "$line" rps)" "$(field "$line" p50_us)" "$(field "$line" p99_us)" \
-            "$(awk -v t=$((after - before)) -v hz="$CLK_TCK" -v d="$duration" 'BEGIN {printf "%.2f", t / hz / (d / 1e6)}')" \
-            "$other" "$codes" "$bad" "$(field "$line" sock_read)" "$(field "$line" sock_write)" "$(field "$line" sock_timeout)")"
-        [[ $(field "$line" wrapped) == 0 ]] || log "  WARNING: the event list wrapped (duplicates sent); raise BENCH_EVENTS"
-        if [[ $name == ingest ]]; then INGEST_202=$((INGEST_202 + $(field "$line" expected))); fi
-        awk -v b="$bad" -v n="$requests" -v m="$MAX_BAD_FRACTION" 'BEGIN {exit !(n > 0 && b <= n * m)}' \
-            || die "$name c$conns r$round: $bad of $requests responses were non-2xx (limit $MAX_BAD_FRACTION)"
-    }
 
     # Interleaved rounds: a noisy neighbour then slows every scenario a little instead of one a lot.
     for conns in $CONNECTIONS; do
@@ -324,6 +365,133 @@ if has_part ingest; then
     stop_pid "$HELLO_PID"
     cp "$WORK/bridge.log" "$WORK/hello.log" "$RESULTS/"
     rm -f "$WORK"/bench.sqlite*
+fi
+
+# ======================================================================================
+# Part: sources
+# ======================================================================================
+# Scenarios in the order each round runs them (canonical first: the others' first-round request
+# counts scale from it), their events per request and their request generator.
+SOURCE_SCENARIOS="canonical pipedrive hubspot10 hubspot100 salesforce100"
+declare -A SRC_BATCH=([canonical]=1 [pipedrive]=1 [hubspot10]=10 [hubspot100]=100 [salesforce100]=100)
+declare -A SRC_KIND=([canonical]=canonical [pipedrive]=pipedrive [hubspot10]=hubspot [hubspot100]=hubspot [salesforce100]=salesforce)
+# How many requests to pre-generate per point: duration × SOURCES_HEADROOM × the fastest req/s
+# seen so far for the scenario. First round (nothing seen yet): duration × an upper bound, for
+# canonical SOURCES_FIRST_RPS, for the others SRC_MAX_RATIO × canonical's events/s of that round
+# (about twice the ratios measured so far) / events per request.
+declare -A SRC_MAX_RATIO=([pipedrive]=2.5 [hubspot10]=6 [hubspot100]=8 [salesforce100]=8)
+declare -A SRC_LABEL=(
+    [canonical]="canonical (\`POST /webhooks/contacts\`, Standard Webhooks signature)"
+    [pipedrive]="Pipedrive (\`POST /webhooks/pipedrive\`, HTTP Basic)"
+    [hubspot10]="HubSpot (\`POST /webhooks/hubspot\`, signature v3), 10 per request"
+    [hubspot100]="HubSpot, 100 per request"
+    [salesforce100]="Salesforce (\`POST /webhooks/salesforce\`, SOAP), 100 per message")
+declare -A SRC_FASTEST SRC_PLANNED SRC_RANGES SRC_RATIOS SRC_ROWS SRC_ACKED SRC_COMMIT_ROWS
+SRC_PD_USER=bench SRC_PD_PASSWORD=bench-password
+SRC_HS_SECRET=bench-hubspot-secret SRC_HS_URL=https://bridge.example.com/webhooks/hubspot
+SRC_SF_ORG=00D5e000000AbCdEAF
+if has_part sources; then
+    conns=$SOURCES_CONNECTIONS
+    log "part sources: $SOURCE_SCENARIOS at $conns connections"
+    SRC_DB="$WORK/sources.sqlite"
+    SRC_PORT=$(free_port)
+    start_ms=$(now_ms)
+    "${BRIDGE_ENV[@]}" \
+        BRIDGE__HTTP__PORT="$SRC_PORT" \
+        BRIDGE__DATABASE__PATH="$SRC_DB" \
+        BRIDGE__DELIVERY__ENABLED=false \
+        BRIDGE__SOURCES__PIPEDRIVE__USERNAME="$SRC_PD_USER" \
+        BRIDGE__SOURCES__PIPEDRIVE__PASSWORD="$SRC_PD_PASSWORD" \
+        BRIDGE__SOURCES__HUBSPOT__CLIENT_SECRET="$SRC_HS_SECRET" \
+        BRIDGE__SOURCES__HUBSPOT__WEBHOOK_URL="$SRC_HS_URL" \
+        BRIDGE__SOURCES__HUBSPOT__API_TOKEN=bench-token \
+        BRIDGE__SOURCES__SALESFORCE__ORGANIZATION_ID="$SRC_SF_ORG" \
+        "$BRIDGE_BIN" serve >"$RESULTS/bridge-sources.log" 2>&1 &
+    SRC_PID=$!
+    PIDS+=("$SRC_PID")
+    ms=$(wait_200 "http://127.0.0.1:$SRC_PORT/health/ready" "$start_ms" "$SRC_PID")
+    log "bridge ready in $ms ms (pid $SRC_PID, port $SRC_PORT)"
+    max_id() { sqlite3 "$SRC_DB" 'SELECT coalesce(max(id), 0) FROM outbox'; }
+    duration_s=$(awk -v d="$DURATION" 'BEGIN {u = substr(d, length(d)); n = d + 0; print (u == "m") ? n * 60 : (u == "h") ? n * 3600 : n}')
+    WRAP_HINT="raise BENCH_SOURCES_HEADROOM"
+    next_event=1 # HubSpot objectIds, Pipedrive person ids, Salesforce notification Ids: never reused
+    for round in $(seq "$ROUNDS"); do
+        for s in $SOURCE_SCENARIOS; do
+            batch=${SRC_BATCH[$s]} kind=${SRC_KIND[$s]}
+            if [[ -n ${SRC_FASTEST[$s]:-} ]]; then
+                rps_bound=$(awk -v r="${SRC_FASTEST[$s]}" -v h="$SOURCES_HEADROOM" 'BEGIN {print r * h}')
+            elif [[ $s == canonical ]]; then
+                rps_bound=$SOURCES_FIRST_RPS
+            else
+                rps_bound=$(awk -v c="${ROUND_RPS[canonical/$conns/$round]}" -v r="${SRC_MAX_RATIO[$s]}" -v b="$batch" 'BEGIN {print c * r / b}')
+            fi
+            count=$(awk -v r="$rps_bound" -v d="$duration_s" 'BEGIN {n = int(r * d) + 1; print (n < 1000) ? 1000 : n}')
+            SRC_PLANNED[$s]+=" $count"
+            file="$WORK/events-sources-$s-r$round.tsv"
+            script="$BENCH_DIR/sources.lua"
+            case $kind in
+                canonical)
+                    python3 "$BENCH_DIR/gen_signed.py" "$file" "$count" "src$round" "$SECRET"
+                    script="$BENCH_DIR/ingest.lua" ;;
+                pipedrive)
+                    python3 "$BENCH_DIR/gen_sources.py" pipedrive "$file" "$count" "$batch" "r$round" "$next_event" \
+                        "$SRC_PD_USER" "$SRC_PD_PASSWORD" ;;
+                hubspot)
+                    python3 "$BENCH_DIR/gen_sources.py" hubspot "$file" "$count" "$batch" "r$round" "$next_event" \
+                        "$SRC_HS_SECRET" "$SRC_HS_URL" ;;
+                salesforce)
+                    python3 "$BENCH_DIR/gen_sources.py" salesforce "$file" "$count" "$batch" "r$round" "$next_event" \
+                        "$SRC_SF_ORG" ;;
+            esac
+            [[ $kind == canonical ]] || next_event=$((next_event + count * batch))
+            before=$(max_id)
+            run_point "$s" "$conns" "$round" "$SRC_PID" "http://127.0.0.1:$SRC_PORT/webhooks/$kind" \
+                "$script" "$file" "$THREADS"
+            SRC_RANGES[$s]+=" $before:$(max_id)"
+            rm -f "$file"
+            SRC_FASTEST[$s]=$(awk -v a="${SRC_FASTEST[$s]:-0}" -v b="${ROUND_RPS[$s/$conns/$round]}" 'BEGIN {print (a > b) ? a : b}')
+        done
+        for s in $SOURCE_SCENARIOS; do
+            SRC_RATIOS[$s]+=" $(awk -v a="${ROUND_RPS[$s/$conns/$round]}" -v n="${SRC_BATCH[$s]}" -v b="${ROUND_RPS[canonical/$conns/$round]}" 'BEGIN {printf "%.1f", 100 * a * n / b}')"
+        done
+        log "sources r$round events/s ratio to canonical (%):$(for s in $SOURCE_SCENARIOS; do printf ' %s %s' "$s" "${SRC_RATIOS[$s]##* }"; done)"
+    done
+
+    # Durability: every acknowledged event is a row. A 200 to a repeated request (the list
+    # wrapped) stores nothing, so only first sends count; canonical counts its 202s (a repeat
+    # gets 200 "duplicate").
+    SRC_RSS_KB=$(peak_rss_kb "$SRC_PID")
+    sleep 0.5 # let the writer commit what was in flight when wrk stopped
+    for s in $SOURCE_SCENARIOS; do
+        key="$s/$conns" kind=${SRC_KIND[$s]}
+        if [[ $kind == canonical ]]; then
+            acked=${EXPECTED[$key]}
+        else
+            acked=$(( (EXPECTED[$key] - WRAPPED[$key]) * SRC_BATCH[$s] ))
+            ((acked > 0)) || acked=0
+        fi
+        SRC_ACKED[$kind]=$(( ${SRC_ACKED[$kind]:-0} + acked ))
+        # Rows per group commit: rows of one commit share received_at (see the ingest part);
+        # over the outbox ids each of this scenario's points added.
+        where=$(for r in ${SRC_RANGES[$s]}; do printf ' OR (id > %s AND id <= %s)' "${r%:*}" "${r#*:}"; done)
+        SRC_COMMIT_ROWS[$s]=$(sqlite3 "$SRC_DB" \
+            "SELECT printf('%.1f', 1.0 * count(*) / max(count(DISTINCT received_at), 1)) FROM outbox WHERE 0$where")
+    done
+    SRC_ACKED_ALL=0
+    for kind in canonical pipedrive hubspot salesforce; do
+        SRC_ROWS[$kind]=$(sqlite3 "$SRC_DB" "SELECT count(*) FROM outbox WHERE source = '$kind'")
+        SRC_ACKED_ALL=$((SRC_ACKED_ALL + SRC_ACKED[$kind]))
+        log "outbox rows from $kind: ${SRC_ROWS[$kind]}; events acknowledged: ${SRC_ACKED[$kind]}"
+        ((SRC_ROWS[$kind] >= SRC_ACKED[$kind])) \
+            || die "the outbox holds fewer $kind rows (${SRC_ROWS[$kind]}) than events were acknowledged (${SRC_ACKED[$kind]})"
+    done
+    SRC_ROWS_ALL=$(sqlite3 "$SRC_DB" 'SELECT count(*) FROM outbox')
+    log "outbox rows: $SRC_ROWS_ALL; events acknowledged: $SRC_ACKED_ALL; bridge peak RSS $((SRC_RSS_KB / 1024)) MiB"
+    ((SRC_ROWS_ALL >= SRC_ACKED_ALL)) || die "the outbox holds fewer rows ($SRC_ROWS_ALL) than events were acknowledged ($SRC_ACKED_ALL)"
+    kill -TERM "$SRC_PID"
+    wait "$SRC_PID" || die "the bridge did not stop cleanly; see $RESULTS/bridge-sources.log"
+    SRC_ROWS_AFTER_STOP=$(sqlite3 "$SRC_DB" 'SELECT count(*) FROM outbox')
+    rm -f "$SRC_DB" "$SRC_DB-wal" "$SRC_DB-shm"
 fi
 
 # ======================================================================================
@@ -555,6 +723,8 @@ cpu() { awk -v t="${TICKS[$1]}" -v hz="$CLK_TCK" -v d="${DUR[$1]}" 'BEGIN {print
 ms() { awk -v us="$1" 'BEGIN {printf "%.2f ms", us / 1000}'; }
 p50() { ms "$(median <<<"${P50S[$1]}")"; }
 p99() { ms "$(median <<<"${P99S[$1]}")"; }
+# eps SCENARIO: events/s of a sources scenario (req/s × events per request).
+eps() { awk -v n="${REQS[$1/$SOURCES_CONNECTIONS]}" -v b="${SRC_BATCH[$1]}" -v d="${DUR[$1/$SOURCES_CONNECTIONS]}" 'BEGIN {printf "%.0f", n * b / (d / 1e6)}'; }
 ratio() { awk -v a="$(rps "$1")" -v b="$(rps "$2")" 'BEGIN {printf "%.1f %%", 100 * a / b}'; }
 range() { tr ' ' '\n' <<<"$1" | grep . | sort -n | awk 'NR == 1 {lo = $1} {hi = $1} END {printf "%s–%s %%", lo, hi}'; }
 mmss() { printf '%d min %02d s' $(($1 / 60)) $(($1 % 60)); }
@@ -600,6 +770,39 @@ not_run() { echo "Not run in this invocation (\`BENCH_PARTS=\"$PARTS\"\`)."; }
         echo "\`bench/ingest.lua\`. Bridge settings: \`database.synchronous=full\`, signature auth, \`log.level=warn\`,"
         echo "\`delivery.enabled=false\` (ingest only), the rest at their defaults (\`ingest.max_batch\` 512,"
         echo "\`ingest.queue_capacity\` 8192)."
+    else
+        not_run
+    fi
+    echo
+    echo "## CRM webhooks: events/s per source vs canonical ingest"
+    echo
+    if has_part sources; then
+        c=$SOURCES_CONNECTIONS
+        echo "One bridge with the three CRM sources configured (otherwise as for durable ingest: \`synchronous=full\`, \`log.level=warn\`,"
+        echo "delivery disabled), $c connections, $ROUNDS interleaved rounds of $DURATION per scenario. events/s = req/s × events per request,"
+        echo "over all rounds; p50/p99: request latency, median of the rounds; ratio: events/s to canonical's (per-round range in"
+        echo "brackets); bridge CPU: cores used by the bridge. Each answer waits until all its events are committed."
+        echo
+        echo "| scenario | events/request | req/s | **events/s** | **ratio to canonical** | p50 | p99 | bridge CPU |"
+        echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+        for s in $SOURCE_SCENARIOS; do
+            k="$s/$c"
+            r="**$(awk -v a="$(eps "$s")" -v b="$(eps canonical)" 'BEGIN {printf "%.1f %%", 100 * a / b}')** ($(range "${SRC_RATIOS[$s]}"))"
+            [[ $s != canonical ]] || r="100 %"
+            echo "| ${SRC_LABEL[$s]} | ${SRC_BATCH[$s]} | $(rps "$k") | **$(eps "$s")** | $r | $(p50 "$k") | $(p99 "$k") | $(cpu "$k") |"
+        done
+        echo
+        echo "- Non-2xx responses: $(for s in $SOURCE_SCENARIOS; do printf '%s %s, ' "$s" "${BAD[$s/$c]}"; done | sed 's/, $//') (the run fails above 0.1 %)."
+        echo "- Durability, events acknowledged (200s × events per request; canonical: 202s) ≤ outbox rows, per source: $(for kind in canonical pipedrive hubspot salesforce; do printf '%s %s ≤ %s; ' "$kind" "${SRC_ACKED[$kind]}" "${SRC_ROWS[$kind]}"; done)all $SRC_ACKED_ALL ≤ $SRC_ROWS_ALL after the load, $SRC_ROWS_AFTER_STOP after SIGTERM."
+        echo "- Group commit, approximate rows per commit: $(for s in $SOURCE_SCENARIOS; do printf '%s %s; ' "$s" "${SRC_COMMIT_ROWS[$s]}"; done | sed 's/; $//')."
+        echo "- Bridge CPU per 1000 events: $(for s in $SOURCE_SCENARIOS; do printf '%s %s ms; ' "$s" "$(awk -v t="${TICKS[$s/$c]}" -v hz="$CLK_TCK" -v n="${REQS[$s/$c]}" -v b="${SRC_BATCH[$s]}" 'BEGIN {printf "%.0f", t / hz / (n * b) * 1e6}')"; done | sed 's/; $//'); bridge peak RSS $((SRC_RSS_KB / 1024)) MiB."
+        echo "- Requests pre-generated per point, by round: $(for s in $SOURCE_SCENARIOS; do printf '%s%s; ' "$s" "$(tr ' ' '/' <<<"${SRC_PLANNED[$s]}" | sed 's|^/| |')"; done | sed 's/; $//'); lists that wrapped: $(w=$(for s in $SOURCE_SCENARIOS; do ((WRAPPED[$s/$c] == 0)) || printf '%s %s %s; ' "$s" "${WRAPPED[$s/$c]}" "$([[ $s == canonical ]] && echo 'restarts of a thread'"'"'s list' || echo 'requests repeated')"; done | sed 's/; $//'); echo "${w:-none}")."
+        echo
+        echo "Requests are generated right before each point (HubSpot signatures and canonical timestamps must be fresh) by"
+        echo "\`bench/gen_sources.py\` (canonical: \`bench/gen_signed.py\`), with a distinct dedup key and email per event across the run,"
+        echo "and replayed by \`bench/sources.lua\` (canonical: \`bench/ingest.lua\`). Pipedrive: one v1 \`added.person\` per request, HTTP Basic."
+        echo "HubSpot: a signature-v3 JSON array of \`contact.creation\` events; each stores only a reference to the contact (the"
+        echo "delivery worker fetches its fields). Salesforce: one SOAP outbound message of Contact notifications, answered \`<Ack>true</Ack>\`."
     else
         not_run
     fi
