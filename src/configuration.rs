@@ -119,12 +119,29 @@ pub struct SourcesSettings {
     pub salesforce: SalesforceSettings,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PipedriveSettings {
     /// The webhook's "HTTP Auth username and password", as entered in Pipedrive.
     pub username: Option<String>,
     pub password: Option<SecretString>,
+    /// Optional API token: v2 webhooks carry the organisation's id only, and with a token the
+    /// worker reads its name for the guest's company.
+    pub api_token: Option<SecretString>,
+    pub api_base_url: String,
+    pub request_timeout_ms: u64,
+}
+
+impl Default for PipedriveSettings {
+    fn default() -> Self {
+        Self {
+            username: None,
+            password: None,
+            api_token: None,
+            api_base_url: "https://api.pipedrive.com".into(),
+            request_timeout_ms: 10_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -406,6 +423,19 @@ impl Settings {
                 "must not contain ':' (HTTP Basic auth cannot carry it)",
             ));
         }
+        if present(&pipedrive.api_token) {
+            if !username {
+                return Err(ConfigError::key(
+                    "sources.pipedrive.username",
+                    "and password are required once sources.pipedrive.api_token is set",
+                ));
+            }
+            self.check_crm_api(
+                "pipedrive",
+                &pipedrive.api_base_url,
+                pipedrive.request_timeout_ms,
+            )?;
+        }
 
         let hubspot = &self.sources.hubspot;
         let webhook_url = hubspot
@@ -429,30 +459,13 @@ impl Settings {
                     ));
                 }
             }
-            for (key, url) in [
-                ("webhook_url", webhook_url.unwrap_or_default()),
-                ("api_base_url", hubspot.api_base_url.as_str()),
-            ] {
-                if !url.starts_with("https://") && !url.starts_with("http://") {
-                    return Err(ConfigError::key(
-                        &format!("sources.hubspot.{key}"),
-                        "must be an http(s) URL",
-                    ));
-                }
-            }
-            // A fetch must end inside its attempt's lease, like a Tallyfy call.
-            let lease_ms = self.delivery.lease_secs.saturating_mul(1000);
-            if hubspot.request_timeout_ms == 0
-                || hubspot.request_timeout_ms + LEASE_MARGIN_MS > lease_ms
-            {
+            if !is_http_url(webhook_url.unwrap_or_default()) {
                 return Err(ConfigError::key(
-                    "sources.hubspot.request_timeout_ms",
-                    &format!(
-                        "must be above 0 and at most delivery.lease_secs minus {} s",
-                        LEASE_MARGIN_MS / 1000
-                    ),
+                    "sources.hubspot.webhook_url",
+                    "must be an http(s) URL",
                 ));
             }
+            self.check_crm_api("hubspot", &hubspot.api_base_url, hubspot.request_timeout_ms)?;
         }
 
         let salesforce = &self.sources.salesforce;
@@ -472,6 +485,34 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+impl Settings {
+    /// A CRM API the worker reads: an http(s) root, and a timeout that ends inside the lease of
+    /// the attempt that calls it, like a Tallyfy call.
+    fn check_crm_api(&self, crm: &str, base_url: &str, timeout_ms: u64) -> Result<(), ConfigError> {
+        if !is_http_url(base_url) {
+            return Err(ConfigError::key(
+                &format!("sources.{crm}.api_base_url"),
+                "must be an http(s) URL",
+            ));
+        }
+        let lease_ms = self.delivery.lease_secs.saturating_mul(1000);
+        if timeout_ms == 0 || timeout_ms + LEASE_MARGIN_MS > lease_ms {
+            return Err(ConfigError::key(
+                &format!("sources.{crm}.request_timeout_ms"),
+                &format!(
+                    "must be above 0 and at most delivery.lease_secs minus {} s",
+                    LEASE_MARGIN_MS / 1000
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn is_http_url(url: &str) -> bool {
+    url.starts_with("https://") || url.starts_with("http://")
 }
 
 /// Time a worker keeps between its last call's deadline and the end of its lease.

@@ -1,12 +1,12 @@
 //! tallyfy-bridge: CRM contact webhooks in, Tallyfy guests out, exactly once per email.
-//! Data flows one way: `ingest` → `outbox` → `delivery` → `tallyfy` (and `hubspot`, whose
-//! webhooks name a contact the worker must fetch); `status` only reads,
+//! Data flows one way: `ingest` → `outbox` → `delivery` → `tallyfy` (and `crm`, the CRM APIs the
+//! worker reads when a webhook names a record instead of carrying it); `status` only reads,
 //! `sandbox` is a fake Tallyfy for tests and demos.
 
 pub mod api_error;
 pub mod configuration;
+pub mod crm;
 pub mod delivery;
-pub mod hubspot;
 pub mod ingest;
 pub mod ops;
 pub mod outbox;

@@ -19,9 +19,9 @@ use tracing_actix_web::{RequestId, TracingLogger};
 
 use crate::api_error::json_error;
 use crate::configuration::Settings;
+use crate::crm::CrmClients;
 use crate::delivery::Worker;
 use crate::delivery::policy::{Clock, SystemClock};
-use crate::hubspot::HubSpotClient;
 use crate::ingest::auth::InboundAuth;
 use crate::ingest::sources::Sources;
 use crate::ingest::{self, IngestState};
@@ -246,22 +246,13 @@ pub fn build_worker(
         connect_timeout: Duration::from_millis(tallyfy.connect_timeout_ms),
         request_timeout: Duration::from_millis(tallyfy.request_timeout_ms),
     })?;
-    let hubspot = &settings.sources.hubspot;
-    let hubspot = match &hubspot.api_token {
-        Some(token) => Some(HubSpotClient::new(
-            &hubspot.api_base_url,
-            token.clone(),
-            Duration::from_millis(hubspot.request_timeout_ms),
-        )?),
-        None => None,
-    };
     Ok(Worker::new(
         pool,
         client,
         org_id,
         &settings.delivery,
         clock,
-        hubspot,
+        CrmClients::from_settings(&settings.sources)?,
     ))
 }
 

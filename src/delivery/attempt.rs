@@ -2,13 +2,13 @@
 //! decide whether to look up first) → call (look-up, create, 422 look-up) → a [`Resolution`] for
 //! the row plus what it means for the worker.
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use crate::hubspot::{ContactRef, FetchError, Pending};
+use crate::crm::{ContactRef, FetchError, OrgRef, Pending};
 use crate::outbox::delivery::{AttemptLog, AttemptResult, Claimed, Resolution};
+use crate::tallyfy::fields::NAME_MAX;
 use crate::tallyfy::{CallError, GuestRequest};
 
 use super::{Outcome, Worker, redact};
@@ -35,13 +35,20 @@ enum Verdict {
     /// The stored payload, or the contact fetched for it, cannot make a guest: retrying will
     /// not change it.
     Unusable(String),
-    /// The CRM contact was fetched: its email and the guest to create.
+    /// The CRM record was read: the row's email and the guest to create.
     Fetched {
         email: String,
         payload: String,
     },
-    FetchFailed(FetchError),
+    FetchFailed {
+        crm: &'static str,
+        error: FetchError,
+    },
 }
+
+/// What a CRM read gave: the email (when it was unknown) and the guest, or why the record
+/// cannot be a guest; the outer error says the read itself failed.
+type Fetched = Result<Result<(Option<String>, GuestRequest), String>, FetchError>;
 
 impl Worker {
     /// Runs one claimed row to its recorded result.
@@ -93,7 +100,7 @@ impl Worker {
     async fn call(&self, row: &Claimed) -> Verdict {
         let mut guest = match serde_json::from_str(&row.payload) {
             Ok(Stored::Guest(guest)) => *guest,
-            Ok(Stored::Pending(pending)) => return self.fetch(&pending.hubspot_contact).await,
+            Ok(Stored::Pending(pending)) => return self.complete(row, pending).await,
             Err(error) => {
                 return Verdict::Unusable(format!("stored payload is unreadable: {error}"));
             }
@@ -150,44 +157,93 @@ impl Worker {
         }
     }
 
-    /// HubSpot's webhook named only the contact: fetch its fields (no Tallyfy call in this
-    /// attempt; the row is delivered as an ordinary one for the email it resolves to).
-    async fn fetch(&self, contact: &ContactRef) -> Verdict {
-        let Some(hubspot) = &self.hubspot else {
-            return Verdict::FetchFailed(FetchError::NotConfigured);
-        };
-        let now = self.clock.now_ms();
-        let hold = self.hubspot_hold_until.load(Ordering::Relaxed);
-        if hold > now {
-            // Another fetch was just rate limited: wait with it instead of calling.
-            return Verdict::FetchFailed(FetchError::RateLimited {
-                retry_after: Some(Duration::from_millis((hold - now) as u64)),
-            });
+    /// Completes an event its CRM's webhook only named (no Tallyfy call in this attempt; the row
+    /// is then delivered as an ordinary one), unless that CRM holds us off after a 429.
+    async fn complete(&self, row: &Claimed, pending: Pending) -> Verdict {
+        let crm = pending.crm();
+        let hold = self.crm_hold(crm) - self.clock.now_ms();
+        if hold > 0 {
+            let retry_after = Some(Duration::from_millis(hold as u64));
+            return Verdict::FetchFailed {
+                crm,
+                error: FetchError::RateLimited { retry_after },
+            };
         }
-        let draft = match hubspot.fetch_contact(&contact.contact_id).await {
-            Ok(draft) => draft,
-            Err(error) => return Verdict::FetchFailed(error),
+        let fetched = match pending {
+            Pending::HubSpotContact { hubspot_contact } => {
+                self.fetch_contact(&hubspot_contact).await
+            }
+            Pending::PipedriveOrg {
+                pipedrive_org,
+                guest,
+            } => self.fetch_company(&pipedrive_org, *guest).await,
         };
-        let drafted = match draft.into_guest() {
+        let (email, guest) = match fetched {
+            Ok(Ok(fetched)) => fetched,
+            Ok(Err(unusable)) => return Verdict::Unusable(unusable),
+            Err(error) => return Verdict::FetchFailed { crm, error },
+        };
+        match serde_json::to_string(&guest) {
+            Ok(payload) => Verdict::Fetched {
+                email: email.unwrap_or_else(|| row.email.clone()),
+                payload,
+            },
+            Err(error) => Verdict::Unusable(format!("fetched contact is unusable: {error}")),
+        }
+    }
+
+    /// The HubSpot contact's fields, and the email it turns out to have (inner `Err`: the
+    /// contact cannot be a guest).
+    async fn fetch_contact(&self, contact: &ContactRef) -> Fetched {
+        let Some(hubspot) = &self.crms.hubspot else {
+            return Err(FetchError::NotConfigured);
+        };
+        let drafted = match hubspot
+            .fetch_contact(&contact.contact_id)
+            .await?
+            .into_guest()
+        {
             Ok(drafted) => drafted,
             Err(problem) => {
-                return Verdict::Unusable(format!(
-                    "HubSpot contact {}: {}",
-                    contact.contact_id, problem.message
-                ));
+                let id = &contact.contact_id;
+                return Ok(Err(format!("HubSpot contact {id}: {}", problem.message)));
             }
         };
         if !drafted.dropped.is_empty() {
             let left_out: Vec<&str> = drafted.dropped.iter().map(|p| p.field).collect();
             tracing::info!(?left_out, "Fields over Tallyfy's limits left out");
         }
-        match serde_json::to_string(&drafted.guest) {
-            Ok(payload) => Verdict::Fetched {
-                email: drafted.normalised_email,
-                payload,
-            },
-            Err(error) => Verdict::Unusable(format!("fetched contact is unusable: {error}")),
+        Ok(Ok((Some(drafted.normalised_email), drafted.guest)))
+    }
+
+    /// The guest with its Pipedrive organisation's name as company. Without a token (any more),
+    /// a deleted organisation or a name over Tallyfy's limit, the guest goes without one.
+    async fn fetch_company(&self, org: &OrgRef, mut guest: GuestRequest) -> Fetched {
+        match &self.crms.pipedrive {
+            Some(pipedrive) => {
+                guest.company_name = pipedrive
+                    .org_name(org)
+                    .await?
+                    .filter(|name| name.chars().count() <= NAME_MAX);
+            }
+            None => {
+                tracing::warn!("No sources.pipedrive.api_token: the guest goes without company")
+            }
         }
+        Ok(Ok((None, guest)))
+    }
+
+    fn crm_hold(&self, crm: &'static str) -> i64 {
+        self.lock_holds().get(crm).copied().unwrap_or(0)
+    }
+
+    fn lock_holds(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<&'static str, i64>> {
+        // Plain numbers: a panic elsewhere cannot leave the map inconsistent.
+        self.crm_holds
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Applies the retry policy: what happens to the row, and what the worker learns.
@@ -229,7 +285,7 @@ impl Worker {
                     },
                 );
             }
-            Verdict::FetchFailed(error) => return self.fetch_failed(row, error, now),
+            Verdict::FetchFailed { crm, error } => return self.fetch_failed(row, crm, error, now),
             Verdict::Unusable(reason) => {
                 return (
                     Resolution::Failed {
@@ -309,15 +365,23 @@ impl Worker {
         }
     }
 
-    /// A HubSpot fetch that gave no contact gets Tallyfy's treatment: 429s and refused tokens
+    /// A CRM read that gave nothing gets Tallyfy's treatment: 429s and refused tokens
     /// give the attempt back and wait, other failures back off; a missing contact fails.
-    fn fetch_failed(&self, row: &Claimed, error: FetchError, now: i64) -> (Resolution, Outcome) {
+    fn fetch_failed(
+        &self,
+        row: &Claimed,
+        crm: &'static str,
+        error: FetchError,
+        now: i64,
+    ) -> (Resolution, Outcome) {
         let status = error.status();
-        let reason = redact(&error.to_string());
+        let reason = redact(&format!("{crm}: {error}"));
         let resolution = match error {
             FetchError::RateLimited { retry_after } => {
                 let until = now + self.policy.rate_limit_wait(retry_after).as_millis() as i64;
-                self.hubspot_hold_until.fetch_max(until, Ordering::Relaxed);
+                let mut holds = self.lock_holds();
+                let hold = holds.entry(crm).or_default();
+                *hold = (*hold).max(until);
                 Resolution::Retry {
                     at: until,
                     refund: true,
@@ -325,7 +389,7 @@ impl Worker {
                 }
             }
             FetchError::Unauthorized { .. } | FetchError::NotConfigured => {
-                tracing::warn!(%reason, "HubSpot contacts cannot be fetched; they wait");
+                tracing::warn!(%reason, "CRM records cannot be read; their events wait");
                 Resolution::Retry {
                     at: now + self.paused_probe.as_millis() as i64,
                     refund: true,

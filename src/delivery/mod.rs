@@ -5,8 +5,10 @@ mod attempt;
 pub mod policy;
 mod recorder;
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::future::join_all;
@@ -15,7 +17,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 use crate::configuration::{DeliverySettings, LEASE_MARGIN_MS};
-use crate::hubspot::HubSpotClient;
+use crate::crm::CrmClients;
 use crate::outbox::delivery as store;
 use crate::tallyfy::TallyfyClient;
 use policy::{Clock, RetryPolicy};
@@ -113,10 +115,11 @@ pub struct Worker {
     /// delivery does not have to read the worker state row to know there is nothing to clear.
     paused: AtomicBool,
     recorder: recorder::Recorder,
-    /// Fetches contacts that HubSpot's webhooks only name; None when HubSpot is not configured.
-    hubspot: Option<HubSpotClient>,
-    /// Until when HubSpot rate-limited us (ms): fetches claimed meanwhile wait without calling.
-    hubspot_hold_until: AtomicI64,
+    /// Read what some CRMs' webhooks only name (HubSpot contacts, Pipedrive organisations).
+    crms: CrmClients,
+    /// Until when each CRM rate-limited us (ms), by CRM name: reads claimed meanwhile wait
+    /// without calling.
+    crm_holds: Mutex<HashMap<&'static str, i64>>,
 }
 
 impl Worker {
@@ -126,7 +129,7 @@ impl Worker {
         org_id: String,
         settings: &DeliverySettings,
         clock: Arc<dyn Clock>,
-        hubspot: Option<HubSpotClient>,
+        crms: CrmClients,
     ) -> Self {
         let lease = Duration::from_secs(settings.lease_secs);
         Self {
@@ -142,8 +145,8 @@ impl Worker {
             idle_poll: Duration::from_millis(settings.idle_poll_ms),
             paused: AtomicBool::new(false),
             recorder: recorder::Recorder::default(),
-            hubspot,
-            hubspot_hold_until: AtomicI64::new(0),
+            crms,
+            crm_holds: Mutex::default(),
         }
     }
 

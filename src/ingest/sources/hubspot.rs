@@ -8,9 +8,8 @@ use serde_json::Value;
 
 use super::{Adapter, IngestError, Item, json_body, refused};
 use crate::configuration::HubSpotSettings;
-use crate::hubspot::{ContactRef, Pending};
+use crate::crm::{ContactRef, Pending};
 use crate::ingest::auth::secrets_match;
-use crate::outbox::NewEvent;
 
 pub const SOURCE: &str = "hubspot";
 
@@ -128,25 +127,13 @@ fn item(index: usize, event: &Value) -> Item {
             );
         }
     };
-    let pending = Pending {
+    // eventId is documented as not unique; a contact is created once.
+    let event_id = format!("{}:{}:created", contact.portal_id, contact.contact_id);
+    let key = contact.key();
+    let pending = Pending::HubSpotContact {
         hubspot_contact: contact,
     };
-    match serde_json::to_string(&pending) {
-        Ok(payload) => Item::Event {
-            event: NewEvent {
-                source: SOURCE,
-                // eventId is documented as not unique; a contact is created once.
-                event_id: Some(format!(
-                    "{}:{}:created",
-                    pending.hubspot_contact.portal_id, pending.hubspot_contact.contact_id
-                )),
-                email: pending.hubspot_contact.key(),
-                payload,
-            },
-            left_out: Vec::new(),
-        },
-        Err(error) => Item::rejected(&format!("[{index}]"), "invalid_type", &error.to_string()),
-    }
+    Item::event(SOURCE, event_id, key, &pending, Vec::new())
 }
 
 /// Decodes only the escapes HubSpot's v3 docs list (`%3A` → `:` and so on), either case.

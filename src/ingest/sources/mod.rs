@@ -44,19 +44,38 @@ impl Item {
         email_field: &str,
     ) -> Self {
         match drafted {
-            Ok(drafted) => match serde_json::to_string(&drafted.guest) {
-                Ok(payload) => Item::Event {
-                    event: NewEvent {
-                        source,
-                        event_id: Some(event_id),
-                        email: drafted.normalised_email,
-                        payload,
-                    },
-                    left_out: drafted.dropped.iter().map(|p| p.field).collect(),
-                },
-                Err(error) => Item::rejected(email_field, "invalid_type", &error.to_string()),
-            },
+            Ok(drafted) => Item::event(
+                source,
+                event_id,
+                drafted.normalised_email,
+                &drafted.guest,
+                drafted.dropped.iter().map(|p| p.field).collect(),
+            ),
             Err(problem) => Item::rejected(email_field, problem.code, &problem.message),
+        }
+    }
+
+    /// An event whose row is keyed by `email` and stores `payload` (a guest, or what the worker
+    /// must complete first).
+    fn event(
+        source: &'static str,
+        event_id: String,
+        email: String,
+        payload: &impl Serialize,
+        left_out: Vec<&'static str>,
+    ) -> Self {
+        match serde_json::to_string(payload) {
+            Ok(payload) => Item::Event {
+                event: NewEvent {
+                    source,
+                    event_id: Some(event_id),
+                    email,
+                    payload,
+                },
+                left_out,
+            },
+            // Our own types always serialise; this only keeps the error path total.
+            Err(error) => Item::rejected("", "invalid_type", &error.to_string()),
         }
     }
 

@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use super::{Adapter, IngestError, Item, Report, json_body, json_reply, refused};
 use crate::configuration::PipedriveSettings;
+use crate::crm::{OrgRef, Pending};
 use crate::ingest::auth::secrets_match;
 use crate::tallyfy::fields::ContactDraft;
 
@@ -17,6 +18,8 @@ pub const SOURCE: &str = "pipedrive";
 pub struct Pipedrive {
     /// `username:password`, as Basic auth carries it.
     credentials: SecretString,
+    /// An API token is configured: the worker can read an organisation's name.
+    reads_orgs: bool,
 }
 
 impl Pipedrive {
@@ -24,6 +27,7 @@ impl Pipedrive {
         let (user, password) = (settings.username.as_ref()?, settings.password.as_ref()?);
         Some(Self {
             credentials: format!("{}:{}", user.trim(), password.expose_secret().trim()).into(),
+            reads_orgs: settings.api_token.is_some(),
         })
     }
 
@@ -57,7 +61,7 @@ impl Adapter for Pipedrive {
                 message: "body must be a JSON object".into(),
             });
         };
-        Ok(vec![person_event(&body)?])
+        Ok(vec![person_event(&body, self.reads_orgs)?])
     }
 
     fn reply(&self, outcome: Result<Report, IngestError>) -> HttpResponse {
@@ -74,7 +78,9 @@ impl Adapter for Pipedrive {
 }
 
 /// The webhook's one item: a person creation, or anything else (ignored).
-fn person_event(body: &Map<String, Value>) -> Result<Item, IngestError> {
+/// `reads_orgs`: a person whose organisation is named only by id waits for the worker to read
+/// the name (else the guest gets no company).
+fn person_event(body: &Map<String, Value>, reads_orgs: bool) -> Result<Item, IngestError> {
     let meta = match body.get("meta") {
         Some(Value::Object(meta)) => meta,
         _ => {
@@ -137,12 +143,22 @@ fn person_event(body: &Map<String, Value>) -> Result<Item, IngestError> {
         }),
     };
     // One key per created person: a retry, and a v1 and a v2 webhook both configured, store one.
-    Ok(Item::contact(
-        SOURCE,
-        format!("{company_id}:person:{person_id}:created"),
-        draft.into_guest(),
-        &format!("{person_key}.{emails}"),
-    ))
+    let event_id = format!("{company_id}:person:{person_id}:created");
+    let email_field = format!("{person_key}.{emails}");
+    let org_id = id_of(person.get("org_id")).filter(|_| reads_orgs && draft.company.is_none());
+    Ok(match (org_id, draft.into_guest()) {
+        (Some(org_id), Ok(drafted)) => Item::event(
+            SOURCE,
+            event_id,
+            drafted.normalised_email,
+            &Pending::PipedriveOrg {
+                pipedrive_org: OrgRef { org_id },
+                guest: Box::new(drafted.guest),
+            },
+            drafted.dropped.iter().map(|p| p.field).collect(),
+        ),
+        (_, drafted) => Item::contact(SOURCE, event_id, drafted, &email_field),
+    })
 }
 
 fn text<'a>(map: &'a Map<String, Value>, key: &str) -> &'a str {
@@ -198,7 +214,7 @@ mod tests {
         let Value::Object(body) = body else {
             panic!("object")
         };
-        person_event(&body).expect("a Pipedrive envelope")
+        person_event(&body, false).expect("a Pipedrive envelope")
     }
 
     fn v1_person(current: Value) -> Value {
@@ -293,7 +309,7 @@ mod tests {
             panic!("object")
         };
         assert!(matches!(
-            person_event(&body),
+            person_event(&body, false),
             Err(IngestError::Invalid { field, .. }) if field == "meta"
         ));
     }
