@@ -10,7 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{FetchError, fetch, http_client};
+use super::{FetchError, Window, fetch, http_client};
 use crate::tallyfy::fields::ContactDraft;
 
 /// One HubSpot contact: the account (portal) and the contact's id in it.
@@ -30,8 +30,11 @@ impl ContactRef {
 
 /// The CRM properties a guest is made from (commas are fine unescaped in a query).
 const PROPERTIES: &str = "email,firstname,lastname,phone,company";
-/// HubSpot's rolling rate-limit window, the wait after a 429 without Retry-After.
-const WINDOW_HEADER: &str = "x-hubspot-ratelimit-interval-milliseconds";
+/// HubSpot's rolling rate-limit window, in milliseconds.
+pub(super) const WINDOW: Window = (
+    "x-hubspot-ratelimit-interval-milliseconds",
+    Duration::from_millis,
+);
 
 pub struct HubSpotClient {
     http: reqwest::Client,
@@ -61,7 +64,7 @@ impl HubSpotClient {
             utf8_percent_encode(contact_id, NON_ALPHANUMERIC)
         );
         let request = self.http.get(url).bearer_auth(self.token.expose_secret());
-        let body = fetch(request, WINDOW_HEADER).await?;
+        let body = fetch(request, WINDOW).await?;
         contact_from(&body).ok_or_else(|| FetchError::Transient {
             status: None,
             detail: "the answer has no contact properties".into(),

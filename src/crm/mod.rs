@@ -112,12 +112,11 @@ fn http_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
         .context("Failed to build a CRM HTTP client")
 }
 
-/// Sends `request` and sorts the answer: the body of a 2xx, or the error class of anything
-/// else. `window_header` names the CRM's rate-limit window header, the fallback wait for a 429.
-async fn fetch(
-    request: reqwest::RequestBuilder,
-    window_header: &str,
-) -> Result<Vec<u8>, FetchError> {
+/// A CRM's rate-limit window header and its unit: the wait after a 429 without Retry-After.
+type Window = (&'static str, fn(u64) -> Duration);
+
+/// Sends `request` and sorts the answer: the body of a 2xx, or the error class of anything else.
+async fn fetch(request: reqwest::RequestBuilder, window: Window) -> Result<Vec<u8>, FetchError> {
     let response = request.send().await.map_err(transport)?;
     let status = response.status();
     tracing::Span::current().record("status", status.as_u16());
@@ -127,7 +126,7 @@ async fn fetch(
         s if s.is_success() => Ok(body),
         StatusCode::NOT_FOUND => Err(FetchError::NotFound),
         StatusCode::TOO_MANY_REQUESTS => Err(FetchError::RateLimited {
-            retry_after: rate_limit_wait(&headers, window_header),
+            retry_after: rate_limit_wait(&headers, window),
         }),
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(FetchError::Unauthorized {
             status: status.as_u16(),
@@ -143,20 +142,13 @@ async fn fetch(
     }
 }
 
-/// Retry-After if the CRM sends one; otherwise its rate-limit window (milliseconds in
-/// HubSpot's header, seconds in Pipedrive's), after which the burst that hit the limit is gone.
-fn rate_limit_wait(headers: &HeaderMap, window_header: &str) -> Option<Duration> {
+/// Retry-After if the CRM sends one; otherwise its rate-limit window, after which the burst
+/// that hit the limit is gone.
+fn rate_limit_wait(headers: &HeaderMap, (window, unit): Window) -> Option<Duration> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     header(RETRY_AFTER.as_str())
         .and_then(|v| parse_retry_after(v, SystemTime::now()))
-        .or_else(|| {
-            let window: u64 = header(window_header)?.trim().parse().ok()?;
-            Some(if window_header.ends_with("milliseconds") {
-                Duration::from_millis(window)
-            } else {
-                Duration::from_secs(window)
-            })
-        })
+        .or_else(|| Some(unit(header(window)?.trim().parse().ok()?)))
 }
 
 fn transport(error: reqwest::Error) -> FetchError {
@@ -185,19 +177,19 @@ fn excerpt(body: &[u8]) -> String {
 mod tests {
     use super::*;
 
-    const HUBSPOT_WINDOW: &str = "x-hubspot-ratelimit-interval-milliseconds";
+    const HUBSPOT_WINDOW: Window = hubspot::WINDOW;
 
     #[test]
     fn a_429_waits_for_retry_after_else_the_rolling_window() {
         let mut headers = HeaderMap::new();
-        headers.insert(HUBSPOT_WINDOW, "10000".parse().expect("value"));
-        headers.insert("x-ratelimit-reset", "2".parse().expect("value"));
+        headers.insert(HUBSPOT_WINDOW.0, "10000".parse().expect("value"));
+        headers.insert(pipedrive::WINDOW.0, "2".parse().expect("value"));
         assert_eq!(
             rate_limit_wait(&headers, HUBSPOT_WINDOW),
             Some(Duration::from_secs(10))
         );
         assert_eq!(
-            rate_limit_wait(&headers, "x-ratelimit-reset"),
+            rate_limit_wait(&headers, pipedrive::WINDOW),
             Some(Duration::from_secs(2))
         );
         headers.insert(RETRY_AFTER, "3".parse().expect("value"));

@@ -11,7 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{FetchError, fetch, http_client};
+use super::{FetchError, Window, fetch, http_client};
 
 /// The organisation a Pipedrive person belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,8 +19,8 @@ pub struct OrgRef {
     pub org_id: String,
 }
 
-/// Seconds until Pipedrive's rate-limit window resets, the wait after a 429 without Retry-After.
-const WINDOW_HEADER: &str = "x-ratelimit-reset";
+/// Seconds until Pipedrive's rate-limit window resets.
+pub(super) const WINDOW: Window = ("x-ratelimit-reset", Duration::from_secs);
 
 pub struct PipedriveClient {
     http: reqwest::Client,
@@ -56,7 +56,7 @@ impl PipedriveClient {
             utf8_percent_encode(&org.org_id, NON_ALPHANUMERIC)
         );
         let request = self.http.get(url).header("x-api-token", self.token.clone());
-        match fetch(request, WINDOW_HEADER).await {
+        match fetch(request, WINDOW).await {
             Ok(body) => Ok(name_from(&body)),
             Err(FetchError::NotFound) => Ok(None),
             Err(error) => Err(error),

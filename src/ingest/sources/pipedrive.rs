@@ -273,6 +273,38 @@ mod tests {
     }
 
     #[test]
+    fn with_an_api_token_a_person_named_only_by_org_id_waits_for_the_name() {
+        let body = json!({
+            "meta": {"action": "create", "entity": "person", "company_id": "1",
+                     "entity_id": "7"},
+            "data": {"id": 7, "first_name": "Grace",
+                     "emails": [{"value": "Grace@example.com", "primary": true}],
+                     "org_id": 42}});
+        let Value::Object(body) = body else {
+            panic!("object")
+        };
+        let Ok(Item::Event { event, .. }) = person_event(&body, true) else {
+            panic!("an event")
+        };
+        assert_eq!(event.email, "grace@example.com");
+        let pending: Pending = serde_json::from_str(&event.payload).expect("pending");
+        let Pending::PipedriveOrg {
+            pipedrive_org,
+            guest,
+        } = pending
+        else {
+            panic!("a Pipedrive organisation to read: {}", event.payload)
+        };
+        assert_eq!(pipedrive_org.org_id, "42");
+        assert_eq!(guest.first_name.as_deref(), Some("Grace"));
+        // Without a token the same person is an ordinary guest with no company.
+        let Ok(Item::Event { event, .. }) = person_event(&body, false) else {
+            panic!("an event")
+        };
+        assert!(serde_json::from_str::<Pending>(&event.payload).is_err());
+    }
+
+    #[test]
     fn without_a_primary_flag_the_first_email_is_taken() {
         let Item::Event { event, .. } = item(v1_person(json!({
             "id": 1, "email": [{"value": ""}, {"value": "a@example.com"}, {"value": "b@example.com"}]

@@ -1,13 +1,14 @@
 //! The real binary with every CRM source configured, logging down to trace: each CRM's request
 //! is delivered through the built-in sandbox, and no credential or contact name reaches a log.
 
-use serde_json::json;
 use std::process::Command;
 
+use serde_json::json;
+
 use super::{
-    Bridge, FakeHubSpot, HUBSPOT_SECRET, HUBSPOT_TOKEN, HUBSPOT_URL, PIPEDRIVE_PASSWORD,
-    PIPEDRIVE_USER, Remote, SALESFORCE_ORG, SALESFORCE_ORG_18, basic, hubspot, pipedrive,
-    salesforce,
+    Bridge, FakeCrm, HUBSPOT_SECRET, HUBSPOT_TOKEN, HUBSPOT_URL, PIPEDRIVE_PASSWORD,
+    PIPEDRIVE_TOKEN, PIPEDRIVE_USER, Remote, SALESFORCE_ORG, SALESFORCE_ORG_18, basic, hubspot,
+    pipedrive, salesforce,
 };
 use crate::binary::{bridge, sandbox_url, start, wait_for_guests};
 use crate::helpers::SIGNING_SECRET;
@@ -15,7 +16,7 @@ use crate::helpers::SIGNING_SECRET;
 #[tokio::test]
 async fn crm_webhooks_through_the_binary_are_delivered_and_leave_no_secret_in_trace_logs() {
     // Arrange
-    let fake = FakeHubSpot::start().await;
+    let fake = FakeCrm::start().await;
     fake.add_contact(
         "5012",
         json!({"email": "ada@example.com", "firstname": "Augusta", "lastname": "Lovelace"}),
@@ -26,6 +27,8 @@ async fn crm_webhooks_through_the_binary_are_delivered_and_leave_no_secret_in_tr
         .env("BRIDGE__INGEST__AUTH__SIGNING_SECRET", SIGNING_SECRET)
         .env("BRIDGE__SOURCES__PIPEDRIVE__USERNAME", PIPEDRIVE_USER)
         .env("BRIDGE__SOURCES__PIPEDRIVE__PASSWORD", PIPEDRIVE_PASSWORD)
+        .env("BRIDGE__SOURCES__PIPEDRIVE__API_TOKEN", PIPEDRIVE_TOKEN)
+        .env("BRIDGE__SOURCES__PIPEDRIVE__API_BASE_URL", &fake.base_url)
         .env("BRIDGE__SOURCES__HUBSPOT__CLIENT_SECRET", HUBSPOT_SECRET)
         .env("BRIDGE__SOURCES__HUBSPOT__WEBHOOK_URL", HUBSPOT_URL)
         .env("BRIDGE__SOURCES__HUBSPOT__API_TOKEN", HUBSPOT_TOKEN)
@@ -91,6 +94,7 @@ async fn crm_webhooks_through_the_binary_are_delivered_and_leave_no_secret_in_tr
         basic_credentials.trim_start_matches("Basic "),
         HUBSPOT_SECRET,
         HUBSPOT_TOKEN,
+        PIPEDRIVE_TOKEN,
         "Augusta",
         "Hopper",
     ] {

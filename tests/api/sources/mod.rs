@@ -2,7 +2,7 @@
 //! format over loopback, then delivery against the sandbox (and a fake HubSpot API).
 
 mod binary;
-mod fake_hubspot;
+mod fake_crm;
 mod hubspot;
 mod pipedrive;
 mod salesforce;
@@ -13,7 +13,7 @@ use tallyfy_bridge::sandbox::SandboxConfig;
 
 use crate::delivery::{DeliveryEnv, delivery_env_on};
 use crate::helpers::{TestApp, spawn_app, spawn_app_with};
-pub use fake_hubspot::{FakeHubSpot, HUBSPOT_TOKEN};
+pub use fake_crm::{FakeCrm, HUBSPOT_TOKEN, PIPEDRIVE_TOKEN};
 
 pub const PIPEDRIVE_USER: &str = "pipedrive-hook";
 pub const PIPEDRIVE_PASSWORD: &str = "pd-basic-password-42";
@@ -24,21 +24,23 @@ pub const HUBSPOT_URL: &str = "https://bridge.example.com/webhooks/hubspot";
 pub const SALESFORCE_ORG: &str = "00D5e000000AbCd";
 pub const SALESFORCE_ORG_18: &str = "00D5e000000AbCdEAF";
 
-/// The app with all three CRM sources configured, and the fake HubSpot it fetches from.
-pub async fn spawn_crm_app() -> (TestApp, FakeHubSpot) {
+/// The app with all three CRM sources configured, and the fake CRM APIs it reads from.
+pub async fn spawn_crm_app() -> (TestApp, FakeCrm) {
     spawn_crm_app_with(|_| {}).await
 }
 
 /// The same, with `tune` applied to the settings last.
 pub async fn spawn_crm_app_with(
     tune: impl FnOnce(&mut tallyfy_bridge::Settings),
-) -> (TestApp, FakeHubSpot) {
-    let hubspot = FakeHubSpot::start().await;
-    let api = hubspot.base_url.clone();
+) -> (TestApp, FakeCrm) {
+    let crm = FakeCrm::start().await;
+    let api = crm.base_url.clone();
     let app = spawn_app_with(|settings| {
         let sources = &mut settings.sources;
         sources.pipedrive.username = Some(PIPEDRIVE_USER.into());
         sources.pipedrive.password = Some(PIPEDRIVE_PASSWORD.into());
+        sources.pipedrive.api_token = Some(PIPEDRIVE_TOKEN.into());
+        sources.pipedrive.api_base_url = api.clone();
         sources.hubspot.client_secret = Some(HUBSPOT_SECRET.into());
         sources.hubspot.webhook_url = Some(HUBSPOT_URL.into());
         sources.hubspot.api_token = Some(HUBSPOT_TOKEN.into());
@@ -48,11 +50,11 @@ pub async fn spawn_crm_app_with(
         tune(settings);
     })
     .await;
-    (app, hubspot)
+    (app, crm)
 }
 
 /// The CRM app plus a worker and the sandbox, for end-to-end tests.
-pub async fn crm_env() -> (DeliveryEnv, FakeHubSpot) {
+pub async fn crm_env() -> (DeliveryEnv, FakeCrm) {
     let (app, hubspot) = spawn_crm_app().await;
     (
         delivery_env_on(app, SandboxConfig::default(), |_| {}).await,
@@ -175,7 +177,12 @@ async fn status_lists_the_webhook_paths_and_no_source_secret() {
             "/webhooks/salesforce"
         ])
     );
-    for secret in [PIPEDRIVE_PASSWORD, HUBSPOT_SECRET, HUBSPOT_TOKEN] {
+    for secret in [
+        PIPEDRIVE_PASSWORD,
+        PIPEDRIVE_TOKEN,
+        HUBSPOT_SECRET,
+        HUBSPOT_TOKEN,
+    ] {
         assert!(!status.contains(secret), "{status}");
     }
 }

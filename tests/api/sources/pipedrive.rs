@@ -1,6 +1,8 @@
 //! Pipedrive webhooks v1 (`added.person`) and v2 (`create.person`), with HTTP Basic auth as
 //! Pipedrive sends it. Bodies follow Pipedrive's webhook guides (see docs/crm-webhooks.md).
 
+use std::time::Duration;
+
 use serde_json::{Value, json};
 
 use super::{
@@ -223,4 +225,86 @@ async fn a_body_that_is_not_a_pipedrive_webhook_gets_a_clear_4xx() {
         (400, Some("malformed_json"))
     );
     assert_eq!(app.outbox_rows().await, 0);
+}
+
+#[tokio::test]
+async fn a_v2_person_gets_its_organisations_name_read_from_pipedrive_as_company() {
+    // Arrange: v2 names the organisation by id only.
+    let (env, crm) = crm_env().await;
+    crm.add_org("42", "Example Navy Labs");
+    let person = v2_create_person(4711, "grace@example.com");
+
+    // Act
+    let items = item_statuses(
+        env.app
+            .post_source("pipedrive", &auth(), person.to_string())
+            .await,
+    )
+    .await;
+    env.catch_up();
+    env.drain().await;
+
+    // Assert: one read with the token, then one create with the company.
+    assert_eq!(items[0]["status"], "queued");
+    assert_eq!(crm.fetches(), ["42?"]);
+    let guests = env.sandbox.guests();
+    assert_eq!(guests.len(), 1);
+    assert_eq!(guests[0].company_name.as_deref(), Some("Example Navy Labs"));
+    assert_eq!((env.posts(), env.lookups()), (1, 0));
+}
+
+#[tokio::test]
+async fn a_deleted_organisation_leaves_the_guest_without_a_company() {
+    let (env, crm) = crm_env().await;
+    let person = v2_create_person(4712, "orphan@example.com");
+    let items = item_statuses(
+        env.app
+            .post_source("pipedrive", &auth(), person.to_string())
+            .await,
+    )
+    .await;
+    env.catch_up();
+    env.drain().await;
+    let row = env.row(items[0]["id"].as_i64().expect("id")).await;
+    assert_eq!(row.state, "delivered");
+    assert_eq!(env.sandbox.guests()[0].company_name, None);
+    assert_eq!(crm.fetches().len(), 1);
+}
+
+#[tokio::test]
+async fn a_pipedrive_rate_limit_gives_the_attempt_back_and_waits_for_its_reset() {
+    // Arrange
+    let (env, crm) = crm_env().await;
+    crm.add_org("42", "Example Navy Labs");
+    crm.rate_limit_next(1);
+    let person = v2_create_person(4713, "patient@example.com");
+    let items = item_statuses(
+        env.app
+            .post_source("pipedrive", &auth(), person.to_string())
+            .await,
+    )
+    .await;
+    let id = items[0]["id"].as_i64().expect("id");
+    env.catch_up();
+
+    // Act: refused with `x-ratelimit-reset: 2`.
+    env.drain().await;
+
+    // Assert: waiting with nothing used; after the reset, delivered with the company.
+    let row = env.row(id).await;
+    assert_eq!((row.state.as_str(), row.attempts), ("retrying", 0));
+    assert!(
+        row.last_error
+            .expect("reason")
+            .starts_with("Pipedrive: rate limited")
+    );
+    env.advance(Duration::from_secs(1));
+    assert_eq!(env.drain().await, 0);
+    env.advance(Duration::from_secs(2));
+    env.drain().await;
+    assert_eq!(env.row(id).await.state, "delivered");
+    assert_eq!(
+        env.sandbox.guests()[0].company_name.as_deref(),
+        Some("Example Navy Labs")
+    );
 }
