@@ -631,6 +631,7 @@ mod tests {
         for (key, value, missing) in [
             ("PIPEDRIVE__USERNAME", "pd", "sources.pipedrive.password"),
             ("PIPEDRIVE__PASSWORD", "pw", "sources.pipedrive.username"),
+            ("PIPEDRIVE__API_TOKEN", "t", "sources.pipedrive.username"),
             ("HUBSPOT__CLIENT_SECRET", "s", "sources.hubspot.webhook_url"),
             ("HUBSPOT__API_TOKEN", "t", "sources.hubspot.client_secret"),
             (
@@ -662,6 +663,10 @@ mod tests {
                 "pipedrive-password-value",
             ),
             (
+                "BRIDGE__SOURCES__PIPEDRIVE__API_TOKEN",
+                "pipedrive-token-value",
+            ),
+            (
                 "BRIDGE__SOURCES__HUBSPOT__CLIENT_SECRET",
                 "hubspot-secret-value",
             ),
@@ -684,6 +689,7 @@ mod tests {
         let printed = format!("{settings:?}");
         for secret in [
             "pipedrive-password-value",
+            "pipedrive-token-value",
             "hubspot-secret-value",
             "hubspot-token-value",
         ] {
