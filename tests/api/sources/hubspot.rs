@@ -107,7 +107,7 @@ async fn a_signed_batch_is_stored_then_each_contact_is_fetched_and_delivered() {
 
 #[tokio::test]
 async fn forged_missing_and_stale_signatures_get_401_and_store_nothing() {
-    let (app, _hubspot) = spawn_crm_app().await;
+    let (app, _crm) = spawn_crm_app().await;
     let body = json!([creation(1)]).to_string();
     let now = chrono::Utc::now().timestamp_millis();
     let six_minutes_ago = now - 6 * 60 * 1000;
@@ -145,7 +145,7 @@ async fn forged_missing_and_stale_signatures_get_401_and_store_nothing() {
 
 #[tokio::test]
 async fn one_bad_event_in_a_batch_does_not_fail_the_others() {
-    let (app, _hubspot) = spawn_crm_app().await;
+    let (app, _crm) = spawn_crm_app().await;
     let mut no_object = creation(2);
     no_object
         .as_object_mut()
@@ -164,7 +164,7 @@ async fn one_bad_event_in_a_batch_does_not_fail_the_others() {
 
 #[tokio::test]
 async fn hubspots_resend_of_a_batch_is_deduplicated() {
-    let (app, _hubspot) = spawn_crm_app().await;
+    let (app, _crm) = spawn_crm_app().await;
     let first = item_statuses(post_signed(&app, &json!([creation(1), creation(2)])).await).await;
     let mut resent = json!([creation(1), creation(2)]);
     for event in resent.as_array_mut().expect("array") {
@@ -198,7 +198,7 @@ async fn a_contact_without_an_email_ends_failed_with_that_reason() {
 
 #[tokio::test]
 async fn a_contact_deleted_before_the_fetch_ends_failed() {
-    let (env, _hubspot) = crm_env().await;
+    let (env, _crm) = crm_env().await;
     let items = item_statuses(post_signed(&env.app, &json!([creation(404)])).await).await;
     env.catch_up();
     env.drain().await;

@@ -55,10 +55,10 @@ pub async fn spawn_crm_app_with(
 
 /// The CRM app plus a worker and the sandbox, for end-to-end tests.
 pub async fn crm_env() -> (DeliveryEnv, FakeCrm) {
-    let (app, hubspot) = spawn_crm_app().await;
+    let (app, crm) = spawn_crm_app().await;
     (
         delivery_env_on(app, SandboxConfig::default(), |_| {}).await,
-        hubspot,
+        crm,
     )
 }
 
@@ -140,25 +140,20 @@ async fn a_source_that_is_not_configured_answers_404_and_stores_nothing() {
 
 #[tokio::test]
 async fn a_crm_only_deployment_can_turn_the_canonical_endpoint_off() {
-    let (app, _hubspot) = spawn_crm_app_with(|s| {
+    let (app, _crm) = spawn_crm_app_with(|s| {
         s.ingest.auth.mode = tallyfy_bridge::configuration::AuthMode::Disabled
     })
     .await;
     let response = app.post_contact(json!({"email": "a@example.com"})).await;
     assert_eq!(response.status().as_u16(), 404);
-    let pipedrive = pipedrive::v1_added_person(1, "a@example.com").to_string();
-    let items = item_statuses(
-        app.post_source("pipedrive", &pipedrive::auth(), pipedrive)
-            .await,
-    )
-    .await;
+    let items = pipedrive::post_person(&app, &pipedrive::v1_added_person(1, "a@example.com")).await;
     assert_eq!(items[0]["status"], "queued");
     assert_eq!(app.outbox_rows().await, 1);
 }
 
 #[tokio::test]
 async fn status_lists_the_webhook_paths_and_no_source_secret() {
-    let (app, _hubspot) = spawn_crm_app().await;
+    let (app, _crm) = spawn_crm_app().await;
     // A refused request of each kind, so anything it could log or keep has had its chance.
     app.post_source(
         "pipedrive",
@@ -189,7 +184,7 @@ async fn status_lists_the_webhook_paths_and_no_source_secret() {
 
 #[tokio::test]
 async fn a_get_on_a_source_gets_405() {
-    let (app, _hubspot) = spawn_crm_app().await;
+    let (app, _crm) = spawn_crm_app().await;
     let response = app.get("/webhooks/pipedrive").await;
     assert_eq!(response.status().as_u16(), 405);
 }
@@ -197,12 +192,11 @@ async fn a_get_on_a_source_gets_405() {
 #[tokio::test]
 async fn one_person_arriving_from_every_crm_is_one_guest() {
     // Arrange: the same mailbox from Pipedrive, HubSpot, Salesforce and the canonical format.
-    let (env, hubspot) = crm_env().await;
-    hubspot.add_contact("77", json!({"email": "Same.Person@example.com"}));
-    let pipedrive = pipedrive::v1_added_person(1, "same.person@example.com");
-    env.app
-        .post_source("pipedrive", &pipedrive::auth(), pipedrive.to_string())
-        .await;
+    let (env, crm) = crm_env().await;
+    crm.add_contact("77", json!({"email": "Same.Person@example.com"}));
+    let person = pipedrive::v1_added_person(1, "same.person@example.com");
+    let items = pipedrive::post_person(&env.app, &person).await;
+    assert_eq!(items[0]["status"], "queued");
     let response = hubspot::post_signed(&env.app, &json!([hubspot::creation(77)])).await;
     assert_eq!(response.status().as_u16(), 200);
     let response = salesforce::post(
@@ -237,7 +231,7 @@ async fn one_person_arriving_from_every_crm_is_one_guest() {
 
 #[tokio::test]
 async fn hostile_bodies_get_an_answer_below_500_and_store_nothing() {
-    let (app, _hubspot) = spawn_crm_app().await;
+    let (app, _crm) = spawn_crm_app().await;
     let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
     let bodies = [
         "",

@@ -17,6 +17,15 @@ pub fn auth() -> Vec<(&'static str, String)> {
     ]
 }
 
+/// Posts a Pipedrive event with the right credentials; the per-item report.
+pub async fn post_person(app: &impl Bridge, event: &Value) -> Vec<Value> {
+    item_statuses(
+        app.post_source("pipedrive", &auth(), event.to_string())
+            .await,
+    )
+    .await
+}
+
 /// A v1 `added.person` for person `id` with a primary `email` (listed second).
 pub fn v1_added_person(id: u64, email: &str) -> Value {
     json!({
@@ -56,18 +65,10 @@ fn v2_create_person(id: u64, email: &str) -> Value {
 #[tokio::test]
 async fn a_v1_added_person_becomes_a_guest_with_its_primary_email_phone_and_company() {
     // Arrange
-    let (env, _hubspot) = crm_env().await;
+    let (env, _crm) = crm_env().await;
 
     // Act
-    let response = env
-        .app
-        .post_source(
-            "pipedrive",
-            &auth(),
-            v1_added_person(4711, "G.Hopper@Example.com").to_string(),
-        )
-        .await;
-    let items = item_statuses(response).await;
+    let items = post_person(&env.app, &v1_added_person(4711, "G.Hopper@Example.com")).await;
     env.catch_up();
     env.drain().await;
 
@@ -90,25 +91,9 @@ async fn a_v1_added_person_becomes_a_guest_with_its_primary_email_phone_and_comp
 
 #[tokio::test]
 async fn a_v2_create_person_and_its_v1_twin_store_one_event() {
-    let (app, _hubspot) = spawn_crm_app().await;
-    let v2 = item_statuses(
-        app.post_source(
-            "pipedrive",
-            &auth(),
-            v2_create_person(4711, "grace@example.com").to_string(),
-        )
-        .await,
-    )
-    .await;
-    let v1 = item_statuses(
-        app.post_source(
-            "pipedrive",
-            &auth(),
-            v1_added_person(4711, "grace@example.com").to_string(),
-        )
-        .await,
-    )
-    .await;
+    let (app, _crm) = spawn_crm_app().await;
+    let v2 = post_person(&app, &v2_create_person(4711, "grace@example.com")).await;
+    let v1 = post_person(&app, &v1_added_person(4711, "grace@example.com")).await;
     assert_eq!(v2[0]["status"], "queued");
     assert_eq!(v1[0]["status"], "duplicate");
     assert_eq!(v1[0]["id"], v2[0]["id"]);
@@ -117,19 +102,11 @@ async fn a_v2_create_person_and_its_v1_twin_store_one_event() {
 
 #[tokio::test]
 async fn pipedrives_retry_of_an_event_is_acknowledged_as_a_duplicate() {
-    let (app, _hubspot) = spawn_crm_app().await;
+    let (app, _crm) = spawn_crm_app().await;
     let mut event = v1_added_person(9, "retry@example.com");
-    let first = item_statuses(
-        app.post_source("pipedrive", &auth(), event.to_string())
-            .await,
-    )
-    .await;
+    let first = post_person(&app, &event).await;
     event["retry"] = json!(1);
-    let again = item_statuses(
-        app.post_source("pipedrive", &auth(), event.to_string())
-            .await,
-    )
-    .await;
+    let again = post_person(&app, &event).await;
     assert_eq!(first[0]["status"], "queued");
     assert_eq!(again[0]["status"], "duplicate");
     assert_eq!(again[0]["id"], first[0]["id"]);
@@ -138,7 +115,7 @@ async fn pipedrives_retry_of_an_event_is_acknowledged_as_a_duplicate() {
 
 #[tokio::test]
 async fn wrong_or_missing_basic_credentials_get_401_with_a_challenge_and_store_nothing() {
-    let (app, _hubspot) = spawn_crm_app().await;
+    let (app, _crm) = spawn_crm_app().await;
     let body = v1_added_person(1, "a@example.com").to_string();
     let json = ("content-type", "application/json".to_string());
     for headers in [
@@ -175,18 +152,14 @@ async fn wrong_or_missing_basic_credentials_get_401_with_a_challenge_and_store_n
 
 #[tokio::test]
 async fn events_other_than_a_person_creation_are_acknowledged_and_ignored() {
-    let (app, _hubspot) = spawn_crm_app().await;
+    let (app, _crm) = spawn_crm_app().await;
     let mut updated = v1_added_person(1, "a@example.com");
     updated["event"] = json!("updated.person");
     updated["meta"]["action"] = json!("updated");
     let mut deal = v2_create_person(2, "b@example.com");
     deal["meta"]["entity"] = json!("deal");
     for body in [updated, deal] {
-        let items = item_statuses(
-            app.post_source("pipedrive", &auth(), body.to_string())
-                .await,
-        )
-        .await;
+        let items = post_person(&app, &body).await;
         assert_eq!(items[0]["status"], "ignored", "{items:?}");
     }
     assert_eq!(app.outbox_rows().await, 0);
@@ -196,14 +169,10 @@ async fn events_other_than_a_person_creation_are_acknowledged_and_ignored() {
 async fn a_person_without_an_email_is_reported_and_not_stored() {
     // Pipedrive allows persons without email; refusing them with a 4xx would only get the
     // webhook banned, so they are acknowledged and named in the report.
-    let (app, _hubspot) = spawn_crm_app().await;
+    let (app, _crm) = spawn_crm_app().await;
     let mut person = v1_added_person(3, "x@example.com");
     person["current"]["email"] = json!([{"label": "work", "value": "", "primary": true}]);
-    let items = item_statuses(
-        app.post_source("pipedrive", &auth(), person.to_string())
-            .await,
-    )
-    .await;
+    let items = post_person(&app, &person).await;
     assert_eq!(items[0]["status"], "rejected");
     assert_eq!(items[0]["field"], "current.email");
     assert_eq!(items[0]["code"], "missing_field");
@@ -212,7 +181,7 @@ async fn a_person_without_an_email_is_reported_and_not_stored() {
 
 #[tokio::test]
 async fn a_body_that_is_not_a_pipedrive_webhook_gets_a_clear_4xx() {
-    let (app, _hubspot) = spawn_crm_app().await;
+    let (app, _crm) = spawn_crm_app().await;
     let (status, error) = error_of(
         app.post_source("pipedrive", &auth(), r#"{"current":{}}"#)
             .await,
@@ -235,12 +204,7 @@ async fn a_v2_person_gets_its_organisations_name_read_from_pipedrive_as_company(
     let person = v2_create_person(4711, "grace@example.com");
 
     // Act
-    let items = item_statuses(
-        env.app
-            .post_source("pipedrive", &auth(), person.to_string())
-            .await,
-    )
-    .await;
+    let items = post_person(&env.app, &person).await;
     env.catch_up();
     env.drain().await;
 
@@ -257,12 +221,7 @@ async fn a_v2_person_gets_its_organisations_name_read_from_pipedrive_as_company(
 async fn a_deleted_organisation_leaves_the_guest_without_a_company() {
     let (env, crm) = crm_env().await;
     let person = v2_create_person(4712, "orphan@example.com");
-    let items = item_statuses(
-        env.app
-            .post_source("pipedrive", &auth(), person.to_string())
-            .await,
-    )
-    .await;
+    let items = post_person(&env.app, &person).await;
     env.catch_up();
     env.drain().await;
     let row = env.row(items[0]["id"].as_i64().expect("id")).await;
@@ -278,12 +237,7 @@ async fn a_pipedrive_rate_limit_gives_the_attempt_back_and_waits_for_its_reset()
     crm.add_org("42", "Example Navy Labs");
     crm.rate_limit_next(1);
     let person = v2_create_person(4713, "patient@example.com");
-    let items = item_statuses(
-        env.app
-            .post_source("pipedrive", &auth(), person.to_string())
-            .await,
-    )
-    .await;
+    let items = post_person(&env.app, &person).await;
     let id = items[0]["id"].as_i64().expect("id");
     env.catch_up();
 

@@ -68,7 +68,7 @@ async fn answer(response: reqwest::Response) -> (u16, Result<(), String>) {
 #[tokio::test]
 async fn a_message_with_two_contacts_is_acknowledged_and_both_become_guests() {
     // Arrange
-    let (env, _hubspot) = crm_env().await;
+    let (env, _crm) = crm_env().await;
     let xml = message(
         SALESFORCE_ORG_18,
         &[
@@ -101,7 +101,7 @@ async fn a_message_with_two_contacts_is_acknowledged_and_both_become_guests() {
 
 #[tokio::test]
 async fn a_message_from_another_org_or_without_one_gets_a_fault_and_stores_nothing() {
-    let (app, _hubspot) = spawn_crm_app().await;
+    let (app, _crm) = spawn_crm_app().await;
     let notification = [contact("04l1", "a@example.com")];
     let (status, fault) =
         answer(post(&app, &message("00D000000000001AAA", &notification)).await).await;
@@ -117,7 +117,7 @@ async fn a_message_from_another_org_or_without_one_gets_a_fault_and_stores_nothi
 #[tokio::test]
 async fn one_notification_without_an_email_does_not_stop_the_others() {
     // The acknowledgement covers the whole message; a resend would not fix the bad one.
-    let (app, _hubspot) = spawn_crm_app().await;
+    let (app, _crm) = spawn_crm_app().await;
     let no_email = contact("04l2", "").replace("<sf:Email></sf:Email>", "");
     let xml = message(
         SALESFORCE_ORG_18,
@@ -130,7 +130,7 @@ async fn one_notification_without_an_email_does_not_stop_the_others() {
 
 #[tokio::test]
 async fn salesforces_resend_of_a_message_stores_nothing_new() {
-    let (app, _hubspot) = spawn_crm_app().await;
+    let (app, _crm) = spawn_crm_app().await;
     let xml = message(
         SALESFORCE_ORG_18,
         &[
@@ -147,7 +147,7 @@ async fn salesforces_resend_of_a_message_stores_nothing_new() {
 
 #[tokio::test]
 async fn notifications_about_other_objects_are_acknowledged_and_ignored() {
-    let (app, _hubspot) = spawn_crm_app().await;
+    let (app, _crm) = spawn_crm_app().await;
     let lead = contact("04l9", "lead@example.com").replace("sf:Contact", "sf:Lead");
     let (status, ack) = answer(post(&app, &message(SALESFORCE_ORG_18, &[lead])).await).await;
     assert_eq!((status, ack), (200, Ok(())));
@@ -156,7 +156,7 @@ async fn notifications_about_other_objects_are_acknowledged_and_ignored() {
 
 #[tokio::test]
 async fn when_the_outbox_cannot_commit_the_answer_is_a_fault_not_an_ack() {
-    let (app, _hubspot) = spawn_crm_app_with(|s| s.database.busy_timeout_ms = 100).await;
+    let (app, _crm) = spawn_crm_app_with(|s| s.database.busy_timeout_ms = 100).await;
     let xml = message(SALESFORCE_ORG_18, &[contact("04l1", "locked@example.com")]);
     let lock = hold_write_lock(&app).await;
     let (status, fault) = answer(post(&app, &xml).await).await;
@@ -171,7 +171,7 @@ async fn when_the_outbox_cannot_commit_the_answer_is_a_fault_not_an_ack() {
 
 #[tokio::test]
 async fn malformed_xml_and_doctypes_are_refused_with_a_client_fault() {
-    let (app, _hubspot) = spawn_crm_app().await;
+    let (app, _crm) = spawn_crm_app().await;
     let doctype = format!(
         r#"<?xml version="1.0"?><!DOCTYPE lol [<!ENTITY lol "lol">]>{}"#,
         message(SALESFORCE_ORG_18, &[contact("04l1", "&lol;@example.com")])
