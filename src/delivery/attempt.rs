@@ -281,7 +281,7 @@ impl Worker {
                     Resolution::Resolved { email, payload },
                     Outcome::Fetched {
                         error: None,
-                        status: Some(200),
+                        status: None,
                     },
                 );
             }

@@ -47,8 +47,8 @@ pub enum Outcome {
         reason: String,
         status: Option<u16>,
     },
-    /// The row's CRM contact was fetched (`error` None: the row now carries its email and is
-    /// due again) or the fetch failed; Tallyfy was not called.
+    /// The CRM record the row names was read (`error` None: the row now carries its guest and
+    /// is due again) or the read failed, with the CRM's HTTP status; Tallyfy was not called.
     Fetched {
         error: Option<String>,
         status: Option<u16>,
