@@ -46,9 +46,15 @@ enum Verdict {
     },
 }
 
-/// What a CRM read gave: the email (when it was unknown) and the guest, or why the record
-/// cannot be a guest; the outer error says the read itself failed.
-type Fetched = Result<Result<(Option<String>, GuestRequest), String>, FetchError>;
+impl Verdict {
+    /// A completed row: its email and the guest to create.
+    fn fetched(email: String, guest: &GuestRequest) -> Self {
+        match serde_json::to_string(guest) {
+            Ok(payload) => Self::Fetched { email, payload },
+            Err(error) => Self::Unusable(format!("the fetched guest is unusable: {error}")),
+        }
+    }
+}
 
 impl Worker {
     /// Runs one claimed row to its recorded result.
@@ -169,56 +175,51 @@ impl Worker {
                 error: FetchError::RateLimited { retry_after },
             };
         }
-        let fetched = match pending {
+        let read = match pending {
             Pending::HubSpotContact { hubspot_contact } => {
                 self.fetch_contact(&hubspot_contact).await
             }
             Pending::PipedriveOrg {
                 pipedrive_org,
                 guest,
-            } => self.fetch_company(&pipedrive_org, *guest).await,
+            } => self
+                .fetch_company(&pipedrive_org, *guest)
+                .await
+                .map(|guest| Verdict::fetched(row.email.clone(), &guest)),
         };
-        let (email, guest) = match fetched {
-            Ok(Ok(fetched)) => fetched,
-            Ok(Err(unusable)) => return Verdict::Unusable(unusable),
-            Err(error) => return Verdict::FetchFailed { crm, error },
-        };
-        match serde_json::to_string(&guest) {
-            Ok(payload) => Verdict::Fetched {
-                email: email.unwrap_or_else(|| row.email.clone()),
-                payload,
-            },
-            Err(error) => Verdict::Unusable(format!("fetched contact is unusable: {error}")),
-        }
+        read.unwrap_or_else(|error| Verdict::FetchFailed { crm, error })
     }
 
-    /// The HubSpot contact's fields, and the email it turns out to have (inner `Err`: the
-    /// contact cannot be a guest).
-    async fn fetch_contact(&self, contact: &ContactRef) -> Fetched {
-        let Some(hubspot) = &self.crms.hubspot else {
-            return Err(FetchError::NotConfigured);
-        };
-        let drafted = match hubspot
-            .fetch_contact(&contact.contact_id)
-            .await?
-            .into_guest()
-        {
-            Ok(drafted) => drafted,
-            Err(problem) => {
-                let id = &contact.contact_id;
-                return Ok(Err(format!("HubSpot contact {id}: {}", problem.message)));
+    /// The HubSpot contact as the row's guest, under the email it turns out to have.
+    async fn fetch_contact(&self, contact: &ContactRef) -> Result<Verdict, FetchError> {
+        let hubspot = self
+            .crms
+            .hubspot
+            .as_ref()
+            .ok_or(FetchError::NotConfigured)?;
+        let draft = hubspot.fetch_contact(&contact.contact_id).await?;
+        Ok(match draft.into_guest() {
+            Ok(drafted) => {
+                if !drafted.dropped.is_empty() {
+                    let left_out: Vec<&str> = drafted.dropped.iter().map(|p| p.field).collect();
+                    tracing::info!(?left_out, "Fields over Tallyfy's limits left out");
+                }
+                Verdict::fetched(drafted.normalised_email, &drafted.guest)
             }
-        };
-        if !drafted.dropped.is_empty() {
-            let left_out: Vec<&str> = drafted.dropped.iter().map(|p| p.field).collect();
-            tracing::info!(?left_out, "Fields over Tallyfy's limits left out");
-        }
-        Ok(Ok((Some(drafted.normalised_email), drafted.guest)))
+            Err(problem) => Verdict::Unusable(format!(
+                "HubSpot contact {}: {}",
+                contact.contact_id, problem.message
+            )),
+        })
     }
 
     /// The guest with its Pipedrive organisation's name as company. Without a token (any more),
     /// a deleted organisation or a name over Tallyfy's limit, the guest goes without one.
-    async fn fetch_company(&self, org: &OrgRef, mut guest: GuestRequest) -> Fetched {
+    async fn fetch_company(
+        &self,
+        org: &OrgRef,
+        mut guest: GuestRequest,
+    ) -> Result<GuestRequest, FetchError> {
         match &self.crms.pipedrive {
             Some(pipedrive) => {
                 guest.company_name = pipedrive
@@ -230,7 +231,7 @@ impl Worker {
                 tracing::warn!("No sources.pipedrive.api_token: the guest goes without company")
             }
         }
-        Ok(Ok((None, guest)))
+        Ok(guest)
     }
 
     fn crm_hold(&self, crm: &'static str) -> i64 {
