@@ -187,7 +187,10 @@ pub(super) async fn post_source(
         return crate::api_error::json_error(
             actix_web::http::StatusCode::NOT_FOUND,
             "not_found",
-            format!("no webhook source named {source:?} is configured"),
+            format!(
+                "no webhook source named {:?} is configured",
+                source.as_str()
+            ),
             None,
         );
     };

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use tallyfy_bridge::sandbox::SandboxConfig;
 
 use crate::delivery::{DeliveryEnv, delivery_env_on};
-use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, error_of, spawn_app, spawn_app_with};
 pub use fake_crm::{FakeCrm, HUBSPOT_TOKEN, PIPEDRIVE_TOKEN};
 
 pub const PIPEDRIVE_USER: &str = "pipedrive-hook";
@@ -133,7 +133,12 @@ async fn a_source_that_is_not_configured_answers_404_and_stores_nothing() {
         let response = app
             .post_source(source, &[("content-type", "application/json".into())], "{}")
             .await;
-        assert_eq!(response.status().as_u16(), 404, "{source}");
+        let (status, error) = error_of(response).await;
+        assert_eq!((status, error["code"].as_str()), (404, Some("not_found")));
+        assert_eq!(
+            error["message"],
+            format!("no webhook source named \"{source}\" is configured")
+        );
     }
     assert_eq!(app.outbox_rows().await, 0);
 }
