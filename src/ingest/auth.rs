@@ -104,22 +104,33 @@ fn signature_headers(headers: &HeaderMap) -> http::HeaderMap {
     map
 }
 
-/// `Bearer <secret>`, or `Basic base64(user:secret)` (the user name is ignored).
-fn presented_secret(headers: &HeaderMap) -> Option<Vec<u8>> {
+/// The scheme and the credentials of the `Authorization` header.
+fn authorization(headers: &HeaderMap) -> Option<(&str, &str)> {
     let value = headers.get(AUTHORIZATION)?.to_str().ok()?.trim();
     let (scheme, credentials) = value.split_once(' ')?;
-    let credentials = credentials.trim();
-    if scheme.eq_ignore_ascii_case("bearer") {
-        Some(credentials.as_bytes().to_vec())
-    } else if scheme.eq_ignore_ascii_case("basic") {
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(credentials)
-            .ok()?;
-        let colon = decoded.iter().position(|b| *b == b':')?;
-        Some(decoded[colon + 1..].to_vec())
-    } else {
-        None
+    Some((scheme, credentials.trim()))
+}
+
+/// HTTP Basic credentials, decoded: the bytes of `user:password`.
+pub fn basic_credentials(headers: &HeaderMap) -> Option<Vec<u8>> {
+    let (scheme, credentials) = authorization(headers)?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
     }
+    base64::engine::general_purpose::STANDARD
+        .decode(credentials)
+        .ok()
+}
+
+/// `Bearer <secret>`, or `Basic base64(user:secret)` (the user name is ignored).
+fn presented_secret(headers: &HeaderMap) -> Option<Vec<u8>> {
+    let (scheme, credentials) = authorization(headers)?;
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Some(credentials.as_bytes().to_vec());
+    }
+    let decoded = basic_credentials(headers)?;
+    let colon = decoded.iter().position(|b| *b == b':')?;
+    Some(decoded[colon + 1..].to_vec())
 }
 
 #[cfg(test)]

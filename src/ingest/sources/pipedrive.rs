@@ -1,16 +1,15 @@
 //! Pipedrive webhooks, v1 (`added.person`) and v2 (`create.person`): HTTP Basic auth as set on
 //! the webhook, one event per request, any 2xx counts as delivered.
 
-use actix_web::http::header::{AUTHORIZATION, HeaderValue, WWW_AUTHENTICATE};
+use actix_web::http::header::{HeaderValue, WWW_AUTHENTICATE};
 use actix_web::{HttpRequest, HttpResponse};
-use base64::Engine;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
 use super::{Adapter, IngestError, Item, Report, json_body, json_reply, refused};
 use crate::configuration::PipedriveSettings;
 use crate::crm::{OrgRef, Pending};
-use crate::ingest::auth::secrets_match;
+use crate::ingest::auth::{basic_credentials, secrets_match};
 use crate::tallyfy::fields::ContactDraft;
 
 pub const SOURCE: &str = "pipedrive";
@@ -32,18 +31,7 @@ impl Pipedrive {
     }
 
     fn authenticate(&self, request: &HttpRequest) -> Result<(), &'static str> {
-        let presented = request
-            .headers()
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
-            .and_then(|(_, b64)| {
-                base64::engine::general_purpose::STANDARD
-                    .decode(b64.trim())
-                    .ok()
-            })
-            .ok_or("no HTTP Basic credentials")?;
+        let presented = basic_credentials(request.headers()).ok_or("no HTTP Basic credentials")?;
         if secrets_match(&presented, self.credentials.expose_secret().as_bytes()) {
             Ok(())
         } else {
