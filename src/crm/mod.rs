@@ -11,7 +11,7 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde::{Deserialize, Serialize};
 
 use crate::configuration::SourcesSettings;
-use crate::tallyfy::{GuestRequest, parse_retry_after};
+use crate::tallyfy::{GuestRequest, excerpt, parse_retry_after};
 pub use hubspot::{ContactRef, HubSpotClient};
 pub use pipedrive::{OrgRef, PipedriveClient};
 
@@ -165,12 +165,6 @@ fn transport(error: reqwest::Error) -> FetchError {
         status: None,
         detail: format!("{kind}: {error}"),
     }
-}
-
-fn excerpt(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    one_line.chars().take(200).collect()
 }
 
 #[cfg(test)]

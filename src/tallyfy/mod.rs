@@ -9,5 +9,6 @@ mod types;
 
 pub use client::{ClientConfig, TallyfyClient};
 pub use error::CallError;
+pub(crate) use error::excerpt;
 pub use retry_after::parse_retry_after;
 pub use types::{GuestId, GuestRequest};
