@@ -160,14 +160,18 @@ async fn read_body(
     }
 }
 
-/// `application/json` or any `+json` type, with or without parameters.
-fn require_json(headers: &HeaderMap) -> Result<(), IngestError> {
-    let essence = headers
+/// The `Content-Type` without its parameters, lowercased (`text/xml; charset=utf-8` → `text/xml`).
+fn media_type(headers: &HeaderMap) -> Option<String> {
+    headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase());
-    match essence {
+        .map(|v| v.trim().to_ascii_lowercase())
+}
+
+/// `application/json` or any `+json` type, with or without parameters.
+fn require_json(headers: &HeaderMap) -> Result<(), IngestError> {
+    match media_type(headers) {
         Some(t)
             if t == "application/json"
                 || (t.starts_with("application/") && t.ends_with("+json")) =>

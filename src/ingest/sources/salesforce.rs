@@ -2,12 +2,12 @@
 //! by its organisation id, and the `<Ack>true</Ack>` goes out only once every one is committed.
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::CONTENT_TYPE;
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 
 use super::salesforce_xml::{self, Notification, ParseError};
 use super::{Adapter, IngestError, Item, Report, refused};
 use crate::configuration::SalesforceSettings;
+use crate::ingest::media_type;
 use crate::tallyfy::fields::ContactDraft;
 
 pub const SOURCE: &str = "salesforce";
@@ -129,13 +129,7 @@ impl Adapter for Salesforce {
 }
 
 fn require_xml(request: &HttpRequest) -> Result<(), IngestError> {
-    let essence = request
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase());
-    match essence.as_deref() {
+    match media_type(request.headers()).as_deref() {
         Some("text/xml" | "application/xml" | "application/soap+xml") => Ok(()),
         _ => Err(IngestError::UnsupportedMediaType { expected: "XML" }),
     }
