@@ -387,7 +387,7 @@ declare -A SRC_LABEL=(
     [hubspot100]="HubSpot, 100 per request"
     [salesforce100]="Salesforce (\`POST /webhooks/salesforce\`, SOAP), 100 per message")
 declare -A SRC_FASTEST SRC_PLANNED SRC_RANGES SRC_RATIOS SRC_ROWS SRC_ACKED SRC_COMMIT_ROWS
-SRC_PD_USER=bench SRC_PD_PASSWORD=bench-password
+SRC_PD_USER=bench SRC_PD_PASSWORD=bench-password-0123
 SRC_HS_SECRET=bench-hubspot-secret SRC_HS_URL=https://bridge.example.com/webhooks/hubspot
 SRC_SF_ORG=00D5e000000AbCdEAF
 if has_part sources; then

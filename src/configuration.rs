@@ -4,8 +4,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde::Deserialize;
+
+mod secret;
+use secret::non_blank;
+pub use secret::{INVENTED_MIN_CHARS, InventedSecret, Secret};
 
 /// The documented defaults, compiled in so the binary runs from any working directory.
 const DEFAULTS: &str = include_str!("../config/default.toml");
@@ -71,8 +75,8 @@ pub struct IngestSettings {
 #[serde(deny_unknown_fields)]
 pub struct InboundAuthSettings {
     pub mode: AuthMode,
-    pub signing_secret: Option<SecretString>,
-    pub shared_secret: Option<SecretString>,
+    pub signing_secret: Option<Secret>,
+    pub shared_secret: Option<InventedSecret>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -89,8 +93,9 @@ pub enum AuthMode {
 #[serde(deny_unknown_fields)]
 pub struct TallyfySettings {
     pub base_url: String,
+    #[serde(default, deserialize_with = "non_blank")]
     pub org_id: Option<String>,
-    pub token: Option<SecretString>,
+    pub token: Option<Secret>,
     pub connect_timeout_ms: u64,
     pub request_timeout_ms: u64,
 }
@@ -123,11 +128,12 @@ pub struct SourcesSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct PipedriveSettings {
     /// The webhook's "HTTP Auth username and password", as entered in Pipedrive.
+    #[serde(deserialize_with = "non_blank")]
     pub username: Option<String>,
-    pub password: Option<SecretString>,
+    pub password: Option<InventedSecret>,
     /// Optional API token: v2 webhooks carry the organisation's id only, and with a token the
     /// worker reads its name for the guest's company.
-    pub api_token: Option<SecretString>,
+    pub api_token: Option<Secret>,
     pub api_base_url: String,
     pub request_timeout_ms: u64,
 }
@@ -148,11 +154,12 @@ impl Default for PipedriveSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct HubSpotSettings {
     /// The app's client secret: the key of the v3 webhook signature.
-    pub client_secret: Option<SecretString>,
+    pub client_secret: Option<Secret>,
     /// The target URL exactly as entered in HubSpot: the signature covers it.
+    #[serde(deserialize_with = "non_blank")]
     pub webhook_url: Option<String>,
     /// Private-app access token with `crm.objects.contacts.read`, to fetch created contacts.
-    pub api_token: Option<SecretString>,
+    pub api_token: Option<Secret>,
     pub api_base_url: String,
     pub request_timeout_ms: u64,
 }
@@ -173,16 +180,19 @@ impl Default for HubSpotSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct SalesforceSettings {
     /// The org's id (15 or 18 characters); messages from any other org are refused.
+    #[serde(deserialize_with = "non_blank")]
     pub organization_id: Option<String>,
     /// A Contact field carrying the account name (e.g. a formula `Account_Name__c`), since an
     /// outbound message holds one object's fields only.
+    #[serde(deserialize_with = "non_blank")]
     pub company_field: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminSettings {
-    pub token: Option<SecretString>,
+    /// Unset: the admin endpoints answer 404.
+    pub token: Option<InventedSecret>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -207,6 +217,22 @@ pub struct ConfigError(String);
 impl ConfigError {
     fn key(key: &str, problem: &str) -> Self {
         Self(format!("`{key}` {problem}"))
+    }
+
+    /// Our own checks inside deserialisation (a blank secret) read like the others: the key
+    /// first. `config`'s own messages ("invalid type: … for key `http.port`") stay as they are.
+    fn from_load(error: config::ConfigError) -> Self {
+        match error {
+            config::ConfigError::At {
+                error,
+                key: Some(key),
+                origin,
+            } if matches!(*error, config::ConfigError::Message(_)) => {
+                let place = origin.map(|o| format!(" (in {o})")).unwrap_or_default();
+                Self(format!("`{key}` {error}{place}"))
+            }
+            other => Self(other.to_string()),
+        }
     }
 }
 
@@ -272,7 +298,7 @@ impl Settings {
         let settings: Settings = builder
             .build()
             .and_then(|c| c.try_deserialize())
-            .map_err(|e| ConfigError(e.to_string()))?;
+            .map_err(ConfigError::from_load)?;
         settings.validate_common()?;
         Ok(settings)
     }
@@ -518,10 +544,9 @@ fn is_http_url(url: &str) -> bool {
 /// Time a worker keeps between its last call's deadline and the end of its lease.
 pub const LEASE_MARGIN_MS: u64 = 5000;
 
-fn present(secret: &Option<SecretString>) -> bool {
-    secret
-        .as_ref()
-        .is_some_and(|s| !s.expose_secret().trim().is_empty())
+/// Blank secrets never load (see [`Secret`]), so set means usable.
+fn present<const N: usize>(secret: &Option<Secret<N>>) -> bool {
+    secret.is_some()
 }
 
 #[cfg(test)]
@@ -630,7 +655,11 @@ mod tests {
     fn a_half_configured_source_names_the_missing_key() {
         for (key, value, missing) in [
             ("PIPEDRIVE__USERNAME", "pd", "sources.pipedrive.password"),
-            ("PIPEDRIVE__PASSWORD", "pw", "sources.pipedrive.username"),
+            (
+                "PIPEDRIVE__PASSWORD",
+                "pipedrive-password-value",
+                "sources.pipedrive.username",
+            ),
             ("PIPEDRIVE__API_TOKEN", "t", "sources.pipedrive.username"),
             ("HUBSPOT__CLIENT_SECRET", "s", "sources.hubspot.webhook_url"),
             ("HUBSPOT__API_TOKEN", "t", "sources.hubspot.client_secret"),
@@ -694,6 +723,120 @@ mod tests {
             "hubspot-token-value",
         ] {
             assert!(!printed.contains(secret), "{printed}");
+        }
+    }
+
+    /// Every key that holds a secret, or that switches a check on, with a value that works.
+    const SECRET_KEYS: [(&str, &str); 9] = [
+        ("BRIDGE__ADMIN__TOKEN", "admin-token-0123456789"),
+        (
+            "BRIDGE__INGEST__AUTH__SHARED_SECRET",
+            "shared-secret-0123456789",
+        ),
+        ("BRIDGE__TALLYFY__TOKEN", "tallyfy-token-value"),
+        ("BRIDGE__SOURCES__PIPEDRIVE__USERNAME", "pd"),
+        (
+            "BRIDGE__SOURCES__PIPEDRIVE__PASSWORD",
+            "pipedrive-password-value",
+        ),
+        (
+            "BRIDGE__SOURCES__PIPEDRIVE__API_TOKEN",
+            "pipedrive-token-value",
+        ),
+        (
+            "BRIDGE__SOURCES__HUBSPOT__CLIENT_SECRET",
+            "hubspot-secret-value",
+        ),
+        ("BRIDGE__SOURCES__HUBSPOT__API_TOKEN", "hubspot-token-value"),
+        (
+            "BRIDGE__SOURCES__HUBSPOT__WEBHOOK_URL",
+            "https://b.example.com/webhooks/hubspot",
+        ),
+    ];
+
+    fn key_of(env: &str) -> String {
+        env.trim_start_matches("BRIDGE__")
+            .replace("__", ".")
+            .to_ascii_lowercase()
+    }
+
+    #[test]
+    fn every_secret_key_loads_when_given_a_usable_value() {
+        assert!(load(&[SIGNED]).is_ok());
+        let mut env = SECRET_KEYS.to_vec();
+        env.push(SIGNED);
+        load(&env).expect("all set and usable");
+    }
+
+    #[test]
+    fn an_empty_or_blank_secret_is_refused_naming_its_key() {
+        let mut keys = SECRET_KEYS.to_vec();
+        keys.push(("BRIDGE__INGEST__AUTH__SIGNING_SECRET", ""));
+        keys.push(("BRIDGE__TALLYFY__ORG_ID", ""));
+        keys.push(("BRIDGE__SOURCES__SALESFORCE__ORGANIZATION_ID", ""));
+        for (key, _) in keys {
+            for blank in ["", "   ", "\t"] {
+                // Everything else set and valid: only the blank key can be the reason.
+                let mut env: Vec<(&str, &str)> = SECRET_KEYS
+                    .iter()
+                    .copied()
+                    .filter(|(k, _)| *k != key)
+                    .collect();
+                if key != SIGNED.0 {
+                    env.push(SIGNED);
+                }
+                env.push((key, blank));
+                let err = load(&env).expect_err(key).to_string();
+                assert!(err.contains(&format!("`{}`", key_of(key))), "{key}: {err}");
+                assert!(err.contains("empty"), "{key}: {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_issues_empty_credentials_are_configuration_errors() {
+        // An empty admin token used to let any request read deliveries.
+        let err = load(&[SIGNED, ("BRIDGE__ADMIN__TOKEN", "")]).expect_err("empty admin");
+        assert!(err.to_string().contains("admin.token"), "{err}");
+        // An empty Pipedrive pair used to accept `curl -u :`.
+        let err = load(&[
+            SIGNED,
+            ("BRIDGE__SOURCES__PIPEDRIVE__USERNAME", ""),
+            ("BRIDGE__SOURCES__PIPEDRIVE__PASSWORD", ""),
+        ])
+        .expect_err("empty pipedrive");
+        assert!(err.to_string().contains("sources.pipedrive."), "{err}");
+        // Three empty HubSpot keys used to accept a signature made with an empty key.
+        let err = load(&[
+            SIGNED,
+            ("BRIDGE__SOURCES__HUBSPOT__CLIENT_SECRET", ""),
+            ("BRIDGE__SOURCES__HUBSPOT__WEBHOOK_URL", ""),
+            ("BRIDGE__SOURCES__HUBSPOT__API_TOKEN", ""),
+        ])
+        .expect_err("empty hubspot");
+        assert!(err.to_string().contains("sources.hubspot."), "{err}");
+    }
+
+    #[test]
+    fn invented_secrets_need_sixteen_characters() {
+        for key in [
+            "BRIDGE__ADMIN__TOKEN",
+            "BRIDGE__INGEST__AUTH__SHARED_SECRET",
+            "BRIDGE__SOURCES__PIPEDRIVE__PASSWORD",
+        ] {
+            let mut env: Vec<(&str, &str)> = SECRET_KEYS
+                .iter()
+                .copied()
+                .filter(|(k, _)| *k != key)
+                .collect();
+            env.push(SIGNED);
+            env.push((key, "fifteen-chars-x"));
+            let err = load(&env).expect_err(key).to_string();
+            assert!(err.contains(&format!("`{}`", key_of(key))), "{key}: {err}");
+            assert!(err.contains("at least 16 characters"), "{key}: {err}");
+            env.pop();
+            env.push((key, "sixteen-chars-xy"));
+            load(&env).expect(key);
         }
     }
 

@@ -117,7 +117,7 @@ impl Application {
         });
         let ops = web::Data::new(OpsState {
             pool: pool.clone(),
-            admin_token: settings.admin.token.clone(),
+            admin_token: settings.admin.token.as_ref().map(|t| t.to_secret_string()),
             org_id: settings.tallyfy.org_id.clone(),
         });
         let status = web::Data::new(StatusState {
@@ -234,7 +234,10 @@ pub fn build_worker(
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Worker> {
     let tallyfy = &settings.tallyfy;
-    let (Some(org_id), Some(token)) = (tallyfy.org_id.clone(), tallyfy.token.clone()) else {
+    let (Some(org_id), Some(token)) = (
+        tallyfy.org_id.clone(),
+        tallyfy.token.as_ref().map(|t| t.to_secret_string()),
+    ) else {
         anyhow::bail!(
             "invalid configuration: `tallyfy.org_id` and `tallyfy.token` are required for delivery"
         );

@@ -31,7 +31,7 @@ impl CrmClients {
             hubspot: match &hubspot.api_token {
                 Some(token) => Some(HubSpotClient::new(
                     &hubspot.api_base_url,
-                    token.clone(),
+                    token.to_secret_string(),
                     timeout(hubspot.request_timeout_ms),
                 )?),
                 None => None,
@@ -39,7 +39,7 @@ impl CrmClients {
             pipedrive: match &pipedrive.api_token {
                 Some(token) => Some(PipedriveClient::new(
                     &pipedrive.api_base_url,
-                    token,
+                    &token.to_secret_string(),
                     timeout(pipedrive.request_timeout_ms),
                 )?),
                 None => None,

@@ -7,7 +7,7 @@ use secrecy::{ExposeSecret, SecretString};
 use standardwebhooks::{HEADER_WEBHOOK_ID, HEADER_WEBHOOK_SIGNATURE, HEADER_WEBHOOK_TIMESTAMP};
 use subtle::ConstantTimeEq;
 
-use crate::configuration::{AuthMode, InboundAuthSettings};
+use crate::configuration::{AuthMode, InboundAuthSettings, InventedSecret, Secret};
 
 pub enum InboundAuth {
     Signature(standardwebhooks::Webhook),
@@ -33,14 +33,18 @@ pub enum AuthFailure {
 
 impl InboundAuth {
     pub fn from_settings(settings: &InboundAuthSettings) -> anyhow::Result<Self> {
-        let required = |secret: &Option<SecretString>, key: &str| {
-            secret
-                .clone()
-                .ok_or_else(|| anyhow::anyhow!("invalid configuration: `{key}` is required"))
+        let required = |secret: Option<SecretString>, key: &str| {
+            secret.ok_or_else(|| anyhow::anyhow!("invalid configuration: `{key}` is required"))
         };
         Ok(match settings.mode {
             AuthMode::Signature => {
-                let secret = required(&settings.signing_secret, "ingest.auth.signing_secret")?;
+                let secret = required(
+                    settings
+                        .signing_secret
+                        .as_ref()
+                        .map(Secret::to_secret_string),
+                    "ingest.auth.signing_secret",
+                )?;
                 let webhook = standardwebhooks::Webhook::new(secret.expose_secret().trim())
                     .map_err(|_| {
                         anyhow::anyhow!(
@@ -50,7 +54,10 @@ impl InboundAuth {
                 Self::Signature(webhook)
             }
             AuthMode::SharedSecret => Self::SharedSecret(required(
-                &settings.shared_secret,
+                settings
+                    .shared_secret
+                    .as_ref()
+                    .map(InventedSecret::to_secret_string),
                 "ingest.auth.shared_secret",
             )?),
             AuthMode::None => Self::None,

@@ -5,7 +5,7 @@ use base64::Engine;
 use serde_json::Value;
 
 use crate::helpers::{
-    SIGNING_SECRET, TestApp, error_of, sign, sign_with, spawn_app, spawn_app_with,
+    SIGNING_SECRET, TestApp, error_of, secret, sign, sign_with, spawn_app, spawn_app_with,
 };
 use tallyfy_bridge::configuration::AuthMode;
 
@@ -118,7 +118,7 @@ async fn the_signature_covers_the_raw_bytes_not_a_reserialisation() {
 async fn shared_secret_app() -> TestApp {
     spawn_app_with(|s| {
         s.ingest.auth.mode = AuthMode::SharedSecret;
-        s.ingest.auth.shared_secret = Some("crm-shared-secret".to_string().into());
+        s.ingest.auth.shared_secret = Some(secret("crm-shared-secret"));
     })
     .await
 }

@@ -83,6 +83,32 @@ fn a_missing_secret_stops_start_up_with_one_line_naming_the_key() {
 }
 
 #[test]
+fn an_empty_secret_stops_start_up_naming_its_key() {
+    let dir = tempfile::tempdir().expect("dir");
+    for (key, named) in [
+        ("BRIDGE__ADMIN__TOKEN", "admin.token"),
+        (
+            "BRIDGE__SOURCES__PIPEDRIVE__PASSWORD",
+            "sources.pipedrive.password",
+        ),
+        (
+            "BRIDGE__SOURCES__HUBSPOT__CLIENT_SECRET",
+            "sources.hubspot.client_secret",
+        ),
+    ] {
+        let output = bridge(&dir.path().join("b.sqlite"))
+            .env("BRIDGE__INGEST__AUTH__SIGNING_SECRET", SIGNING_SECRET)
+            .env(key, "")
+            .output()
+            .expect("runs");
+        assert_eq!(output.status.code(), Some(2), "{key}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(&format!("`{named}`")), "{stderr}");
+    }
+}
+
+#[test]
 fn migrate_needs_no_secrets_and_creates_the_schema() {
     let dir = tempfile::tempdir().expect("dir");
     let db = dir.path().join("m.sqlite");

@@ -193,3 +193,8 @@ pub async fn error_of(response: reqwest::Response) -> (u16, Value) {
     let body: Value = response.json().await.expect("JSON error body");
     (status, body["error"].clone())
 }
+
+/// A secret setting for a test, held to the same rules as one loaded from the environment.
+pub fn secret<const N: usize>(value: &str) -> tallyfy_bridge::configuration::Secret<N> {
+    value.parse().expect("a valid test secret")
+}

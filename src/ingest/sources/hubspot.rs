@@ -33,7 +33,7 @@ impl HubSpot {
             uris.push(url);
         }
         Some(Self {
-            client_secret: settings.client_secret.clone()?,
+            client_secret: settings.client_secret.as_ref()?.to_secret_string(),
             uris,
         })
     }

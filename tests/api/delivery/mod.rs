@@ -15,7 +15,7 @@ use tallyfy_bridge::delivery::policy::ManualClock;
 use tallyfy_bridge::sandbox::{IdStyle, Sandbox, SandboxConfig, SandboxHandle};
 use tallyfy_bridge::startup::build_worker;
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{TestApp, secret, spawn_app};
 
 pub struct DeliveryEnv {
     pub app: TestApp,
@@ -50,7 +50,7 @@ pub async fn delivery_env_on(
     let mut settings = app.settings.clone();
     settings.tallyfy.base_url = sandbox.base_url();
     settings.tallyfy.org_id = Some(org);
-    settings.tallyfy.token = Some(token.into());
+    settings.tallyfy.token = Some(secret(&token));
     settings.tallyfy.request_timeout_ms = 2000;
     settings.delivery.concurrency = 8;
     tune(&mut settings);
@@ -218,7 +218,7 @@ async fn the_running_service_delivers_a_posted_contact_without_being_driven() {
         s.delivery.idle_poll_ms = 60_000;
         s.tallyfy.base_url = sandbox.base_url();
         s.tallyfy.org_id = Some("demo-org".into());
-        s.tallyfy.token = Some("sandbox-token".to_string().into());
+        s.tallyfy.token = Some(secret("sandbox-token"));
     })
     .await;
     let response = app.post_contact(json!({"email": "live@example.com"})).await;
@@ -251,7 +251,7 @@ async fn operators_look_up_a_delivery_and_a_guest_with_the_admin_token() {
     // A second app on the same database, with the admin endpoints open.
     let app = crate::helpers::spawn_app_with(|s| {
         s.database.path = env.app.db_path();
-        s.admin.token = Some("admin-secret".to_string().into());
+        s.admin.token = Some(secret("admin-secret-for-tests"));
         s.tallyfy.org_id = Some("demo-org".into());
     })
     .await;
@@ -264,7 +264,7 @@ async fn operators_look_up_a_delivery_and_a_guest_with_the_admin_token() {
             .send()
     };
 
-    let delivery: Value = get(format!("/deliveries/{id}"), "admin-secret")
+    let delivery: Value = get(format!("/deliveries/{id}"), "admin-secret-for-tests")
         .await
         .expect("sent")
         .json()
@@ -286,7 +286,7 @@ async fn operators_look_up_a_delivery_and_a_guest_with_the_admin_token() {
         );
     }
 
-    let guest = get("/guests/ops%40example.com".into(), "admin-secret")
+    let guest = get("/guests/ops%40example.com".into(), "admin-secret-for-tests")
         .await
         .expect("sent");
     assert_eq!(guest.status().as_u16(), 200);
@@ -298,9 +298,12 @@ async fn operators_look_up_a_delivery_and_a_guest_with_the_admin_token() {
         .await
         .expect("sent");
     assert_eq!(refused.status().as_u16(), 401);
-    let missing = get("/guests/nobody%40example.com".into(), "admin-secret")
-        .await
-        .expect("sent");
+    let missing = get(
+        "/guests/nobody%40example.com".into(),
+        "admin-secret-for-tests",
+    )
+    .await
+    .expect("sent");
     assert_eq!(missing.status().as_u16(), 404);
     // Without an admin token configured the endpoints do not exist.
     let closed = env.app.get(&format!("/deliveries/{id}")).await;

@@ -12,7 +12,7 @@ use super::{
     Bridge, HUBSPOT_SECRET, HUBSPOT_URL, crm_env, item_statuses, spawn_crm_app, spawn_crm_app_with,
 };
 use crate::delivery::delivery_env_on;
-use crate::helpers::error_of;
+use crate::helpers::{error_of, secret};
 
 const PORTAL: u64 = 62515;
 
@@ -266,7 +266,7 @@ async fn while_hubspot_holds_us_off_other_contacts_wait_without_calling_it() {
 async fn a_refused_hubspot_token_keeps_its_contacts_waiting_without_pausing_tallyfy() {
     // Arrange
     let (app, hubspot) =
-        spawn_crm_app_with(|s| s.sources.hubspot.api_token = Some("expired-token".into())).await;
+        spawn_crm_app_with(|s| s.sources.hubspot.api_token = Some(secret("expired-token"))).await;
     let env = delivery_env_on(app, SandboxConfig::default(), |_| {}).await;
     hubspot.add_contact("1", json!({"email": "one@example.com"}));
     let items = item_statuses(post_signed(&env.app, &json!([creation(1)])).await).await;

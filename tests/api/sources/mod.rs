@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use tallyfy_bridge::sandbox::SandboxConfig;
 
 use crate::delivery::{DeliveryEnv, delivery_env_on};
-use crate::helpers::{TestApp, error_of, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, error_of, secret, spawn_app, spawn_app_with};
 pub use fake_crm::{FakeCrm, HUBSPOT_TOKEN, PIPEDRIVE_TOKEN};
 
 pub const PIPEDRIVE_USER: &str = "pipedrive-hook";
@@ -38,12 +38,12 @@ pub async fn spawn_crm_app_with(
     let app = spawn_app_with(|settings| {
         let sources = &mut settings.sources;
         sources.pipedrive.username = Some(PIPEDRIVE_USER.into());
-        sources.pipedrive.password = Some(PIPEDRIVE_PASSWORD.into());
-        sources.pipedrive.api_token = Some(PIPEDRIVE_TOKEN.into());
+        sources.pipedrive.password = Some(secret(PIPEDRIVE_PASSWORD));
+        sources.pipedrive.api_token = Some(secret(PIPEDRIVE_TOKEN));
         sources.pipedrive.api_base_url = api.clone();
-        sources.hubspot.client_secret = Some(HUBSPOT_SECRET.into());
+        sources.hubspot.client_secret = Some(secret(HUBSPOT_SECRET));
         sources.hubspot.webhook_url = Some(HUBSPOT_URL.into());
-        sources.hubspot.api_token = Some(HUBSPOT_TOKEN.into());
+        sources.hubspot.api_token = Some(secret(HUBSPOT_TOKEN));
         sources.hubspot.api_base_url = api;
         sources.salesforce.organization_id = Some(SALESFORCE_ORG.into());
         sources.salesforce.company_field = Some("Account_Name__c".into());
