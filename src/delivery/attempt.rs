@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 
 use crate::crm::{ContactRef, FetchError, OrgRef, Pending};
-use crate::outbox::delivery::{AttemptLog, AttemptResult, Claimed, Resolution};
+use std::sync::atomic::Ordering;
+
+use crate::outbox::delivery::{AttemptLog, AttemptResult, Claimed, GateChange, Resolution};
 use crate::tallyfy::fields::NAME_MAX;
 use crate::tallyfy::{CallError, GuestRequest};
 
@@ -73,20 +75,34 @@ impl Worker {
         };
         let now = self.clock.now_ms();
         let (resolution, outcome) = self.resolve(&row, verdict, now);
+        let gate = outcome.gate_change();
+        if let Some(GateChange::Pause(reason)) = &gate {
+            // Before the row is written back due, so no claim of this worker sees it while
+            // delivery still looks open (other workers see the pause in the row's own commit).
+            if !self.paused.swap(true, Ordering::Relaxed) {
+                tracing::warn!(%reason, "Tallyfy refused the credentials: delivery paused");
+            }
+        }
+        let (id, attempt, status) = (row.id, row.attempts, outcome.http_status());
         let log = AttemptLog {
             started_at,
             duration_ms: timer.elapsed().as_millis() as i64,
             http_status: outcome.http_status(),
             outcome: outcome.class(),
         };
+        let ending = Ending::of(&resolution);
         let result = AttemptResult {
             row,
             resolution,
             log,
             now,
+            gate,
         };
         match self.recorder.record(&self.pool, &self.org_id, result).await {
-            Ok(true) => outcome,
+            Ok(true) => {
+                ending.log(id, attempt, status);
+                outcome
+            }
             Ok(false) => {
                 tracing::warn!(
                     "Lease lost before the result was recorded; another attempt owns the row"
@@ -407,6 +423,56 @@ impl Worker {
             status,
         };
         (resolution, outcome)
+    }
+}
+
+/// What an operator must hear of an attempt that did not deliver: a retry at WARN, a final
+/// failure at ERROR, each with the row, attempt, status and a short redacted reason; never an
+/// email or a payload. Waits that cost no attempt (429, refused tokens) are logged where learned.
+enum Ending {
+    Retry { reason: String, at: i64 },
+    Failed { reason: String },
+    Quiet,
+}
+
+impl Ending {
+    fn of(resolution: &Resolution) -> Self {
+        match resolution {
+            Resolution::Retry {
+                refund: false,
+                error,
+                at,
+            } => Self::Retry {
+                reason: short(error),
+                at: *at,
+            },
+            Resolution::Failed { error } => Self::Failed {
+                reason: short(error),
+            },
+            _ => Self::Quiet,
+        }
+    }
+
+    fn log(&self, outbox_id: i64, attempt: i64, status: Option<u16>) {
+        match self {
+            Self::Retry { reason, at } => {
+                let retry_at = crate::timefmt::rfc3339(*at).unwrap_or_default();
+                tracing::warn!(outbox_id, attempt, status, %reason, %retry_at, "Delivery attempt failed; will retry");
+            }
+            Self::Failed { reason } => {
+                tracing::error!(outbox_id, attempt, status, %reason, "Delivery failed for good");
+            }
+            Self::Quiet => {}
+        }
+    }
+}
+
+/// A reason fit for one log line: redacted, on one line, at most 200 characters.
+fn short(reason: &str) -> String {
+    let line = redact(&reason.replace(['\n', '\r'], " "));
+    match line.char_indices().nth(200) {
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+        None => line,
     }
 }
 

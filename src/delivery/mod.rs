@@ -83,6 +83,15 @@ impl Outcome {
         }
     }
 
+    /// What this outcome changes for every worker, recorded with the row.
+    fn gate_change(&self) -> Option<store::GateChange> {
+        match self {
+            Self::Paused { reason, .. } => Some(store::GateChange::Pause(reason.clone())),
+            Self::RateLimited { until } => Some(store::GateChange::HoldUntil(*until)),
+            _ => None,
+        }
+    }
+
     fn http_status(&self) -> Option<u16> {
         match self {
             Self::RateLimited { .. } => Some(429),
@@ -173,14 +182,11 @@ impl Worker {
     /// Updates the worker-wide gate from one outcome.
     async fn learn(&self, outcome: &Outcome) -> anyhow::Result<()> {
         match outcome {
-            Outcome::Paused { reason, .. } => {
-                tracing::warn!(%reason, "Tallyfy refused the credentials: delivery paused");
-                self.paused.store(true, Ordering::Relaxed);
-                store::set_paused(&self.pool, Some(reason)).await
-            }
+            // Recorded with the attempt's row (see `deliver`), before the row was due again.
+            Outcome::Paused { .. } => Ok(()),
             Outcome::RateLimited { until } => {
                 tracing::info!(until, "Tallyfy rate limit: delivery waits");
-                store::set_rate_limited_until(&self.pool, Some(*until)).await
+                Ok(())
             }
             // Only an answer from Tallyfy that is not a refusal proves the credentials work
             // again; a ledger hit or a connection failure says nothing about them.
@@ -256,10 +262,14 @@ impl Worker {
             };
             tokio::select! {
                 Some(joined) = running.join_next(), if !running.is_empty() => {
-                    worker.absorb(joined).await;
+                    let mut paused_now = worker.absorb(joined).await;
                     // Others that finished meanwhile: one claim then refills all their slots.
                     while let Some(joined) = running.try_join_next() {
-                        worker.absorb(joined).await;
+                        paused_now |= worker.absorb(joined).await;
+                    }
+                    // The refusal was the first probe: the next one is a probe interval away.
+                    if paused_now {
+                        last_probe = tokio::time::Instant::now();
                     }
                 }
                 () = wake.notified() => {}
@@ -273,15 +283,19 @@ impl Worker {
         tracing::info!("Delivery worker stopped");
     }
 
-    /// Takes in a finished attempt from the running loop.
-    async fn absorb(&self, joined: Result<Outcome, tokio::task::JoinError>) {
+    /// Takes in a finished attempt from the running loop; true when it paused delivery.
+    async fn absorb(&self, joined: Result<Outcome, tokio::task::JoinError>) -> bool {
         match joined {
             Ok(outcome) => {
                 if let Err(error) = self.learn(&outcome).await {
                     tracing::error!(error = %format!("{error:#}"), "Failed to record the worker state");
                 }
+                matches!(outcome, Outcome::Paused { .. })
             }
-            Err(error) => tracing::error!(%error, "A delivery task failed"),
+            Err(error) => {
+                tracing::error!(%error, "A delivery task failed");
+                false
+            }
         }
     }
 

@@ -149,6 +149,17 @@ pub struct AttemptResult {
     pub resolution: Resolution,
     pub log: AttemptLog,
     pub now: i64,
+    /// What the attempt taught every worker, written before the row becomes due again.
+    pub gate: Option<GateChange>,
+}
+
+/// A change to what stops all delivery, learned by one attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GateChange {
+    /// Tallyfy refused the credentials: delivery pauses, with this reason.
+    Pause(String),
+    /// Tallyfy's 429: nothing is sent before this time (ms).
+    HoldUntil(i64),
 }
 
 /// Writes attempts' results in one transaction: concurrent attempts share one commit. For each,
@@ -164,6 +175,23 @@ pub async fn record(
         .begin()
         .await
         .context("Failed to begin recording attempts")?;
+    // The gate first, in the same commit as the rows: a row given back after a 401 must never
+    // be due while delivery does not yet look paused, or a wake-up would call again at once.
+    for change in results.iter().filter_map(|r| r.gate.as_ref()) {
+        let update = match change {
+            GateChange::Pause(reason) => {
+                sqlx::query("UPDATE worker_state SET paused_reason = ?1 WHERE id = 1").bind(reason)
+            }
+            GateChange::HoldUntil(until) => sqlx::query(
+                "UPDATE worker_state SET rate_limited_until = max(coalesce(rate_limited_until, 0), ?1) WHERE id = 1",
+            )
+            .bind(until),
+        };
+        update
+            .execute(&mut *tx)
+            .await
+            .context("Failed to record the delivery gate")?;
+    }
     let mut owned = Vec::with_capacity(results.len());
     for result in results {
         owned.push(record_one(&mut tx, org_id, result).await?);
@@ -209,6 +237,7 @@ async fn record_one(
         resolution,
         log,
         now,
+        gate: _,
     } = result;
     let now = *now;
     let owned = match resolution {
@@ -335,15 +364,6 @@ pub async fn set_paused(pool: &SqlitePool, reason: Option<&str>) -> anyhow::Resu
         .execute(pool)
         .await
         .context("Failed to record the paused state")?;
-    Ok(())
-}
-
-pub async fn set_rate_limited_until(pool: &SqlitePool, until: Option<i64>) -> anyhow::Result<()> {
-    sqlx::query("UPDATE worker_state SET rate_limited_until = ?1 WHERE id = 1")
-        .bind(until)
-        .execute(pool)
-        .await
-        .context("Failed to record the rate limit")?;
     Ok(())
 }
 

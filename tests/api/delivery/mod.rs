@@ -3,6 +3,7 @@
 
 mod failures;
 mod idempotency;
+mod signals;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,0 +1,182 @@
+//! What delivery tells operators and other workers: a refused token pauses delivery before its
+//! row is due again (one call, not two), and every retry and final failure reaches the log.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tallyfy_bridge::delivery::Outcome;
+use tallyfy_bridge::sandbox::{Faults, Sandbox, SandboxConfig};
+
+use super::delivery_env;
+use crate::binary::{Guard, bridge, log_lines, wait_for_port};
+use crate::helpers::{SIGNING_SECRET, secret, signed_post, spawn_app_with};
+
+#[tokio::test]
+async fn a_refused_token_pauses_delivery_in_the_same_commit_that_gives_the_row_back() {
+    let env = delivery_env(SandboxConfig::default()).await;
+    // Arrange: note what the gate said at the instant each row was written back as due.
+    sqlx::query("CREATE TABLE seen_gate (outbox_id INTEGER, paused_reason TEXT)")
+        .execute(&env.db)
+        .await
+        .expect("table");
+    sqlx::query(
+        "CREATE TRIGGER note_gate AFTER UPDATE OF state ON outbox WHEN NEW.state = 'retrying'
+         BEGIN
+             INSERT INTO seen_gate SELECT NEW.id, paused_reason FROM worker_state WHERE id = 1;
+         END",
+    )
+    .execute(&env.db)
+    .await
+    .expect("trigger");
+    let id = env.post(json!({"email": "refused@example.com"})).await;
+    env.sandbox.set_token("rotated-token");
+
+    // Act
+    let outcomes = env.worker.run_once().await.expect("run");
+
+    // Assert: the row never was due while delivery looked open.
+    assert!(
+        matches!(outcomes[0].1, Outcome::Paused { status: 401, .. }),
+        "{outcomes:?}"
+    );
+    let seen: Vec<(i64, Option<String>)> = sqlx::query_as("SELECT * FROM seen_gate")
+        .fetch_all(&env.db)
+        .await
+        .expect("seen");
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].0, id);
+    assert!(
+        seen[0].1.is_some(),
+        "the row was due before the pause: {seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_running_service_calls_once_on_a_refused_token_until_the_next_probe() {
+    let sandbox = Sandbox::start(
+        SandboxConfig::default(),
+        "127.0.0.1:0".parse().expect("addr"),
+    )
+    .await
+    .expect("sandbox");
+    sandbox.set_token("rotated-token");
+    let app = spawn_app_with(|s| {
+        s.delivery.enabled = true;
+        s.delivery.paused_probe_secs = 3600;
+        s.tallyfy.base_url = sandbox.base_url();
+        s.tallyfy.org_id = Some("demo-org".into());
+        s.tallyfy.token = Some(secret("sandbox-token"));
+    })
+    .await;
+    let db = app.db().await;
+    let attempts = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM delivery_attempts")
+            .fetch_one(&db)
+            .await
+            .expect("count")
+    };
+
+    assert_eq!(
+        app.post_contact(json!({"email": "refused@example.com"}))
+            .await
+            .status()
+            .as_u16(),
+        202
+    );
+    for _ in 0..200 {
+        if attempts().await > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(attempts().await, 1, "the first attempt ran");
+    // More commits wake the worker; none of them may send the refused row (or any) again.
+    for n in 0..5 {
+        let contact = json!({"email": format!("later{n}@example.com")});
+        assert_eq!(app.post_contact(contact).await.status().as_u16(), 202);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    assert_eq!(attempts().await, 1, "one 401, then nothing until the probe");
+    let status: Value = app.get("/status").await.json().await.expect("json");
+    assert_eq!(status["delivery"]["paused"], true, "{status}");
+}
+
+/// The JSON log lines of `level` whose message is `message`.
+fn lines_with<'a>(logs: &'a [String], level: &str, message: &str) -> Vec<&'a String> {
+    logs.iter()
+        .filter(|line| {
+            serde_json::from_str::<Value>(line)
+                .is_ok_and(|event| event["level"] == level && event["message"] == message)
+        })
+        .collect()
+}
+
+// Two threads: the test blocks on the log pipe while the sandbox answers on the runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_retry_is_a_warning_and_a_final_failure_an_error_without_the_email() {
+    // Arrange: a Tallyfy that answers 500 to everything, and a bridge allowed two attempts.
+    let faults = Faults {
+        error_rate: 1.0,
+        ..Faults::default()
+    };
+    let config = SandboxConfig {
+        faults,
+        ..SandboxConfig::default()
+    };
+    let sandbox = Sandbox::start(config, "127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("sandbox");
+    let dir = tempfile::tempdir().expect("dir");
+    let mut command = bridge(&dir.path().join("bridge.sqlite"));
+    command
+        .env("BRIDGE__INGEST__AUTH__SIGNING_SECRET", SIGNING_SECRET)
+        .env("BRIDGE__DELIVERY__ENABLED", "true")
+        .env("BRIDGE__DELIVERY__MAX_ATTEMPTS", "2")
+        .env("BRIDGE__DELIVERY__RETRY_BASE_MS", "10")
+        .env("BRIDGE__DELIVERY__RETRY_CAP_MS", "20")
+        .env("BRIDGE__TALLYFY__BASE_URL", sandbox.base_url())
+        .env("BRIDGE__TALLYFY__ORG_ID", "demo-org")
+        .env("BRIDGE__TALLYFY__TOKEN", "sandbox-token")
+        .env("BRIDGE__TALLYFY__REQUEST_TIMEOUT_MS", "2000");
+    let mut child = command.spawn().map(Guard).expect("starts");
+    let lines = log_lines(&mut child.0);
+    let mut logs = Vec::new();
+    let port = wait_for_port(&lines, &mut logs);
+
+    // Act
+    let body = json!({"email": "Hidden.Person@example.com"}).to_string();
+    let url = format!("http://127.0.0.1:{port}/webhooks/contacts");
+    let response = signed_post(&reqwest::Client::new(), &url, "evt-logs-1", &body)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status().as_u16(), 202);
+    while lines_with(&logs, "ERROR", "Delivery failed for good").is_empty() {
+        let line = lines
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("the final failure is logged: {logs:#?}"));
+        logs.push(line);
+    }
+
+    // Assert
+    let retries = lines_with(&logs, "WARN", "Delivery attempt failed; will retry");
+    assert_eq!(retries.len(), 1, "{logs:#?}");
+    let retry: Value = serde_json::from_str(retries[0]).expect("json");
+    assert_eq!(retry["outbox_id"], 1, "{retry}");
+    assert_eq!(retry["attempt"], 1, "{retry}");
+    assert_eq!(retry["status"], 500, "{retry}");
+    assert!(retry["reason"].is_string(), "{retry}");
+    let failed: Value =
+        serde_json::from_str(lines_with(&logs, "ERROR", "Delivery failed for good")[0])
+            .expect("json");
+    assert_eq!(failed["attempt"], 2, "{failed}");
+    assert!(
+        failed["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("gave up after 2 attempts")),
+        "{failed}"
+    );
+    let all = logs.join("\n").to_lowercase();
+    assert!(!all.contains("hidden.person"), "an email reached the log");
+}
