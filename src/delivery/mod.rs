@@ -4,6 +4,7 @@
 mod attempt;
 pub mod policy;
 mod recorder;
+mod storage;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -224,38 +225,47 @@ impl Worker {
         let mut running: JoinSet<Outcome> = JoinSet::new();
         let mut last_probe = tokio::time::Instant::now() - worker.paused_probe;
         let mut last_heartbeat: Option<tokio::time::Instant> = None;
+        let mut storage = storage::StorageHealth::default();
         loop {
             if *stop.borrow() {
                 break;
             }
             if last_heartbeat.is_none_or(|at| at.elapsed() >= HEARTBEAT_EVERY) {
-                if let Err(error) = store::heartbeat(&worker.pool, worker.clock.now_ms()).await {
-                    tracing::warn!(error = %format!("{error:#}"), "Failed to write the heartbeat");
+                match store::heartbeat(&worker.pool, worker.clock.now_ms()).await {
+                    Ok(()) => storage.worked(),
+                    Err(error) => {
+                        storage.failed("write the heartbeat", &error);
+                    }
                 }
                 last_heartbeat = Some(tokio::time::Instant::now());
             }
             let paused = worker.paused.load(Ordering::Relaxed);
             let free = worker.concurrency - running.len();
-            let may_claim =
-                !paused || (running.is_empty() && last_probe.elapsed() >= worker.paused_probe);
+            let may_claim = storage.backing_off().is_none()
+                && (!paused || (running.is_empty() && last_probe.elapsed() >= worker.paused_probe));
             if may_claim && free > 0 {
                 if paused {
                     last_probe = tokio::time::Instant::now();
                 }
                 match worker.claim(free).await {
                     Ok(rows) => {
+                        storage.worked();
                         for row in rows {
                             let worker = worker.clone();
                             running.spawn(async move { worker.deliver(row).await });
                         }
                     }
                     Err(error) => {
-                        tracing::error!(error = %format!("{error:#}"), "Failed to claim rows")
+                        storage.failed("claim rows", &error);
                     }
                 }
             }
-            // With every slot busy, a finishing attempt wakes the loop; no need to look ahead.
-            let idle = if running.len() < worker.concurrency {
+            // Failing storage: wait out the backoff (ingest wake-ups included), then try again.
+            let backing_off = storage.backing_off();
+            let idle = if let Some(wait) = backing_off {
+                wait
+            } else if running.len() < worker.concurrency {
+                // With every slot busy, a finishing attempt wakes the loop; no look-ahead needed.
                 worker.idle_wait(paused).await
             } else {
                 worker.idle_poll
@@ -272,8 +282,13 @@ impl Worker {
                         last_probe = tokio::time::Instant::now();
                     }
                 }
-                () = wake.notified() => {}
-                () = tokio::time::sleep(idle) => {}
+                () = wake.notified(), if backing_off.is_none() => {}
+                () = tokio::time::sleep(idle) => {
+                    if backing_off.is_some() {
+                        // The wait is over: the next storage operation decides what comes next.
+                        storage.retry_now();
+                    }
+                }
                 _ = stop.changed() => {}
             }
         }

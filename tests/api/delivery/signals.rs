@@ -180,3 +180,81 @@ async fn every_retry_is_a_warning_and_a_final_failure_an_error_without_the_email
     let all = logs.join("\n").to_lowercase();
     assert!(!all.contains("hidden.person"), "an email reached the log");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_storage_is_reported_once_and_retried_with_backoff_not_in_a_loop() {
+    use sqlx::Connection;
+    // Arrange: a worker that would look for due rows every 10 ms.
+    let sandbox = Sandbox::start(
+        SandboxConfig::default(),
+        "127.0.0.1:0".parse().expect("addr"),
+    )
+    .await
+    .expect("sandbox");
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("bridge.sqlite");
+    let mut command = bridge(&db);
+    command
+        .env("BRIDGE__INGEST__AUTH__SIGNING_SECRET", SIGNING_SECRET)
+        .env("BRIDGE__DELIVERY__ENABLED", "true")
+        .env("BRIDGE__DELIVERY__IDLE_POLL_MS", "10")
+        .env("BRIDGE__DATABASE__BUSY_TIMEOUT_MS", "20")
+        .env("BRIDGE__TALLYFY__BASE_URL", sandbox.base_url())
+        .env("BRIDGE__TALLYFY__ORG_ID", "demo-org")
+        .env("BRIDGE__TALLYFY__TOKEN", "sandbox-token");
+    let mut child = command.spawn().map(Guard).expect("starts");
+    let lines = log_lines(&mut child.0);
+    let mut logs = Vec::new();
+    let port = wait_for_port(&lines, &mut logs);
+    let status_url = format!("http://127.0.0.1:{port}/status");
+    for _ in 0..500 {
+        let status: Value = reqwest::get(&status_url)
+            .await
+            .expect("status")
+            .json()
+            .await
+            .expect("json");
+        if status["delivery"]["heartbeat_at"].is_string() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // Act: another process holds the write lock for a second, so every claim fails.
+    let mut other = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .expect("connect");
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut other)
+        .await
+        .expect("lock");
+    let window: Vec<String> = {
+        let until = std::time::Instant::now() + Duration::from_secs(1);
+        let mut seen = Vec::new();
+        while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
+            if let Ok(line) = lines.recv_timeout(left) {
+                seen.push(line);
+            }
+        }
+        seen
+    };
+    sqlx::query("ROLLBACK")
+        .execute(&mut other)
+        .await
+        .expect("unlock");
+
+    // Assert: one ERROR for the whole trouble (it was ~80 a second), then one line of recovery.
+    let loud: Vec<&String> = window
+        .iter()
+        .filter(|line| line.contains("\"level\":\"ERROR\"") || line.contains("\"level\":\"WARN\""))
+        .collect();
+    assert_eq!(loud.len(), 1, "{loud:#?}");
+    assert!(loud[0].contains("Storage is failing"), "{loud:#?}");
+    logs.extend(window);
+    while lines_with(&logs, "INFO", "Storage works again: delivery resumes").is_empty() {
+        let line = lines
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("recovery is logged: {logs:#?}"));
+        logs.push(line);
+    }
+}
