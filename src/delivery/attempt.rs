@@ -414,9 +414,23 @@ impl Worker {
                 }
             }
             FetchError::Transient { .. } => self.backoff(row, reason, now),
-            FetchError::NotFound | FetchError::Permanent { .. } => {
-                Resolution::Failed { error: reason }
-            }
+            // HubSpot's API can lag behind its own webhook: a contact it just announced may not
+            // be readable yet. Only a contact still missing minutes later is gone.
+            FetchError::NotFound => match NOT_FOUND_WAITS.get(row.attempts.max(1) as usize - 1) {
+                Some(wait) => Resolution::Retry {
+                    at: now + wait.as_millis() as i64,
+                    refund: false,
+                    error: reason,
+                },
+                None => Resolution::Failed {
+                    error: format!(
+                        "{reason}, still after {} reads over {} s",
+                        row.attempts,
+                        NOT_FOUND_WAITS.iter().map(Duration::as_secs).sum::<u64>()
+                    ),
+                },
+            },
+            FetchError::Permanent { .. } => Resolution::Failed { error: reason },
         };
         let outcome = Outcome::Fetched {
             error: resolution.error().map(str::to_owned),
@@ -425,6 +439,14 @@ impl Worker {
         (resolution, outcome)
     }
 }
+
+/// Waits after a CRM read answered 404, by attempt: about 3.5 minutes in all before the row
+/// fails.
+const NOT_FOUND_WAITS: [Duration; 3] = [
+    Duration::from_secs(30),
+    Duration::from_secs(60),
+    Duration::from_secs(120),
+];
 
 /// What an operator must hear of an attempt that did not deliver: a retry at WARN, a final
 /// failure at ERROR, each with the row, attempt, status and a short redacted reason; never an

@@ -197,14 +197,50 @@ async fn a_contact_without_an_email_ends_failed_with_that_reason() {
 }
 
 #[tokio::test]
-async fn a_contact_deleted_before_the_fetch_ends_failed() {
-    let (env, _crm) = crm_env().await;
-    let items = item_statuses(post_signed(&env.app, &json!([creation(404)])).await).await;
+async fn a_contact_hubspot_cannot_show_yet_is_read_again_and_delivered_when_it_appears() {
+    // Arrange: HubSpot's API lags behind its webhook: the first read answers 404.
+    let (env, hubspot) = crm_env().await;
+    let items = item_statuses(post_signed(&env.app, &json!([creation(77)])).await).await;
+    let id = items[0]["id"].as_i64().expect("id");
     env.catch_up();
     env.drain().await;
-    let row = env.row(items[0]["id"].as_i64().expect("id")).await;
-    assert_eq!(row.state, "failed");
-    assert!(row.last_error.expect("reason").contains("404"));
+    let row = env.row(id).await;
+    assert_eq!((row.state.as_str(), row.attempts), ("retrying", 1));
+
+    // Act: the contact shows up before the retry, 30 s later.
+    hubspot.add_contact("77", json!({"email": "late@example.com"}));
+    env.advance(Duration::from_secs(29));
+    assert!(
+        env.worker.run_once().await.expect("run").is_empty(),
+        "not yet due"
+    );
+    env.advance(Duration::from_secs(2));
+    env.drain().await;
+
+    // Assert
+    let row = env.row(id).await;
+    assert_eq!(row.state, "delivered");
+    assert_eq!(env.sandbox.create_count("late@example.com"), 1);
+}
+
+#[tokio::test]
+async fn a_contact_still_missing_after_a_few_minutes_ends_failed() {
+    let (env, crm) = crm_env().await;
+    let items = item_statuses(post_signed(&env.app, &json!([creation(404)])).await).await;
+    let id = items[0]["id"].as_i64().expect("id");
+    env.catch_up();
+    for wait in [0, 30, 60, 120] {
+        env.advance(Duration::from_secs(wait));
+        env.drain().await;
+    }
+    let row = env.row(id).await;
+    assert_eq!((row.state.as_str(), row.attempts), ("failed", 4));
+    let reason = row.last_error.expect("reason");
+    assert!(
+        reason.contains("404") && reason.contains("4 reads over 210 s"),
+        "{reason}"
+    );
+    assert_eq!(crm.fetches().len(), 4);
     assert_eq!(env.posts(), 0);
 }
 
