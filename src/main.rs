@@ -157,6 +157,7 @@ async fn migrate(config_dir: &std::path::Path) -> Result<(), Failure> {
     let settings = started(Settings::load_for_maintenance(config_dir, &[]))?;
     let pool = outbox::open_pool(&settings.database).await?;
     outbox::migrate(&pool).await?;
+    outbox::identity::adopt(&pool, &settings.database.path).await?;
     pool.close().await;
     tracing::info!("Migrations applied");
     Ok(())

@@ -26,7 +26,7 @@ use crate::ingest::auth::InboundAuth;
 use crate::ingest::sources::Sources;
 use crate::ingest::{self, IngestState};
 use crate::ops::{self, OpsState};
-use crate::outbox::{self, writer};
+use crate::outbox::{self, DatabaseFile, writer};
 use crate::status::{self, StatusState};
 use crate::tallyfy::{ClientConfig, TallyfyClient};
 
@@ -54,18 +54,20 @@ impl Application {
         if settings.database.migrate_on_start {
             outbox::migrate(&pool).await?;
         }
-        outbox::check_ready(&pool)
-            .await
-            .context("The database is not ready (run `tallyfy-bridge migrate`?)")?;
+        outbox::check_ready(&pool).await.context(
+            "The database is not ready: not migrated (run `tallyfy-bridge migrate`), read-only for this user, or its disk is full",
+        )?;
+        outbox::identity::adopt(&pool, &settings.database.path).await?;
+        let file = Arc::new(DatabaseFile::open(&settings.database.path)?);
 
         let wake = Arc::new(Notify::new());
-        let conn = outbox::open_writer_connection(&settings.database).await?;
-        let (writer_handle, writer) = writer::spawn(
-            conn,
-            settings.ingest.max_batch,
-            settings.ingest.queue_capacity,
-            wake.clone(),
-        );
+        let (writer_handle, writer) = writer::spawn(writer::WriterSetup {
+            conn: outbox::open_writer_connection(&settings.database).await?,
+            file: file.clone(),
+            max_batch: settings.ingest.max_batch,
+            queue_capacity: settings.ingest.queue_capacity,
+            committed: wake.clone(),
+        });
         let worker = if settings.delivery.enabled {
             Some(Arc::new(build_worker(
                 &settings,
@@ -111,7 +113,7 @@ impl Application {
         }
         let ingest = web::Data::new(IngestState {
             auth,
-            writer: writer_handle,
+            writer: writer_handle.clone(),
             max_body_bytes: settings.http.max_body_bytes,
             sources,
         });
@@ -122,6 +124,8 @@ impl Application {
         });
         let status = web::Data::new(StatusState {
             pool: pool.clone(),
+            file,
+            writer: writer_handle,
             started: Instant::now(),
             webhooks,
         });
@@ -251,6 +255,7 @@ pub fn build_worker(
     })?;
     Ok(Worker::new(
         pool,
+        Arc::new(DatabaseFile::open(&settings.database.path)?),
         client,
         org_id,
         &settings.delivery,

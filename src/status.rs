@@ -1,6 +1,7 @@
 //! Read-only views for operators and orchestrators: `/status`, `/health/live`, `/health/ready`.
 //! Never shows secrets; errors come from the worker already redacted.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::http::StatusCode;
@@ -9,10 +10,14 @@ use serde_json::json;
 use sqlx::SqlitePool;
 
 use crate::api_error::json_error;
-use crate::outbox::{self, now_ms};
+use crate::outbox::{self, DatabaseFile, WriterHandle, now_ms};
 
 pub struct StatusState {
     pub pool: SqlitePool,
+    /// The database file as opened: `/status` and readiness fail once it is deleted or replaced.
+    pub file: Arc<DatabaseFile>,
+    /// Readiness asks whether its commits have been failing.
+    pub writer: WriterHandle,
     pub started: Instant,
     /// The webhook paths this deployment accepts (the canonical one and configured CRMs).
     pub webhooks: Vec<String>,
@@ -35,6 +40,13 @@ fn age_secs(ms: Option<i64>, now: i64) -> Option<f64> {
 async fn status(state: web::Data<StatusState>) -> HttpResponse {
     let uptime_secs = state.started.elapsed().as_secs();
     let version = env!("CARGO_PKG_VERSION");
+    if let Err(lost) = state.file.check() {
+        return HttpResponse::ServiceUnavailable().json(json!({
+            "version": version,
+            "uptime_secs": uptime_secs,
+            "database": {"ok": false, "problem": lost.to_string()},
+        }));
+    }
     let snapshot = match outbox::snapshot(&state.pool).await {
         Ok(snapshot) => snapshot,
         Err(error) => {
@@ -75,15 +87,24 @@ async fn live() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "live"}))
 }
 
+/// Ready means a webhook would be stored now: the file is the one opened, the writer's commits
+/// have not been failing, and a write commits.
 async fn ready(state: web::Data<StatusState>) -> HttpResponse {
-    match outbox::check_ready(&state.pool).await {
+    let checked = match state.file.check() {
+        Err(lost) => Err(anyhow::Error::new(lost)),
+        Ok(()) if state.writer.recently_failed() => Err(anyhow::anyhow!(
+            "webhook commits failed in the last seconds (disk full, I/O error or lock)"
+        )),
+        Ok(()) => outbox::check_ready(&state.pool).await,
+    };
+    match checked {
         Ok(()) => HttpResponse::Ok().json(json!({"status": "ready"})),
         Err(error) => {
             tracing::warn!(error = %format!("{error:#}"), "Not ready");
             json_error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "not_ready",
-                "the database is not writable or not migrated".into(),
+                "the database would not store a webhook now (see the log)".into(),
                 None,
             )
         }

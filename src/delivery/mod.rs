@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 
 use crate::configuration::{DeliverySettings, LEASE_MARGIN_MS};
 use crate::crm::CrmClients;
+use crate::outbox::DatabaseFile;
 use crate::outbox::delivery as store;
 use crate::tallyfy::TallyfyClient;
 use policy::{Clock, RetryPolicy};
@@ -110,6 +111,9 @@ const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
 
 pub struct Worker {
     pool: SqlitePool,
+    /// Nothing is claimed once the database file was deleted or replaced: results written to a
+    /// lost file would be lost with it, ledger included.
+    file: Arc<DatabaseFile>,
     client: TallyfyClient,
     /// The ledger is per organisation: a guest id of one org means nothing in another.
     org_id: String,
@@ -135,6 +139,7 @@ pub struct Worker {
 impl Worker {
     pub fn new(
         pool: SqlitePool,
+        file: Arc<DatabaseFile>,
         client: TallyfyClient,
         org_id: String,
         settings: &DeliverySettings,
@@ -144,6 +149,7 @@ impl Worker {
         let lease = Duration::from_secs(settings.lease_secs);
         Self {
             pool,
+            file,
             client,
             org_id,
             policy: RetryPolicy::from_settings(settings),
@@ -165,6 +171,7 @@ impl Worker {
         if limit == 0 {
             return Ok(Vec::new());
         }
+        self.file.check()?;
         let now = self.clock.now_ms();
         let gate = store::gate(&self.pool).await?;
         self.paused

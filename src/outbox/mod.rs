@@ -3,6 +3,7 @@
 
 mod append;
 pub mod delivery;
+pub mod identity;
 mod snapshot;
 pub mod writer;
 
@@ -18,6 +19,7 @@ use sqlx::sqlite::{
 
 use crate::configuration::{DatabaseSettings, Synchronous};
 
+pub use identity::{DatabaseFile, FileLost};
 pub use snapshot::{Snapshot, StateCounts, snapshot};
 pub use writer::{Accepted, NewEvent, StoreError, WriterHandle};
 
@@ -51,8 +53,10 @@ fn connect_options(settings: &DatabaseSettings) -> anyhow::Result<SqliteConnectO
         .log_statements(tracing::log::LevelFilter::Trace))
 }
 
-/// The shared pool for reads and worker updates.
+/// The shared pool for reads and worker updates. Refuses to create an empty database where one
+/// existed (see [`identity`]); call [`identity::adopt`] once migrations are applied.
 pub async fn open_pool(settings: &DatabaseSettings) -> anyhow::Result<SqlitePool> {
+    identity::refuse_silent_recreation(&settings.path)?;
     let options = connect_options(settings)?;
     SqlitePoolOptions::new()
         .max_connections(settings.max_connections)
@@ -93,7 +97,8 @@ pub async fn checkpoint(pool: &SqlitePool, truncate: bool) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Ready means: every embedded migration is applied and the database takes a write lock.
+/// Ready means: every embedded migration is applied and a write commits now (a read-only file,
+/// a full disk or a lock held past the busy timeout all fail it).
 pub async fn check_ready(pool: &SqlitePool) -> anyhow::Result<()> {
     let latest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
     let applied: Option<i64> =
@@ -105,15 +110,15 @@ pub async fn check_ready(pool: &SqlitePool) -> anyhow::Result<()> {
         applied == Some(latest),
         "migrations not applied (database at {applied:?}, binary expects {latest})"
     );
-    let mut conn = pool.acquire().await.context("Failed to get a connection")?;
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut *conn)
+    let mut tx = pool.begin().await.context("Failed to begin a write")?;
+    sqlx::query("UPDATE storage_probe SET checked_at = ?1 WHERE id = 1")
+        .bind(now_ms())
+        .execute(&mut *tx)
         .await
-        .context("Failed to take the write lock")?;
-    sqlx::query("ROLLBACK")
-        .execute(&mut *conn)
+        .context("Failed to write to the database")?;
+    tx.commit()
         .await
-        .context("Failed to release the write lock")?;
+        .context("Failed to commit a write to the database")?;
     Ok(())
 }
 

@@ -2,12 +2,17 @@
 //! the previous commit was syncing in a single transaction, so N concurrent webhooks cost one fsync.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use anyhow::Context;
 use sqlx::sqlite::SqliteConnection;
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use super::{append, now_ms};
+use super::{DatabaseFile, append, now_ms};
+
+/// After a failed commit, how long readiness stays false even if a small probe write works:
+/// a full disk may still take one page and refuse a batch.
+const FAILED_COMMIT_UNREADY_MS: i64 = 10_000;
 
 /// An event to append, already validated.
 #[derive(Debug, Clone)]
@@ -47,6 +52,8 @@ struct Job {
 #[derive(Clone)]
 pub struct WriterHandle {
     jobs: mpsc::Sender<Job>,
+    /// When a commit last failed (ms), 0 if never.
+    last_failure_at: Arc<AtomicI64>,
 }
 
 impl WriterHandle {
@@ -61,6 +68,12 @@ impl WriterHandle {
                 mpsc::error::TrySendError::Closed(_) => StoreError::Unavailable,
             })?;
         receipt.await.map_err(|_| StoreError::Unavailable)?
+    }
+
+    /// Whether a commit of events failed in the last few seconds.
+    pub fn recently_failed(&self) -> bool {
+        let at = self.last_failure_at.load(Ordering::Relaxed);
+        at > 0 && now_ms() - at < FAILED_COMMIT_UNREADY_MS
     }
 }
 
@@ -79,26 +92,43 @@ impl WriterTask {
     }
 }
 
-/// Starts the writer; `committed` is notified after every commit that stored something new.
-pub fn spawn(
-    conn: SqliteConnection,
-    max_batch: usize,
-    queue_capacity: usize,
-    committed: Arc<Notify>,
-) -> (WriterHandle, WriterTask) {
-    let (jobs, rx) = mpsc::channel(queue_capacity);
+/// What the writer works with besides its queue.
+pub struct WriterSetup {
+    pub conn: SqliteConnection,
+    /// Checked around every commit: no acknowledgement for a file that is gone.
+    pub file: Arc<DatabaseFile>,
+    pub max_batch: usize,
+    pub queue_capacity: usize,
+    /// Notified after every commit that stored something new.
+    pub committed: Arc<Notify>,
+}
+
+/// Starts the writer.
+pub fn spawn(setup: WriterSetup) -> (WriterHandle, WriterTask) {
+    let (jobs, rx) = mpsc::channel(setup.queue_capacity);
     let (stop, stopped) = oneshot::channel();
-    let task = tokio::spawn(run(conn, rx, stopped, max_batch, committed));
-    (WriterHandle { jobs }, WriterTask { stop, task })
+    let last_failure_at = Arc::new(AtomicI64::new(0));
+    let task = tokio::spawn(run(setup, rx, stopped, last_failure_at.clone()));
+    let handle = WriterHandle {
+        jobs,
+        last_failure_at,
+    };
+    (handle, WriterTask { stop, task })
 }
 
 async fn run(
-    mut conn: SqliteConnection,
+    setup: WriterSetup,
     mut rx: mpsc::Receiver<Job>,
     mut stop: oneshot::Receiver<()>,
-    max_batch: usize,
-    committed: Arc<Notify>,
+    last_failure_at: Arc<AtomicI64>,
 ) {
+    let WriterSetup {
+        mut conn,
+        file,
+        max_batch,
+        committed,
+        ..
+    } = setup;
     let mut batch = Vec::with_capacity(max_batch);
     let mut stopping = false;
     loop {
@@ -112,19 +142,18 @@ async fn run(
             }
         }
         let events: Vec<&NewEvent> = batch.iter().map(|job| &job.event).collect();
-        let results = match commit(&mut conn, &events).await {
-            Ok(accepted) => accepted.into_iter().map(Ok).collect(),
-            // One bad event must not fail its neighbours: retry each alone.
-            Err(error) if events.len() > 1 => {
-                tracing::warn!(error = %format!("{error:#}"), size = events.len(), "Group commit failed; committing events one by one");
-                let mut results = Vec::with_capacity(events.len());
-                for event in &events {
-                    results.push(commit(&mut conn, &[event]).await.map(|mut a| a.remove(0)));
-                }
-                results
-            }
-            Err(error) => vec![Err(error)],
+        let mut results = match file.check() {
+            Err(lost) => events.iter().map(|_| Err(lost.clone().into())).collect(),
+            Ok(()) => commit_each_if_needed(&mut conn, &events).await,
         };
+        // Committed into a file that was deleted or replaced meanwhile is not stored: the CRM
+        // gets 503 and sends it again.
+        if let Err(lost) = file.check() {
+            results = events.iter().map(|_| Err(lost.clone().into())).collect();
+        }
+        if results.iter().any(Result::is_err) {
+            last_failure_at.store(now_ms(), Ordering::Relaxed);
+        }
         if results.iter().any(|r| matches!(r, Ok(a) if !a.duplicate)) {
             committed.notify_one();
         }
@@ -139,6 +168,26 @@ async fn run(
     }
     if let Err(error) = sqlx::Connection::close(conn).await {
         tracing::warn!(%error, "Failed to close the outbox writer connection");
+    }
+}
+
+/// Commits `events` together; if that fails, each alone, so one bad event does not fail its
+/// neighbours.
+async fn commit_each_if_needed(
+    conn: &mut SqliteConnection,
+    events: &[&NewEvent],
+) -> Vec<anyhow::Result<Accepted>> {
+    match commit(conn, events).await {
+        Ok(accepted) => accepted.into_iter().map(Ok).collect(),
+        Err(error) if events.len() > 1 => {
+            tracing::warn!(error = %format!("{error:#}"), size = events.len(), "Group commit failed; committing events one by one");
+            let mut results = Vec::with_capacity(events.len());
+            for event in events {
+                results.push(commit(conn, &[event]).await.map(|mut a| a.remove(0)));
+            }
+            results
+        }
+        Err(error) => vec![Err(error)],
     }
 }
 

@@ -3,6 +3,7 @@
 mod auth;
 mod binary;
 mod crash;
+mod database_file;
 mod delivery;
 mod durability;
 mod helpers;
