@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod contact;
 pub mod error;
+mod json;
 pub mod sources;
 
 use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap};
