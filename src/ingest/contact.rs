@@ -80,7 +80,9 @@ impl Fields<'_> {
                     return Err(IngestError::invalid(
                         field,
                         "control_character",
-                        &format!("{field} must not contain control characters (U+0000–U+001F, U+007F–U+009F)"),
+                        &format!(
+                            "{field} must not contain control characters (U+0000–U+001F, U+007F–U+009F)"
+                        ),
                     ));
                 }
                 if s.chars().count() > max {
@@ -295,13 +297,24 @@ mod tests {
 
     #[test]
     fn member_ids_are_bounded_in_number_and_range() {
-        let ids = |n: usize| format!(r#"{{"email":"a@example.com","associated_members":[{}]}}"#,
-            vec!["7"; n].join(","));
+        let ids = |n: usize| {
+            format!(
+                r#"{{"email":"a@example.com","associated_members":[{}]}}"#,
+                vec!["7"; n].join(",")
+            )
+        };
         assert!(parse(ids(LIST_MAX).as_bytes()).is_ok());
-        assert_eq!(code_of(&ids(LIST_MAX + 1)), ("associated_members".into(), "too_many"));
+        assert_eq!(
+            code_of(&ids(LIST_MAX + 1)),
+            ("associated_members".into(), "too_many")
+        );
         for id in ["0", "-1", "9007199254740992", "1.5"] {
             let body = format!(r#"{{"email":"a@example.com","associated_members":[{id}]}}"#);
-            assert_eq!(code_of(&body), ("associated_members".into(), "invalid_type"), "{id}");
+            assert_eq!(
+                code_of(&body),
+                ("associated_members".into(), "invalid_type"),
+                "{id}"
+            );
         }
     }
 
@@ -313,7 +326,11 @@ mod tests {
         );
         for control in ["\\u0000", "\\u001b", "\\n", "\\u007f", "\\u0085"] {
             let body = format!(r#"{{"email":"a@example.com","first_name":"A{control}da"}}"#);
-            assert_eq!(code_of(&body), ("first_name".into(), "control_character"), "{control}");
+            assert_eq!(
+                code_of(&body),
+                ("first_name".into(), "control_character"),
+                "{control}"
+            );
         }
     }
 }

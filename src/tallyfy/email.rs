@@ -103,7 +103,10 @@ mod tests {
                 "first.o'brien+tag@mail.example.co.uk",
                 "first.o'brien+tag@mail.example.co.uk",
             ),
-            ("x!#$%&*/=?^_`{|}~-@example.io", "x!#$%&*/=?^_`{|}~-@example.io"),
+            (
+                "x!#$%&*/=?^_`{|}~-@example.io",
+                "x!#$%&*/=?^_`{|}~-@example.io",
+            ),
         ] {
             assert_eq!(mailbox(email).as_deref(), Ok(identity), "{email}");
         }
@@ -153,14 +156,23 @@ mod tests {
         let domain = |extra: &str| format!("{label}.{label}.{label}.{extra}com");
         let fits = format!("{local}@{}", domain(""));
         let fits = format!("{fits}{}", ".x".repeat((EMAIL_MAX - fits.len()) / 2));
-        assert!(fits.len() <= EMAIL_MAX && fits.len() >= EMAIL_MAX - 1, "{}", fits.len());
+        assert!(
+            fits.len() <= EMAIL_MAX && fits.len() >= EMAIL_MAX - 1,
+            "{}",
+            fits.len()
+        );
         assert!(mailbox(&fits).is_ok());
         assert!(mailbox(&format!("{fits}xyz")).is_err());
     }
 
     #[test]
     fn a_unicode_domain_and_its_punycode_are_one_identity() {
-        for email in ["a@bücher.de", "a@BÜCHER.de", "A@xn--bcher-kva.de", "a@XN--BCHER-KVA.DE"] {
+        for email in [
+            "a@bücher.de",
+            "a@BÜCHER.de",
+            "A@xn--bcher-kva.de",
+            "a@XN--BCHER-KVA.DE",
+        ] {
             assert_eq!(
                 mailbox(email).as_deref(),
                 Ok("a@xn--bcher-kva.de"),

@@ -194,10 +194,12 @@ mod tests {
         .into_guest()
         .expect("email is fine");
         assert_eq!(drafted.guest, GuestRequest::new("a@example.com"));
-        let dropped: Vec<(&str, &str)> = drafted.dropped.iter().map(|p| (p.field, p.code)).collect();
+        let dropped: Vec<(&str, &str)> =
+            drafted.dropped.iter().map(|p| (p.field, p.code)).collect();
         assert_eq!(
             dropped,
-            ["first_name", "last_name", "phone_1", "company_name"].map(|f| (f, "control_character"))
+            ["first_name", "last_name", "phone_1", "company_name"]
+                .map(|f| (f, "control_character"))
         );
     }
 }

@@ -6,6 +6,7 @@ mod crash;
 mod delivery;
 mod durability;
 mod helpers;
+mod hostile_input;
 mod ingest;
 mod sources;
 mod status;

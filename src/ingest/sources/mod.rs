@@ -12,7 +12,7 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use futures_util::future::join_all;
 use serde::Serialize;
 
-use super::{IngestError, IngestState, read_body};
+use super::{IngestError, IngestState, check_encoding, read_body};
 use crate::configuration::SourcesSettings;
 use crate::outbox::NewEvent;
 use crate::tallyfy::fields::{Drafted, FieldProblem};
@@ -32,7 +32,42 @@ pub enum Item {
         field: String,
         code: &'static str,
         message: String,
+        record: RecordIds,
     },
+}
+
+/// Where a refused item lives in its CRM, so an operator can find it there: ids only, never
+/// contact data. An id that is not a plain token (≤ 64 letters, digits, `-`, `_`) is left out,
+/// so a hostile one cannot forge or flood a log line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordIds {
+    /// The CRM's own record: Pipedrive person id, HubSpot objectId, Salesforce sObject Id.
+    pub record_id: Option<String>,
+    /// The delivery it came in, where the CRM names one: Salesforce's Notification Id.
+    pub notification_id: Option<String>,
+}
+
+impl RecordIds {
+    pub fn new(record_id: Option<&str>, notification_id: Option<&str>) -> Self {
+        let plain = |id: Option<&str>| {
+            id.map(str::trim)
+                .filter(|id| {
+                    (1..=64).contains(&id.len())
+                        && id
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                })
+                .map(str::to_owned)
+        };
+        Self {
+            record_id: plain(record_id),
+            notification_id: plain(notification_id),
+        }
+    }
+
+    pub fn record(record_id: &str) -> Self {
+        Self::new(Some(record_id), None)
+    }
 }
 
 impl Item {
@@ -42,6 +77,7 @@ impl Item {
         event_id: String,
         drafted: Result<Drafted, FieldProblem>,
         email_field: &str,
+        record: RecordIds,
     ) -> Self {
         match drafted {
             Ok(drafted) => Item::event(
@@ -51,7 +87,7 @@ impl Item {
                 &drafted.guest,
                 drafted.dropped.iter().map(|p| p.field).collect(),
             ),
-            Err(problem) => Item::rejected(email_field, problem.code, &problem.message),
+            Err(problem) => Item::rejected(email_field, problem.code, &problem.message, record),
         }
     }
 
@@ -75,15 +111,18 @@ impl Item {
                 left_out,
             },
             // Our own types always serialise; this only keeps the error path total.
-            Err(error) => Item::rejected("", "invalid_type", &error.to_string()),
+            Err(error) => {
+                Item::rejected("", "invalid_type", &error.to_string(), RecordIds::default())
+            }
         }
     }
 
-    fn rejected(field: &str, code: &'static str, message: &str) -> Self {
+    fn rejected(field: &str, code: &'static str, message: &str, record: RecordIds) -> Self {
         Item::Rejected {
             field: field.to_owned(),
             code,
             message: message.to_owned(),
+            record,
         }
     }
 }
@@ -94,12 +133,11 @@ fn refused(source: &str, reason: &str) -> IngestError {
     IngestError::Unauthorized
 }
 
-/// The body of a CRM that speaks JSON: the content type checked, then parsed.
+/// The body of a CRM that speaks JSON: the content type checked, then parsed (a repeated key
+/// refuses it, as for the canonical format).
 fn json_body(request: &HttpRequest, body: &[u8]) -> Result<serde_json::Value, IngestError> {
     super::require_json(request.headers())?;
-    serde_json::from_slice(body).map_err(|e| IngestError::MalformedJson {
-        message: format!("body is not valid JSON: {e}"),
-    })
+    super::json::parse(body)
 }
 
 /// How a CRM's webhook is read and answered.
@@ -146,6 +184,9 @@ pub enum ItemReport {
         field: String,
         code: &'static str,
         message: String,
+        /// Logged, not sent: the CRM already knows its own record.
+        #[serde(skip)]
+        record: RecordIds,
     },
 }
 
@@ -210,6 +251,7 @@ async fn receive(
     state: &IngestState,
 ) -> Result<Report, IngestError> {
     let body = read_body(request.headers(), payload, state.max_body_bytes).await?;
+    check_encoding(request.headers(), &body)?;
     let items = adapter.receive(request, &body)?;
     // Every event of the delivery goes to the writer at once, so they share commits; the answer
     // waits for all of them.
@@ -231,10 +273,12 @@ async fn receive(
                 field,
                 code,
                 message,
+                record,
             } => ItemReport::Rejected {
                 field,
                 code,
                 message,
+                record,
             },
         })
     }))
@@ -246,13 +290,27 @@ async fn receive(
     })
 }
 
-/// One line per delivery, plus one per rejected item naming its field; never the payload.
+/// One line per delivery, plus one per rejected item naming its field and the CRM record it
+/// came from (to find it in the CRM); never the payload or the email.
 fn log_report(source: &str, report: &Report) {
     let count = |pick: fn(&ItemReport) -> bool| report.items.iter().filter(|i| pick(i)).count();
     for (index, item) in report.items.iter().enumerate() {
         match item {
-            ItemReport::Rejected { field, code, .. } => {
-                tracing::info!(source, index, %field, code, "CRM item refused; nothing stored for it")
+            ItemReport::Rejected {
+                field,
+                code,
+                record,
+                ..
+            } => {
+                tracing::info!(
+                    source,
+                    index,
+                    record_id = record.record_id.as_deref(),
+                    notification_id = record.notification_id.as_deref(),
+                    %field,
+                    code,
+                    "CRM item refused; nothing stored for it"
+                )
             }
             ItemReport::Queued { left_out, .. } if !left_out.is_empty() => {
                 tracing::info!(
@@ -273,4 +331,73 @@ fn log_report(source: &str, report: &Report) {
         rejected = count(|i| matches!(i, ItemReport::Rejected { .. })),
         "CRM webhook handled"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// Log output kept in memory.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("lock").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+        type Writer = Self;
+
+        fn make_writer(&'a self) -> Self {
+            self.clone()
+        }
+    }
+
+    #[test]
+    fn a_refused_item_is_logged_with_its_crm_record_ids_and_never_its_email() {
+        let report = Report {
+            items: vec![ItemReport::Rejected {
+                field: "Notification[0].sObject.Email".into(),
+                code: "invalid_email",
+                message: "email must be a plain address".into(),
+                record: RecordIds::new(Some("0035e00000AbCdE"), Some("04l5e00000Q1w2e")),
+            }],
+        };
+        let logs = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_writer(logs.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || log_report("salesforce", &report));
+
+        let text = String::from_utf8(logs.0.lock().expect("lock").clone()).expect("utf-8");
+        let refused: serde_json::Value = text
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .find(|line: &serde_json::Value| {
+                line["fields"]["message"] == "CRM item refused; nothing stored for it"
+            })
+            .unwrap_or_else(|| panic!("no refusal line in {text}"));
+        assert_eq!(refused["fields"]["record_id"], "0035e00000AbCdE");
+        assert_eq!(refused["fields"]["notification_id"], "04l5e00000Q1w2e");
+        assert_eq!(refused["fields"]["field"], "Notification[0].sObject.Email");
+        assert!(!text.contains("plain address"), "{text}");
+    }
+
+    #[test]
+    fn only_plain_ids_are_kept_for_logs() {
+        let ids = RecordIds::new(Some(" 4711 "), Some("a\nforged line"));
+        assert_eq!(ids.record_id.as_deref(), Some("4711"));
+        assert_eq!(ids.notification_id, None);
+        assert_eq!(RecordIds::record(&"9".repeat(65)).record_id, None);
+    }
 }
