@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use crate::crm::{ContactRef, FetchError, OrgRef, Pending};
 use crate::outbox::delivery::{AttemptLog, AttemptResult, Claimed, Resolution};
-use crate::tallyfy::fields::NAME_MAX;
+use crate::tallyfy::fields::{NAME_MAX, has_control};
 use crate::tallyfy::{CallError, GuestRequest};
 
 use super::{Outcome, Worker, redact};
@@ -214,7 +214,8 @@ impl Worker {
     }
 
     /// The guest with its Pipedrive organisation's name as company. Without a token (any more),
-    /// a deleted organisation or a name over Tallyfy's limit, the guest goes without one.
+    /// a deleted organisation or a name over Tallyfy's limit (or with a control character), the
+    /// guest goes without one.
     async fn fetch_company(
         &self,
         org: &OrgRef,
@@ -225,7 +226,7 @@ impl Worker {
                 guest.company_name = pipedrive
                     .org_name(org)
                     .await?
-                    .filter(|name| name.chars().count() <= NAME_MAX);
+                    .filter(|name| name.chars().count() <= NAME_MAX && !has_control(name));
             }
             None => {
                 tracing::warn!("No sources.pipedrive.api_token: the guest goes without company")

@@ -139,3 +139,38 @@ async fn encoding_problems_on_crm_sources_are_not_authentication_failures() {
     );
     assert_eq!(app.outbox_rows().await, 0);
 }
+
+#[tokio::test]
+async fn crm_names_with_control_characters_are_left_out_and_the_contact_kept() {
+    // Arrange: a v1 person with a NUL in the first name; a v2 person whose organisation, read
+    // from Pipedrive by the worker, has an escape in its name.
+    let (env, crm) = crm_env().await;
+    let mut v1 = pipedrive::v1_added_person(4714, "ctl.one@example.com");
+    v1["current"]["first_name"] = json!("Gr\u{0}ace");
+    crm.add_org("43", "Navy\u{1b}[2JLabs");
+    let v2 = json!({
+        "meta": {"action": "create", "entity": "person", "company_id": "7654321",
+                 "entity_id": "4715", "id": "9e2c4d1a-5b7f-4c3e-8a6d-1f0e2b3c4d5f",
+                 "version": "2.0"},
+        "data": {"id": 4715, "first_name": "Grace",
+                 "emails": [{"value": "ctl.two@example.com", "primary": true}], "org_id": 43}});
+
+    // Act
+    let first = pipedrive::post_person(&env.app, &v1).await;
+    let second = pipedrive::post_person(&env.app, &v2).await;
+    env.catch_up();
+    env.drain().await;
+
+    // Assert: both delivered, without the fields that carried control characters.
+    assert_eq!(
+        (&first[0]["status"], &first[0]["left_out"]),
+        (&json!("queued"), &json!(["first_name"]))
+    );
+    assert_eq!(second[0]["status"], "queued");
+    let mut guests = env.sandbox.guests();
+    guests.sort_by(|a, b| a.email.cmp(&b.email));
+    assert_eq!(guests.len(), 2);
+    assert_eq!(guests[0].first_name, None);
+    assert_eq!(guests[1].company_name, None);
+    assert_eq!(guests[1].first_name.as_deref(), Some("Grace"));
+}
