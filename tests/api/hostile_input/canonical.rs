@@ -118,23 +118,14 @@ async fn repeated_keys_and_control_characters_get_422_and_store_nothing() {
 async fn encoding_problems_are_named_before_authentication() {
     let app = spawn_app().await;
     let url = format!("{}/webhooks/contacts", app.address);
-    let cases: [(&[u8], &[(&str, &str)], u16, &str); 4] = [
-        (
-            GZIP,
-            &[("content-encoding", "gzip")],
-            415,
-            "unsupported_encoding",
-        ),
-        (
-            b"{}",
-            &[("content-encoding", "br")],
-            415,
-            "unsupported_encoding",
-        ),
-        (LATIN1, &[], 400, "invalid_encoding"),
-        (b"\xff\xfe{\x00}\x00", &[], 400, "invalid_encoding"),
+    // (body, Content-Encoding, status, code)
+    let cases: [(&[u8], Option<&str>, u16, &str); 4] = [
+        (GZIP, Some("gzip"), 415, "unsupported_encoding"),
+        (b"{}", Some("br"), 415, "unsupported_encoding"),
+        (LATIN1, None, 400, "invalid_encoding"),
+        (b"\xff\xfe{\x00}\x00", None, 400, "invalid_encoding"),
     ];
-    for (body, extra, status, code) in cases {
+    for (body, encoding, status, code) in cases {
         // Signed or not, the answer is about the encoding, not authentication.
         for signed in [true, false] {
             let mut headers = if signed {
@@ -142,7 +133,7 @@ async fn encoding_problems_are_named_before_authentication() {
             } else {
                 vec![("content-type", "application/json".into())]
             };
-            headers.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+            headers.extend(encoding.map(|e| ("content-encoding", e.to_owned())));
             let (got, error) = error_of(post_bytes(&app.client, &url, &headers, body).await).await;
             assert_eq!(
                 (got, error["code"].as_str()),

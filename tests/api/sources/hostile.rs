@@ -123,7 +123,13 @@ async fn encoding_problems_on_crm_sources_are_not_authentication_failures() {
         let compressed = [content_type.clone(), gzip.clone()];
         let response = post_bytes(app.client(), &url(source), &compressed, GZIP).await;
         assert_eq!(response.status().as_u16(), 415, "{source}");
-        let latin1 = post_bytes(app.client(), &url(source), &[content_type.clone()], LATIN1).await;
+        let latin1 = post_bytes(
+            app.client(),
+            &url(source),
+            std::slice::from_ref(content_type),
+            LATIN1,
+        )
+        .await;
         assert_eq!(latin1.status().as_u16(), 400, "{source}");
         let body = latin1.text().await.expect("body");
         assert!(body.contains("UTF-8"), "{source}: {body}");
