@@ -2,15 +2,14 @@
 //! decide whether to look up first) → call (look-up, create, 422 look-up) → a [`Resolution`] for
 //! the row plus what it means for the worker.
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
 use crate::crm::{ContactRef, FetchError, OrgRef, Pending};
-use std::sync::atomic::Ordering;
-
 use crate::outbox::delivery::{AttemptLog, AttemptResult, Claimed, GateChange, Resolution};
-use crate::tallyfy::fields::NAME_MAX;
+use crate::tallyfy::fields::{NAME_MAX, has_control};
 use crate::tallyfy::{CallError, GuestRequest};
 
 use super::{Outcome, Worker, redact};
@@ -230,7 +229,8 @@ impl Worker {
     }
 
     /// The guest with its Pipedrive organisation's name as company. Without a token (any more),
-    /// a deleted organisation or a name over Tallyfy's limit, the guest goes without one.
+    /// a deleted organisation or a name over Tallyfy's limit (or with a control character), the
+    /// guest goes without one.
     async fn fetch_company(
         &self,
         org: &OrgRef,
@@ -241,7 +241,7 @@ impl Worker {
                 guest.company_name = pipedrive
                     .org_name(org)
                     .await?
-                    .filter(|name| name.chars().count() <= NAME_MAX);
+                    .filter(|name| name.chars().count() <= NAME_MAX && !has_control(name));
             }
             None => {
                 tracing::warn!("No sources.pipedrive.api_token: the guest goes without company")

@@ -8,9 +8,12 @@ use serde_json::{Map, Value};
 use super::error::IngestError;
 use crate::tallyfy::GuestRequest;
 pub use crate::tallyfy::fields::normalise_email;
-use crate::tallyfy::fields::{NAME_MAX, PHONE_MAX, check_email};
+use crate::tallyfy::fields::{EMAIL_MAX, LIST_MAX, NAME_MAX, PHONE_MAX, has_control, mailbox};
 /// Not documented by Tallyfy; a sanity bound for URLs and other free text.
 const TEXT_MAX: usize = 2000;
+/// Largest member id accepted: 2^53 − 1, the largest integer Tallyfy's JavaScript clients (its
+/// web app, n8n node) hold exactly, so no real Tallyfy id is above it.
+const MEMBER_ID_MAX: u64 = (1 << 53) - 1;
 /// Longest accepted CRM event id.
 pub const EVENT_ID_MAX: usize = 255;
 
@@ -26,9 +29,7 @@ pub struct Contact {
 
 /// Parses and validates the body of `POST /webhooks/contacts`.
 pub fn parse(body: &[u8]) -> Result<Contact, IngestError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| IngestError::MalformedJson {
-        message: format!("body is not valid JSON: {e}"),
-    })?;
+    let value = super::json::parse(body)?;
     let Value::Object(mut fields) = value else {
         return Err(IngestError::MalformedJson {
             message: "body must be a JSON object".into(),
@@ -37,9 +38,10 @@ pub fn parse(body: &[u8]) -> Result<Contact, IngestError> {
     let mut reader = Fields(&mut fields);
     let event_id = reader.text("event_id", EVENT_ID_MAX)?;
     let email = reader
-        .text("email", TEXT_MAX)?
+        .text("email", EMAIL_MAX)?
         .ok_or_else(|| IngestError::invalid("email", "missing_field", "email is required"))?;
-    check_email(&email).map_err(|why| IngestError::invalid("email", "invalid_email", &why))?;
+    let normalised_email =
+        mailbox(&email).map_err(|why| IngestError::invalid("email", "invalid_email", &why))?;
     let guest = GuestRequest {
         first_name: reader.text("first_name", NAME_MAX)?,
         last_name: reader.text("last_name", NAME_MAX)?,
@@ -58,7 +60,7 @@ pub fn parse(body: &[u8]) -> Result<Contact, IngestError> {
     reader.refuse_leftovers()?;
     Ok(Contact {
         event_id,
-        normalised_email: normalise_email(&guest.email),
+        normalised_email,
         guest,
     })
 }
@@ -67,12 +69,22 @@ pub fn parse(body: &[u8]) -> Result<Contact, IngestError> {
 struct Fields<'a>(&'a mut Map<String, Value>);
 
 impl Fields<'_> {
-    /// A trimmed string of at most `max` characters; absent, null and "" all mean "not set".
+    /// A trimmed string of at most `max` characters and no control character; absent, null and
+    /// "" all mean "not set".
     fn text(&mut self, field: &'static str, max: usize) -> Result<Option<String>, IngestError> {
         match self.0.remove(field) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => {
                 let s = s.trim();
+                if has_control(s) {
+                    return Err(IngestError::invalid(
+                        field,
+                        "control_character",
+                        &format!(
+                            "{field} must not contain control characters (U+0000–U+001F, U+007F–U+009F)"
+                        ),
+                    ));
+                }
                 if s.chars().count() > max {
                     return Err(IngestError::invalid(
                         field,
@@ -104,15 +116,24 @@ impl Fields<'_> {
         match self.0.remove(field) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Array(items)) => {
+                if items.len() > LIST_MAX {
+                    return Err(IngestError::invalid(
+                        field,
+                        "too_many",
+                        &format!("{field} may hold at most {LIST_MAX} member ids"),
+                    ));
+                }
                 let ids = items
                     .iter()
-                    .map(|item| item.as_u64().filter(|id| *id > 0))
+                    .map(|item| item.as_u64().filter(|id| (1..=MEMBER_ID_MAX).contains(id)))
                     .collect::<Option<Vec<u64>>>()
                     .ok_or_else(|| {
                         IngestError::invalid(
                             field,
                             "invalid_type",
-                            &format!("{field} must be an array of positive integer member ids"),
+                            &format!(
+                                "{field} must be an array of member ids, integers from 1 to {MEMBER_ID_MAX}"
+                            ),
                         )
                     })?;
                 Ok((!ids.is_empty()).then_some(ids))
@@ -241,6 +262,52 @@ mod tests {
                     Err(IngestError::MalformedJson { .. })
                 ),
                 "{body}"
+            );
+        }
+    }
+
+    fn code_of(body: &str) -> (String, &'static str) {
+        match parse(body.as_bytes()) {
+            Err(IngestError::Invalid { field, code, .. }) => (field, code),
+            other => panic!("{body}: expected a field error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn member_ids_are_bounded_in_number_and_range() {
+        let ids = |n: usize| {
+            format!(
+                r#"{{"email":"a@example.com","associated_members":[{}]}}"#,
+                vec!["7"; n].join(",")
+            )
+        };
+        assert!(parse(ids(LIST_MAX).as_bytes()).is_ok());
+        assert_eq!(
+            code_of(&ids(LIST_MAX + 1)),
+            ("associated_members".into(), "too_many")
+        );
+        for id in ["0", "-1", "9007199254740992", "1.5"] {
+            let body = format!(r#"{{"email":"a@example.com","associated_members":[{id}]}}"#);
+            assert_eq!(
+                code_of(&body),
+                ("associated_members".into(), "invalid_type"),
+                "{id}"
+            );
+        }
+    }
+
+    #[test]
+    fn repeated_keys_and_control_characters_are_refused() {
+        assert_eq!(
+            code_of(r#"{"email":"a@x.com","email":"b@x.com"}"#),
+            ("email".into(), "duplicate_key")
+        );
+        for control in ["\\u0000", "\\u001b", "\\n", "\\u007f", "\\u0085"] {
+            let body = format!(r#"{{"email":"a@example.com","first_name":"A{control}da"}}"#);
+            assert_eq!(
+                code_of(&body),
+                ("first_name".into(), "control_character"),
+                "{control}"
             );
         }
     }

@@ -16,6 +16,12 @@ pub enum IngestError {
     TooLarge { limit: usize },
     #[error("the content type is not {expected}")]
     UnsupportedMediaType { expected: &'static str },
+    /// A compressed (or otherwise encoded) body: the bridge reads bodies only as sent.
+    #[error("Content-Encoding is not supported: send the body uncompressed (identity)")]
+    UnsupportedEncoding,
+    /// Not UTF-8, which JSON (RFC 8259 §8.1) and Salesforce's XML require.
+    #[error("{message}")]
+    InvalidEncoding { message: String },
     #[error("{message}")]
     MalformedJson { message: String },
     #[error("{message}")]
@@ -46,6 +52,8 @@ impl IngestError {
             Self::Unauthorized => "unauthorized",
             Self::TooLarge { .. } => "payload_too_large",
             Self::UnsupportedMediaType { .. } => "unsupported_media_type",
+            Self::UnsupportedEncoding => "unsupported_encoding",
+            Self::InvalidEncoding { .. } => "invalid_encoding",
             Self::MalformedJson { .. } => "malformed_json",
             Self::MalformedXml { .. } => "malformed_xml",
             Self::Invalid { code, .. } => code,
@@ -60,10 +68,13 @@ impl ResponseError for IngestError {
         match self {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::MalformedJson { .. } | Self::MalformedXml { .. } | Self::BodyRead => {
-                StatusCode::BAD_REQUEST
+            Self::UnsupportedMediaType { .. } | Self::UnsupportedEncoding => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
+            Self::MalformedJson { .. }
+            | Self::MalformedXml { .. }
+            | Self::InvalidEncoding { .. }
+            | Self::BodyRead => StatusCode::BAD_REQUEST,
             Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         }

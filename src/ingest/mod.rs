@@ -4,9 +4,10 @@
 pub mod auth;
 pub mod contact;
 pub mod error;
+mod json;
 pub mod sources;
 
-use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap};
+use actix_web::http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
@@ -87,6 +88,7 @@ async fn accept(
     state: web::Data<IngestState>,
 ) -> Result<HttpResponse, IngestError> {
     let body = read_body(request.headers(), payload, state.max_body_bytes).await?;
+    check_encoding(request.headers(), &body)?;
     state
         .auth
         .verify(request.headers(), &body)
@@ -158,6 +160,26 @@ async fn read_body(
             Err(IngestError::BodyRead)
         }
     }
+}
+
+/// The body is as sent and is UTF-8, checked before authentication so an encoding problem is
+/// named as one (not as a signature mismatch): any `Content-Encoding` but `identity` is a 415
+/// (nothing here decompresses, so gzip would only fail later as bad JSON), other bytes a 400.
+fn check_encoding(headers: &HeaderMap, body: &[u8]) -> Result<(), IngestError> {
+    let encoded = headers.get_all(CONTENT_ENCODING).any(|value| {
+        value.to_str().map_or(true, |v| {
+            v.split(',')
+                .map(str::trim)
+                .any(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case("identity"))
+        })
+    });
+    if encoded {
+        return Err(IngestError::UnsupportedEncoding);
+    }
+    std::str::from_utf8(body).map_err(|e| IngestError::InvalidEncoding {
+        message: format!("the body is not UTF-8: {e}"),
+    })?;
+    Ok(())
 }
 
 /// The `Content-Type` without its parameters, lowercased (`text/xml; charset=utf-8` → `text/xml`).

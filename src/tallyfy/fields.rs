@@ -1,31 +1,22 @@
 //! Tallyfy's limits on guest fields, and the one way a CRM's contact becomes a guest request:
 //! the email must be usable, optional fields that break a limit are left out and reported.
 
-use std::str::FromStr;
-
-use email_address::EmailAddress;
-
 use super::GuestRequest;
+pub use super::email::{EMAIL_MAX, mailbox, normalise_email};
 
 /// Tallyfy's documented limits, in characters.
 pub const NAME_MAX: usize = 200;
 pub const PHONE_MAX: usize = 20;
+/// Longest list a contact may carry (member ids, a CRM person's emails or phones): a guest is
+/// associated with a few members and a person has a few addresses, so anything near 100 is not
+/// a real contact, and the bound keeps the work and the stored row per contact small.
+pub const LIST_MAX: usize = 100;
 
-/// Trimmed and lowercased: two spellings of one mailbox are one guest.
-pub fn normalise_email(email: &str) -> String {
-    email.trim().to_lowercase()
-}
-
-/// Why an email cannot be a guest's; `Err` carries a message for the sender.
-pub fn check_email(email: &str) -> Result<(), String> {
-    let parsed =
-        EmailAddress::from_str(email).map_err(|e| format!("email is not a valid address: {e}"))?;
-    // Tallyfy also checks the domain in DNS; a bare host or an address literal never passes.
-    let domain = parsed.domain();
-    if !domain.contains('.') || domain.starts_with('[') {
-        return Err("email must have a domain name such as example.com".into());
-    }
-    Ok(())
+/// Whether `text` holds a C0 control (U+0000–U+001F, tab and newline included), DEL or a C1
+/// control (U+0080–U+009F): none belongs in a name, phone or URL, and a NUL or an escape sent
+/// on to Tallyfy (or a log) is never what the CRM's user typed.
+pub fn has_control(text: &str) -> bool {
+    text.chars().any(char::is_control)
 }
 
 /// A contact as a CRM described it, before Tallyfy's limits are applied.
@@ -63,7 +54,7 @@ impl ContactDraft {
             code: "missing_field",
             message: "the contact has no email address".into(),
         })?;
-        check_email(&email).map_err(|message| FieldProblem {
+        let normalised_email = mailbox(&email).map_err(|message| FieldProblem {
             field: "email",
             code: "invalid_email",
             message,
@@ -71,6 +62,14 @@ impl ContactDraft {
         let mut dropped = Vec::new();
         let mut limited = |field: &'static str, value: Option<String>, max: usize| {
             let value = clean(value)?;
+            if has_control(&value) {
+                dropped.push(FieldProblem {
+                    field,
+                    code: "control_character",
+                    message: format!("{field} contains a control character: left out"),
+                });
+                return None;
+            }
             if value.chars().count() > max {
                 dropped.push(FieldProblem {
                     field,
@@ -89,7 +88,7 @@ impl ContactDraft {
             ..GuestRequest::new(email)
         };
         Ok(Drafted {
-            normalised_email: normalise_email(&guest.email),
+            normalised_email,
             guest,
             dropped,
         })
@@ -142,6 +141,9 @@ mod tests {
             (Some("  "), "missing_field"),
             (Some("not-an-email"), "invalid_email"),
             (Some("a@localhost"), "invalid_email"),
+            (Some("Name <a@example.com>"), "invalid_email"),
+            (Some("\"quoted local\"@example.com"), "invalid_email"),
+            (Some("a\u{0}@example.com"), "invalid_email"),
         ] {
             let problem = ContactDraft {
                 email: email.map(str::to_owned),
@@ -171,5 +173,33 @@ mod tests {
         );
         let dropped: Vec<&str> = drafted.dropped.iter().map(|p| p.field).collect();
         assert_eq!(dropped, ["phone_1", "company_name"]);
+    }
+
+    #[test]
+    fn the_identity_has_the_domain_in_ascii_and_the_guest_keeps_the_email_as_sent() {
+        let drafted = draft("Ada@Bücher.de").into_guest().expect("valid");
+        assert_eq!(drafted.normalised_email, "ada@xn--bcher-kva.de");
+        assert_eq!(drafted.guest.email, "Ada@Bücher.de");
+    }
+
+    #[test]
+    fn fields_with_control_characters_are_left_out_and_listed() {
+        let drafted = ContactDraft {
+            first_name: Some("Ada\u{0}".into()),
+            last_name: Some("Love\nlace".into()),
+            phone: Some("+1\u{7f}555".into()),
+            company: Some("Engines\u{85}Ltd".into()),
+            ..draft("a@example.com")
+        }
+        .into_guest()
+        .expect("email is fine");
+        assert_eq!(drafted.guest, GuestRequest::new("a@example.com"));
+        let dropped: Vec<(&str, &str)> =
+            drafted.dropped.iter().map(|p| (p.field, p.code)).collect();
+        assert_eq!(
+            dropped,
+            ["first_name", "last_name", "phone_1", "company_name"]
+                .map(|f| (f, "control_character"))
+        );
     }
 }

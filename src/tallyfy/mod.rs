@@ -2,6 +2,7 @@
 //! outcome into a `CallError` class so the delivery worker can choose retry, look-up or fail.
 
 mod client;
+mod email;
 mod error;
 pub mod fields;
 mod retry_after;

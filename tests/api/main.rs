@@ -7,6 +7,7 @@ mod database_file;
 mod delivery;
 mod durability;
 mod helpers;
+mod hostile_input;
 mod ingest;
 mod sources;
 mod status;

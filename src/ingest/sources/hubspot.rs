@@ -6,7 +6,7 @@ use base64::Engine;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
-use super::{Adapter, IngestError, Item, json_body, refused};
+use super::{Adapter, IngestError, Item, RecordIds, json_body, refused};
 use crate::configuration::HubSpotSettings;
 use crate::crm::{ContactRef, Pending};
 use crate::ingest::auth::secrets_match;
@@ -17,6 +17,8 @@ const SIGNATURE_HEADER: &str = "x-hubspot-signature-v3";
 const TIMESTAMP_HEADER: &str = "x-hubspot-request-timestamp";
 /// HubSpot: reject requests whose timestamp is more than 5 minutes off.
 const MAX_SKEW_MS: i64 = 5 * 60 * 1000;
+/// HubSpot sends at most 100 events per request.
+const MAX_EVENTS: usize = 100;
 
 pub struct HubSpot {
     client_secret: SecretString,
@@ -87,6 +89,16 @@ impl Adapter for HubSpot {
                 message: "body must be a JSON array of HubSpot events".into(),
             });
         };
+        if events.len() > MAX_EVENTS {
+            return Err(IngestError::invalid(
+                "events",
+                "too_many",
+                &format!(
+                    "{} events in one request; HubSpot sends at most {MAX_EVENTS}",
+                    events.len()
+                ),
+            ));
+        }
         Ok(events.iter().enumerate().map(|(i, e)| item(i, e)).collect())
     }
 }
@@ -114,7 +126,7 @@ fn item(index: usize, event: &Value) -> Item {
             portal_id,
             contact_id,
         },
-        (portal, _) => {
+        (portal, contact_id) => {
             let field = if portal.is_none() {
                 "portalId"
             } else {
@@ -124,6 +136,7 @@ fn item(index: usize, event: &Value) -> Item {
                 &format!("[{index}].{field}"),
                 "missing_field",
                 &format!("{field} must be a numeric id"),
+                RecordIds::new(contact_id.as_deref(), None),
             );
         }
     };
@@ -272,6 +285,11 @@ mod tests {
         assert!(matches!(
             item(2, &json!({"portalId": 2, "subscriptionType": "contact.creation"})),
             Item::Rejected { field, .. } if field == "[2].objectId"
+        ));
+        assert!(matches!(
+            item(3, &json!({"objectId": "5013", "subscriptionType": "contact.creation"})),
+            Item::Rejected { field, record, .. }
+                if field == "[3].portalId" && record.record_id.as_deref() == Some("5013")
         ));
     }
 }

@@ -3,6 +3,7 @@
 
 mod hubspot;
 mod pipedrive;
+mod report;
 mod salesforce;
 mod salesforce_xml;
 
@@ -12,10 +13,12 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use futures_util::future::join_all;
 use serde::Serialize;
 
-use super::{IngestError, IngestState, read_body};
+use super::{IngestError, IngestState, check_encoding, read_body};
 use crate::configuration::SourcesSettings;
 use crate::outbox::NewEvent;
 use crate::tallyfy::fields::{Drafted, FieldProblem};
+use report::log_report;
+pub use report::{ItemReport, RecordIds, Report};
 
 /// What one item of a CRM's delivery turned out to be.
 #[derive(Debug)]
@@ -32,6 +35,7 @@ pub enum Item {
         field: String,
         code: &'static str,
         message: String,
+        record: RecordIds,
     },
 }
 
@@ -42,6 +46,7 @@ impl Item {
         event_id: String,
         drafted: Result<Drafted, FieldProblem>,
         email_field: &str,
+        record: RecordIds,
     ) -> Self {
         match drafted {
             Ok(drafted) => Item::event(
@@ -51,7 +56,7 @@ impl Item {
                 &drafted.guest,
                 drafted.dropped.iter().map(|p| p.field).collect(),
             ),
-            Err(problem) => Item::rejected(email_field, problem.code, &problem.message),
+            Err(problem) => Item::rejected(email_field, problem.code, &problem.message, record),
         }
     }
 
@@ -75,15 +80,18 @@ impl Item {
                 left_out,
             },
             // Our own types always serialise; this only keeps the error path total.
-            Err(error) => Item::rejected("", "invalid_type", &error.to_string()),
+            Err(error) => {
+                Item::rejected("", "invalid_type", &error.to_string(), RecordIds::default())
+            }
         }
     }
 
-    fn rejected(field: &str, code: &'static str, message: &str) -> Self {
+    fn rejected(field: &str, code: &'static str, message: &str, record: RecordIds) -> Self {
         Item::Rejected {
             field: field.to_owned(),
             code,
             message: message.to_owned(),
+            record,
         }
     }
 }
@@ -94,12 +102,11 @@ fn refused(source: &str, reason: &str) -> IngestError {
     IngestError::Unauthorized
 }
 
-/// The body of a CRM that speaks JSON: the content type checked, then parsed.
+/// The body of a CRM that speaks JSON: the content type checked, then parsed (a repeated key
+/// refuses it, as for the canonical format).
 fn json_body(request: &HttpRequest, body: &[u8]) -> Result<serde_json::Value, IngestError> {
     super::require_json(request.headers())?;
-    serde_json::from_slice(body).map_err(|e| IngestError::MalformedJson {
-        message: format!("body is not valid JSON: {e}"),
-    })
+    super::json::parse(body)
 }
 
 /// How a CRM's webhook is read and answered.
@@ -120,33 +127,6 @@ fn json_reply(outcome: Result<Report, IngestError>) -> HttpResponse {
         Ok(report) => HttpResponse::Ok().json(report),
         Err(error) => error.error_response(),
     }
-}
-
-/// What became of each item, in the order the CRM sent them.
-#[derive(Debug, Serialize)]
-pub struct Report {
-    pub items: Vec<ItemReport>,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum ItemReport {
-    Queued {
-        id: i64,
-        #[serde(skip_serializing_if = "Vec::is_empty")]
-        left_out: Vec<&'static str>,
-    },
-    Duplicate {
-        id: i64,
-    },
-    Ignored {
-        reason: String,
-    },
-    Rejected {
-        field: String,
-        code: &'static str,
-        message: String,
-    },
 }
 
 /// The configured adapters by path segment; a source without settings is absent (404).
@@ -210,6 +190,7 @@ async fn receive(
     state: &IngestState,
 ) -> Result<Report, IngestError> {
     let body = read_body(request.headers(), payload, state.max_body_bytes).await?;
+    check_encoding(request.headers(), &body)?;
     let items = adapter.receive(request, &body)?;
     // Every event of the delivery goes to the writer at once, so they share commits; the answer
     // waits for all of them.
@@ -231,10 +212,12 @@ async fn receive(
                 field,
                 code,
                 message,
+                record,
             } => ItemReport::Rejected {
                 field,
                 code,
                 message,
+                record,
             },
         })
     }))
@@ -244,33 +227,4 @@ async fn receive(
             .into_iter()
             .collect::<Result<_, crate::outbox::StoreError>>()?,
     })
-}
-
-/// One line per delivery, plus one per rejected item naming its field; never the payload.
-fn log_report(source: &str, report: &Report) {
-    let count = |pick: fn(&ItemReport) -> bool| report.items.iter().filter(|i| pick(i)).count();
-    for (index, item) in report.items.iter().enumerate() {
-        match item {
-            ItemReport::Rejected { field, code, .. } => {
-                tracing::info!(source, index, %field, code, "CRM item refused; nothing stored for it")
-            }
-            ItemReport::Queued { left_out, .. } if !left_out.is_empty() => {
-                tracing::info!(
-                    source,
-                    index,
-                    ?left_out,
-                    "Fields over Tallyfy's limits left out"
-                )
-            }
-            _ => {}
-        }
-    }
-    tracing::info!(
-        source,
-        queued = count(|i| matches!(i, ItemReport::Queued { .. })),
-        duplicate = count(|i| matches!(i, ItemReport::Duplicate { .. })),
-        ignored = count(|i| matches!(i, ItemReport::Ignored { .. })),
-        rejected = count(|i| matches!(i, ItemReport::Rejected { .. })),
-        "CRM webhook handled"
-    );
 }

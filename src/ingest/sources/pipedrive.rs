@@ -6,11 +6,11 @@ use actix_web::{HttpRequest, HttpResponse};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
-use super::{Adapter, IngestError, Item, Report, json_body, json_reply, refused};
+use super::{Adapter, IngestError, Item, RecordIds, Report, json_body, json_reply, refused};
 use crate::configuration::PipedriveSettings;
 use crate::crm::{OrgRef, Pending};
 use crate::ingest::auth::{basic_credentials, secrets_match};
-use crate::tallyfy::fields::ContactDraft;
+use crate::tallyfy::fields::{ContactDraft, LIST_MAX};
 
 pub const SOURCE: &str = "pipedrive";
 
@@ -120,6 +120,21 @@ fn person_event(body: &Map<String, Value>, reads_orgs: bool) -> Result<Item, Ing
                 "the person's id is required",
             )
         })?;
+    let record = RecordIds::record(&person_id);
+    for list in [emails, phones] {
+        let len = person
+            .get(list)
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        if len > LIST_MAX {
+            return Ok(Item::rejected(
+                &format!("{person_key}.{list}"),
+                "too_many",
+                &format!("{list} has {len} entries; a person may have at most {LIST_MAX}"),
+                record,
+            ));
+        }
+    }
     let draft = ContactDraft {
         email: primary(person.get(emails)),
         first_name: string(person.get("first_name")),
@@ -145,7 +160,7 @@ fn person_event(body: &Map<String, Value>, reads_orgs: bool) -> Result<Item, Ing
             },
             drafted.dropped.iter().map(|p| p.field).collect(),
         ),
-        (_, drafted) => Item::contact(SOURCE, event_id, drafted, &email_field),
+        (_, drafted) => Item::contact(SOURCE, event_id, drafted, &email_field, record),
     })
 }
 
@@ -309,6 +324,31 @@ mod tests {
             matches!(&rejected, Item::Rejected { field, code: "missing_field", .. } if field == "current.email"),
             "{rejected:?}"
         );
+    }
+
+    #[test]
+    fn a_refused_person_carries_its_pipedrive_id_and_lists_are_bounded() {
+        let rejected = item(v1_person(
+            json!({"id": 4711, "email": "Name <a@example.com>"}),
+        ));
+        assert!(
+            matches!(&rejected, Item::Rejected { code: "invalid_email", record, .. }
+                if record.record_id.as_deref() == Some("4711")),
+            "{rejected:?}"
+        );
+        let many = |n: usize| vec![json!({"value": "a@example.com"}); n];
+        let Item::Event { .. } = item(v1_person(json!({"id": 1, "email": many(LIST_MAX)}))) else {
+            panic!("{LIST_MAX} emails are fine")
+        };
+        for list in ["email", "phone"] {
+            let mut person = json!({"id": 1, "email": [{"value": "a@example.com"}]});
+            person[list] = json!(many(LIST_MAX + 1));
+            assert!(
+                matches!(item(v1_person(person)), Item::Rejected { field, code: "too_many", .. }
+                    if field == format!("current.{list}")),
+                "{list}"
+            );
+        }
     }
 
     #[test]

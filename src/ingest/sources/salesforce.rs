@@ -5,12 +5,15 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 
 use super::salesforce_xml::{self, Notification, ParseError};
-use super::{Adapter, IngestError, Item, Report, refused};
+use super::{Adapter, IngestError, Item, RecordIds, Report, refused};
 use crate::configuration::SalesforceSettings;
 use crate::ingest::media_type;
 use crate::tallyfy::fields::ContactDraft;
 
 pub const SOURCE: &str = "salesforce";
+/// Salesforce sends at most 100 notifications per message (the WSDL's maxOccurs); checked here
+/// too, whatever the XML parser allows.
+const MAX_NOTIFICATIONS: usize = 100;
 
 pub struct Salesforce {
     /// 15 or 18 characters; a 15-character id matches the first 15 of the message's.
@@ -39,11 +42,16 @@ impl Salesforce {
     }
 
     fn item(&self, index: usize, notification: Notification) -> Item {
+        let record = RecordIds::new(
+            notification.fields.get("Id").map(String::as_str),
+            notification.id.as_deref(),
+        );
         let Some(id) = notification.id else {
             return Item::rejected(
                 &format!("Notification[{index}].Id"),
                 "missing_field",
                 "every notification needs its Id",
+                record,
             );
         };
         if notification.object_type.as_deref() != Some("Contact") {
@@ -74,6 +82,7 @@ impl Salesforce {
             id,
             draft.into_guest(),
             &format!("Notification[{index}].sObject.Email"),
+            record,
         )
     }
 }
@@ -95,6 +104,13 @@ impl Adapter for Salesforce {
         if !self.is_our_org(&message.organization_id) {
             let reason = "OrganizationId is not sources.salesforce.organization_id";
             return Err(refused(SOURCE, reason));
+        }
+        if message.notifications.len() > MAX_NOTIFICATIONS {
+            return Err(IngestError::invalid(
+                "Notification",
+                "too_many",
+                &format!("a message may carry at most {MAX_NOTIFICATIONS} notifications"),
+            ));
         }
         Ok(message
             .notifications
@@ -205,6 +221,22 @@ mod tests {
             sf.item(1, contact(Some("04l2"), &[("FirstName", "No mail")])),
             Item::Rejected { field, .. } if field == "Notification[1].sObject.Email"
         ));
+        // A refusal names the CRM records to look up: the Contact and the notification.
+        let bad = contact(
+            Some("04l4"),
+            &[("Id", "003xx0000012345"), ("Email", "\"q\"@x.com")],
+        );
+        let Item::Rejected { code, record, .. } = sf.item(2, bad) else {
+            panic!("rejected")
+        };
+        assert_eq!(code, "invalid_email");
+        assert_eq!(
+            record,
+            RecordIds {
+                record_id: Some("003xx0000012345".into()),
+                notification_id: Some("04l4".into()),
+            }
+        );
         let mut lead = contact(Some("04l3"), &[("Email", "a@example.com")]);
         lead.object_type = Some("Lead".into());
         assert!(matches!(sf.item(0, lead), Item::Ignored { .. }));

@@ -61,9 +61,13 @@ async fn crm_webhooks_through_the_binary_are_delivered_and_leave_no_secret_in_tr
     );
     let response = hubspot::post_signed(&app, &json!([hubspot::creation(5012)])).await;
     assert_eq!(response.status().as_u16(), 200);
+    // The second notification is refused: its log line must name its records, not its email.
     let message = salesforce::message(
         SALESFORCE_ORG_18,
-        &[salesforce::contact("04l1", "babbage@example.com")],
+        &[
+            salesforce::contact("04l1", "babbage@example.com"),
+            salesforce::contact("04l9", "Refused &lt;refused.person@example.com&gt;"),
+        ],
     );
     assert_eq!(
         salesforce::post(&app, &message).await.status().as_u16(),
@@ -100,4 +104,14 @@ async fn crm_webhooks_through_the_binary_are_delivered_and_leave_no_secret_in_tr
     ] {
         assert!(!all.contains(secret), "{secret} leaked into logs:\n{all}");
     }
+    let refused = logs
+        .iter()
+        .find(|line| line.contains("CRM item refused"))
+        .unwrap_or_else(|| panic!("no refusal logged:\n{all}"));
+    assert!(
+        refused.contains("\"record_id\":\"00304l9\"")
+            && refused.contains("\"notification_id\":\"04l9\""),
+        "{refused}"
+    );
+    assert!(!all.contains("refused.person"), "{all}");
 }

@@ -3,6 +3,7 @@
 
 mod binary;
 mod fake_crm;
+mod hostile;
 mod hubspot;
 mod pipedrive;
 mod salesforce;
