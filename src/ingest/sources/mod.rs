@@ -4,7 +4,8 @@
 mod hubspot;
 mod pipedrive;
 mod salesforce;
-mod salesforce_xml;
+pub mod salesforce_xml;
+pub mod xml_shape;
 
 use std::collections::HashMap;
 

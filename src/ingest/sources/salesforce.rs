@@ -91,6 +91,9 @@ impl Adapter for Salesforce {
             ParseError::TooMany(_) => {
                 IngestError::invalid("Notification", "too_many", &error.to_string())
             }
+            ParseError::TooComplex(_) => {
+                IngestError::invalid("body", "too_complex", &error.to_string())
+            }
         })?;
         if !self.is_our_org(&message.organization_id) {
             let reason = "OrganizationId is not sources.salesforce.organization_id";
