@@ -201,13 +201,16 @@ impl Sources {
 
     /// The paths the CRMs call, a secret segment shown as `{token}`, for `/status`.
     pub fn paths(&self) -> Vec<String> {
-        self.names()
-            .into_iter()
-            .map(|name| match self.0[name].path_token() {
+        let mut paths: Vec<String> = self
+            .0
+            .iter()
+            .map(|(name, adapter)| match adapter.path_token() {
                 Some(_) => format!("/webhooks/{name}/{{token}}"),
                 None => format!("/webhooks/{name}"),
             })
-            .collect()
+            .collect();
+        paths.sort_unstable();
+        paths
     }
 }
 
@@ -236,19 +239,19 @@ pub(super) async fn post_source(
     if expected.is_none() && token.is_some() {
         return not_found(format!("the {source} webhook's URL has no token segment"));
     }
-    let outcome = match expected {
-        // Before the body is read: a caller without the token costs nothing more.
-        Some(expected)
-            if !token.is_some_and(|token| {
-                secrets_match(token.as_bytes(), expected.expose_secret().trim().as_bytes())
-            }) =>
+    // Before the body is read: a caller without the token costs nothing more.
+    let token_refused = match (expected, token) {
+        (Some(_), None) => Some("the URL has no token segment"),
+        (Some(expected), Some(token))
+            if !secrets_match(token.as_bytes(), expected.expose_secret().trim().as_bytes()) =>
         {
-            Err(refused(
-                source,
-                "the URL's token segment is missing or wrong",
-            ))
+            Some("the URL's token segment is wrong")
         }
-        _ => receive(adapter.as_ref(), &request, payload, &state).await,
+        _ => None,
+    };
+    let outcome = match token_refused {
+        Some(reason) => Err(refused(source, reason)),
+        None => receive(adapter.as_ref(), &request, payload, &state).await,
     };
     match &outcome {
         Ok(report) => log_report(source, report),

@@ -543,6 +543,36 @@ mod tests {
     }
 
     #[test]
+    fn a_body_past_a_shape_limit_is_too_complex_before_any_tree_is_built() {
+        let nested = |n: usize| {
+            envelope(&format!(
+                "{}{}{}",
+                contact("<sf:Email>a@example.com</sf:Email>"),
+                "<x>".repeat(n),
+                "</x>".repeat(n)
+            ))
+        };
+        // Envelope, Body and notifications are 3 deep.
+        assert!(parse(nested(LIMITS.depth - 3).as_bytes()).is_ok());
+        let Err(ParseError::TooComplex(message)) = parse(nested(LIMITS.depth - 2).as_bytes())
+        else {
+            panic!("too complex")
+        };
+        assert!(
+            message.contains("more than 32 elements open at once"),
+            "{message}"
+        );
+        // The scan stops at the limit: what follows is never read, broken or not.
+        let xml = nested(LIMITS.depth);
+        let past = xml.find("<x>").expect("nested") + 3 * (LIMITS.depth - 2);
+        let broken = format!("{}<a b=", &xml[..past]);
+        assert!(matches!(
+            parse(broken.as_bytes()),
+            Err(ParseError::TooComplex(_))
+        ));
+    }
+
+    #[test]
     fn parse_errors_display_what_went_wrong() {
         assert_eq!(
             ParseError::Missing("OrganizationId").to_string(),
