@@ -1,6 +1,6 @@
 //! Salesforce Outbound Messages (SOAP, up to 100 Contact notifications): the sender is checked
-//! by the secret token its URL ends with, then by its organisation id, and the `<Ack>true</Ack>`
-//! goes out only once every one is committed.
+//! by the secret token its URL ends with (before the body is read, in `post_source`), then by
+//! its organisation id, and the `<Ack>true</Ack>` goes out only once every one is committed.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
