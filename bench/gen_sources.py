@@ -5,7 +5,7 @@ usage: gen_sources.py KIND OUT COUNT BATCH TAG START CREDENTIAL...
 
   KIND        pipedrive   CREDENTIAL = USERNAME PASSWORD (HTTP Basic); BATCH must be 1
               hubspot     CREDENTIAL = CLIENT_SECRET WEBHOOK_URL (signature v3)
-              salesforce  CREDENTIAL = ORGANIZATION_ID (BATCH at most 100)
+              salesforce  CREDENTIAL = ORGANIZATION_ID ENDPOINT_TOKEN (BATCH at most 100)
   COUNT       requests to write; BATCH events per request
   TAG         goes into every email, so two points never share one
   START       number of the first event: events are START .. START + COUNT * BATCH - 1, so
@@ -101,17 +101,17 @@ def hubspot(count, batch, tag, start, creds):
 
 
 def salesforce(count, batch, tag, start, creds):
-    (org,) = creds
+    org, token = creds
     if not 1 <= batch <= 100:
         sys.exit("gen_sources.py: an outbound message carries 1 to 100 notifications")
     headers = ["Content-Type: text/xml; charset=utf-8"]
     head = SF_HEAD.format(org=org)
     for first in range(start, start + count * batch, batch):
         notes = "".join(SF_NOTIFICATION.format(n=n, tag=tag) for n in range(first, first + batch))
-        yield "/webhooks/salesforce", headers, head + notes + SF_TAIL
+        yield f"/webhooks/salesforce/{token}", headers, head + notes + SF_TAIL
 
 
-KINDS = {"pipedrive": (pipedrive, 2), "hubspot": (hubspot, 2), "salesforce": (salesforce, 1)}
+KINDS = {"pipedrive": (pipedrive, 2), "hubspot": (hubspot, 2), "salesforce": (salesforce, 2)}
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 # bench/run.sh: the bridge's benchmarks, each figure a ratio to a baseline measured in the same run.
 #
 #   bench/run.sh            # from the repository root (or anywhere: it finds the root itself)
-#   BENCH_PARTS="delivery" bench/run.sh    # only some parts (ingest sources delivery scale startup)
+#   BENCH_PARTS="delivery" bench/run.sh    # only some parts (ingest sources delivery scale startup xml)
 #
 # About 12-16 minutes with the defaults on a busy 2-core machine (build not included; 11 min
 # 53 s on 2026-11-26 with every part). Parts:
@@ -32,13 +32,13 @@
 #        synchronous=FULL, Standard Webhooks signature auth, log level warn, delivery disabled)
 #        with the three CRM sources configured: Pipedrive (HTTP Basic user and password),
 #        HubSpot (client secret and webhook URL for signature v3; API token set, unused) and
-#        Salesforce (organization id).
+#        Salesforce (organization id and endpoint token).
 #     2. BENCH_SOURCES_CONNECTIONS (32) connections, 3 interleaved rounds of, 6 s each:
 #          canonical      POST /webhooks/contacts, 1 event per request (bench/ingest.lua): the baseline
 #          pipedrive      POST /webhooks/pipedrive, one v1 `added.person` per request
 #          hubspot10      POST /webhooks/hubspot, a JSON array of 10 `contact.creation` events
 #          hubspot100     the same, 100 events per request
-#          salesforce100  POST /webhooks/salesforce, a SOAP outbound message of 100 Contacts
+#          salesforce100  POST /webhooks/salesforce/{token}, a SOAP outbound message of 100 Contacts
 #        The others are replayed by bench/sources.lua. Each point's requests are generated right
 #        before it (HubSpot signatures and canonical timestamps must be fresh): canonical by
 #        bench/gen_signed.py, the others by bench/gen_sources.py (dedup key and email distinct
@@ -91,6 +91,11 @@
 #             BENCH_STARTUP_REPS (5) times each on a fresh empty database (migrations
 #             included) and on the 1M-row database (seeded by `scale`, or here). Median.
 #
+#   xml       Salesforce's XML parse (about 10 s): examples/salesforce_xml_bench times
+#             `salesforce_xml::parse` in-process on the worst bodies it builds at the 4 MiB
+#             Salesforce body limit against a normal 100-notification message of the same size,
+#             BENCH_XML_ROUNDS (9) interleaved rounds; ratios of the medians.
+#
 # Only ratios are meaningful: the machine is shared and noisy. Tools: installs `wrk`, `sqlite3`
 # and `curl` from Debian's packages if missing (needs root); needs python3. Builds the bridge,
 # bench/hello and bench/rawclient in release mode into $CARGO_TARGET_DIR (default
@@ -117,7 +122,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH_DIR="$ROOT/bench"
 export BENCH_DIR
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/scratch/bench-target}
-PARTS=${BENCH_PARTS:-ingest sources delivery scale startup}
+PARTS=${BENCH_PARTS:-ingest sources delivery scale startup xml}
 ROUNDS=${BENCH_ROUNDS:-3}
 THREADS=${BENCH_THREADS:-2}
 WORKERS=${BENCH_WORKERS:-2}
@@ -176,7 +181,7 @@ BUILD_SECS=0
 if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
     log "building release binaries into $CARGO_TARGET_DIR"
     build_started=$SECONDS
-    (cd "$ROOT" && cargo build --release --quiet --bin tallyfy-bridge)
+    (cd "$ROOT" && cargo build --release --quiet --bin tallyfy-bridge --example salesforce_xml_bench)
     cargo build --release --quiet --manifest-path "$BENCH_DIR/hello/Cargo.toml"
     cargo build --release --quiet --manifest-path "$BENCH_DIR/rawclient/Cargo.toml"
     BUILD_SECS=$((SECONDS - build_started))
@@ -389,7 +394,7 @@ declare -A SRC_LABEL=(
 declare -A SRC_FASTEST SRC_PLANNED SRC_RANGES SRC_RATIOS SRC_ROWS SRC_ACKED SRC_COMMIT_ROWS
 SRC_PD_USER=bench SRC_PD_PASSWORD=bench-password-0123
 SRC_HS_SECRET=bench-hubspot-secret SRC_HS_URL=https://bridge.example.com/webhooks/hubspot
-SRC_SF_ORG=00D5e000000AbCdEAF
+SRC_SF_ORG=00D5e000000AbCdEAF SRC_SF_TOKEN=bench-salesforce-endpoint-token-0123456789
 if has_part sources; then
     conns=$SOURCES_CONNECTIONS
     log "part sources: $SOURCE_SCENARIOS at $conns connections"
@@ -406,6 +411,7 @@ if has_part sources; then
         BRIDGE__SOURCES__HUBSPOT__WEBHOOK_URL="$SRC_HS_URL" \
         BRIDGE__SOURCES__HUBSPOT__API_TOKEN=bench-token \
         BRIDGE__SOURCES__SALESFORCE__ORGANIZATION_ID="$SRC_SF_ORG" \
+        BRIDGE__SOURCES__SALESFORCE__ENDPOINT_TOKEN="$SRC_SF_TOKEN" \
         "$BRIDGE_BIN" serve >"$RESULTS/bridge-sources.log" 2>&1 &
     SRC_PID=$!
     PIDS+=("$SRC_PID")
@@ -441,7 +447,7 @@ if has_part sources; then
                         "$SRC_HS_SECRET" "$SRC_HS_URL" ;;
                 salesforce)
                     python3 "$BENCH_DIR/gen_sources.py" salesforce "$file" "$count" "$batch" "r$round" "$next_event" \
-                        "$SRC_SF_ORG" ;;
+                        "$SRC_SF_ORG" "$SRC_SF_TOKEN" ;;
             esac
             [[ $kind == canonical ]] || next_event=$((next_event + count * batch))
             before=$(max_id)
@@ -713,6 +719,11 @@ if has_part startup; then
     log "start to ready (ms): empty:$STARTUP_EMPTY; $BIG_SIZE rows:$STARTUP_BIG"
 fi
 
+if has_part xml; then
+    log "part xml: Salesforce parse, worst bodies at the size limit vs a normal message"
+    "$CARGO_TARGET_DIR/release/examples/salesforce_xml_bench" "${BENCH_XML_ROUNDS:-9}" >"$RESULTS/salesforce-xml.md"
+fi
+
 # ======================================================================================
 # BENCHMARKS.md
 # ======================================================================================
@@ -923,6 +934,19 @@ not_run() { echo "Not run in this invocation (\`BENCH_PARTS=\"$PARTS\"\`)."; }
         echo "  **$(median <<<"$STARTUP_BIG") ms** on the $BIG_SIZE-row database (already migrated, file in the page cache; runs:$STARTUP_BIG ms)."
     else
         echo "- Start-up on the 1M-row database: $(not_run)"
+    fi
+    echo
+    echo "## Salesforce XML: the worst bodies at the body limit vs a normal message"
+    echo
+    if has_part xml; then
+        echo "\`salesforce_xml::parse\` (the shape check, then the tree and the notifications) timed in-process by"
+        echo "\`examples/salesforce_xml_bench\` (\`cargo run --release --example salesforce_xml_bench [rounds]\`) on bodies"
+        echo "built at \`sources.salesforce.max_body_bytes\` (4 MiB), each as close to one of the shape limits"
+        echo "(\`xml_shape::LIMITS\`) as it can get; ratio: to the first row, a legitimate message of the same size."
+        echo
+        cat "$RESULTS/salesforce-xml.md"
+    else
+        not_run
     fi
 } >"$ROOT/BENCHMARKS.md"
 log "wrote $ROOT/BENCHMARKS.md in $(mmss "$TOTAL_SECS") ($(mmss "$MEASURE_SECS") measuring); raw outputs in $RESULTS"

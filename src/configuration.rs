@@ -176,16 +176,36 @@ impl Default for HubSpotSettings {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SalesforceSettings {
     /// The org's id (15 or 18 characters); messages from any other org are refused.
     #[serde(deserialize_with = "non_blank")]
     pub organization_id: Option<String>,
+    /// The last segment of the endpoint URL entered in Salesforce
+    /// (`/webhooks/salesforce/{endpoint_token}`): Salesforce cannot sign its messages, and the
+    /// org id is no secret.
+    pub endpoint_token: Option<Secret<ENDPOINT_TOKEN_MIN_CHARS>>,
     /// A Contact field carrying the account name (e.g. a formula `Account_Name__c`), since an
     /// outbound message holds one object's fields only.
     #[serde(deserialize_with = "non_blank")]
     pub company_field: Option<String>,
+    /// Largest outbound message accepted: 100 notifications can be far above `http.max_body_bytes`.
+    pub max_body_bytes: usize,
+}
+
+/// Shortest `sources.salesforce.endpoint_token`: 32 characters, 128 bits or more as hex.
+pub const ENDPOINT_TOKEN_MIN_CHARS: usize = 32;
+
+impl Default for SalesforceSettings {
+    fn default() -> Self {
+        Self {
+            organization_id: None,
+            endpoint_token: None,
+            company_field: None,
+            max_body_bytes: 4 * 1024 * 1024,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -503,7 +523,14 @@ impl Settings {
                     "must be the org's 15- or 18-character id (Setup > Company Information)",
                 ));
             }
-        } else if salesforce.company_field.is_some() {
+            check_endpoint_token(salesforce.endpoint_token.as_ref())?;
+            if salesforce.max_body_bytes == 0 {
+                return Err(ConfigError::key(
+                    "sources.salesforce.max_body_bytes",
+                    "must be above 0",
+                ));
+            }
+        } else if salesforce.company_field.is_some() || salesforce.endpoint_token.is_some() {
             return Err(ConfigError::key(
                 "sources.salesforce.organization_id",
                 "is required once any sources.salesforce key is set",
@@ -535,6 +562,31 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+/// Long enough not to be guessed, and made of URL-safe characters only, so the URL Salesforce
+/// calls and the path the bridge compares are the same bytes.
+fn check_endpoint_token(
+    token: Option<&Secret<ENDPOINT_TOKEN_MIN_CHARS>>,
+) -> Result<(), ConfigError> {
+    const KEY: &str = "sources.salesforce.endpoint_token";
+    let Some(token) = token.map(|t| t.expose_secret().trim()) else {
+        return Err(ConfigError::key(
+            KEY,
+            "is required once sources.salesforce.organization_id is set: generate one with `openssl rand -hex 32`; Salesforce's endpoint URL is then https://<host>/webhooks/salesforce/<token>",
+        ));
+    };
+    // Its length is the type's rule (`Secret<ENDPOINT_TOKEN_MIN_CHARS>`).
+    if !token
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+    {
+        return Err(ConfigError::key(
+            KEY,
+            "may hold only letters, digits, '-', '.', '_' and '~' (it is a URL path segment)",
+        ));
+    }
+    Ok(())
 }
 
 fn is_http_url(url: &str) -> bool {
@@ -673,6 +725,16 @@ mod tests {
                 "X__c",
                 "sources.salesforce.organization_id",
             ),
+            (
+                "SALESFORCE__ORGANIZATION_ID",
+                "00D5e000000AbCd",
+                "sources.salesforce.endpoint_token",
+            ),
+            (
+                "SALESFORCE__ENDPOINT_TOKEN",
+                SALESFORCE_TOKEN,
+                "sources.salesforce.organization_id",
+            ),
         ] {
             let env = format!("BRIDGE__SOURCES__{key}");
             let err = load(&[SIGNED, (env.as_str(), value)])
@@ -708,6 +770,10 @@ mod tests {
                 "BRIDGE__SOURCES__SALESFORCE__ORGANIZATION_ID",
                 "00D5e000000AbCd",
             ),
+            (
+                "BRIDGE__SOURCES__SALESFORCE__ENDPOINT_TOKEN",
+                SALESFORCE_TOKEN,
+            ),
         ])
         .expect("valid");
         assert_eq!(settings.sources.pipedrive.username.as_deref(), Some("pd"));
@@ -721,13 +787,57 @@ mod tests {
             "pipedrive-token-value",
             "hubspot-secret-value",
             "hubspot-token-value",
+            SALESFORCE_TOKEN,
         ] {
             assert!(!printed.contains(secret), "{printed}");
         }
+        assert_eq!(settings.sources.salesforce.max_body_bytes, 4 * 1024 * 1024);
+    }
+
+    const SALESFORCE_TOKEN: &str = "3f9c1e6b2a7d48e0b5c4a9f1d2e3b4c5";
+
+    #[test]
+    fn a_short_or_url_unsafe_salesforce_token_or_a_zero_body_limit_is_refused() {
+        let org = (
+            "BRIDGE__SOURCES__SALESFORCE__ORGANIZATION_ID",
+            "00D5e000000AbCd",
+        );
+        let token = |value| ("BRIDGE__SOURCES__SALESFORCE__ENDPOINT_TOKEN", value);
+        let short = &SALESFORCE_TOKEN[..31];
+        let slash = format!("{}/x", &SALESFORCE_TOKEN[..31]);
+        for (bad, problem) in [
+            (short, "at least 32 characters"),
+            (slash.as_str(), "URL path segment"),
+        ] {
+            let err = load(&[SIGNED, org, token(bad)])
+                .expect_err("bad token")
+                .to_string();
+            assert!(err.contains("sources.salesforce.endpoint_token"), "{err}");
+            assert!(err.contains(problem), "{err}");
+            assert!(!err.contains(short), "the token is echoed: {err}");
+        }
+        assert!(load(&[SIGNED, org, token(&SALESFORCE_TOKEN[..32])]).is_ok());
+        let err = load(&[
+            SIGNED,
+            org,
+            token(SALESFORCE_TOKEN),
+            ("BRIDGE__SOURCES__SALESFORCE__MAX_BODY_BYTES", "0"),
+        ])
+        .expect_err("zero limit")
+        .to_string();
+        assert!(err.contains("sources.salesforce.max_body_bytes"), "{err}");
     }
 
     /// Every key that holds a secret, or that switches a check on, with a value that works.
-    const SECRET_KEYS: [(&str, &str); 9] = [
+    const SECRET_KEYS: [(&str, &str); 11] = [
+        (
+            "BRIDGE__SOURCES__SALESFORCE__ORGANIZATION_ID",
+            "00D5e000000AbCd",
+        ),
+        (
+            "BRIDGE__SOURCES__SALESFORCE__ENDPOINT_TOKEN",
+            "0123456789abcdef0123456789abcdef",
+        ),
         ("BRIDGE__ADMIN__TOKEN", "admin-token-0123456789"),
         (
             "BRIDGE__INGEST__AUTH__SHARED_SECRET",
@@ -773,7 +883,6 @@ mod tests {
         let mut keys = SECRET_KEYS.to_vec();
         keys.push(("BRIDGE__INGEST__AUTH__SIGNING_SECRET", ""));
         keys.push(("BRIDGE__TALLYFY__ORG_ID", ""));
-        keys.push(("BRIDGE__SOURCES__SALESFORCE__ORGANIZATION_ID", ""));
         for (key, _) in keys {
             for blank in ["", "   ", "\t"] {
                 // Everything else set and valid: only the blank key can be the reason.

@@ -10,6 +10,7 @@ pub mod delivery;
 pub mod ingest;
 pub mod ops;
 pub mod outbox;
+pub mod request_span;
 pub mod sandbox;
 pub mod startup;
 pub mod status;

@@ -27,6 +27,7 @@ use crate::ingest::sources::Sources;
 use crate::ingest::{self, IngestState};
 use crate::ops::{self, OpsState};
 use crate::outbox::{self, DatabaseFile, writer};
+use crate::request_span::RedactedRootSpan;
 use crate::status::{self, StatusState};
 use crate::tallyfy::{ClientConfig, TallyfyClient};
 
@@ -103,8 +104,8 @@ impl Application {
         let canonical = (!matches!(auth, InboundAuth::Disabled)).then_some("contacts");
         let webhooks = canonical
             .into_iter()
-            .chain(sources.names())
             .map(|name| format!("/webhooks/{name}"))
+            .chain(sources.paths())
             .collect::<Vec<_>>();
         if webhooks.is_empty() {
             tracing::warn!(
@@ -132,7 +133,7 @@ impl Application {
         let mut server = HttpServer::new(move || {
             App::new()
                 .wrap(from_fn(echo_request_id))
-                .wrap(TracingLogger::default())
+                .wrap(TracingLogger::<RedactedRootSpan>::new())
                 .app_data(ingest.clone())
                 .app_data(status.clone())
                 .app_data(ops.clone())

@@ -36,6 +36,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::resource("/webhooks/{source}")
             .route(web::post().to(sources::post_source))
             .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        // A CRM that cannot sign its requests (Salesforce) calls a URL with a secret segment.
+        web::resource("/webhooks/{source}/{token}")
+            .route(web::post().to(sources::post_source))
+            .default_service(web::to(method_not_allowed)),
     );
 }
 

@@ -5,14 +5,17 @@ mod hubspot;
 mod pipedrive;
 mod report;
 mod salesforce;
-mod salesforce_xml;
+pub mod salesforce_xml;
+pub mod xml_shape;
 
 use std::collections::HashMap;
 
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
-use futures_util::future::join_all;
+use futures_util::future::{LocalBoxFuture, join_all};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
+use super::auth::secrets_match;
 use super::{IngestError, IngestState, check_encoding, read_body};
 use crate::configuration::SourcesSettings;
 use crate::outbox::NewEvent;
@@ -115,6 +118,27 @@ pub trait Adapter: Send + Sync {
     /// logged here) and parses it into items. An error refuses the whole request.
     fn receive(&self, request: &HttpRequest, body: &[u8]) -> Result<Vec<Item>, IngestError>;
 
+    /// What the bridge runs: `receive`, unless parsing is too costly for an HTTP worker thread
+    /// (Salesforce's XML), when the adapter moves that part to the blocking pool.
+    fn receive_owned<'a>(
+        &'a self,
+        request: &'a HttpRequest,
+        body: web::Bytes,
+    ) -> LocalBoxFuture<'a, Result<Vec<Item>, IngestError>> {
+        Box::pin(std::future::ready(self.receive(request, &body)))
+    }
+
+    /// The secret the CRM's URL ends with, `/webhooks/{source}/{token}`, checked before the body
+    /// is read. None: the CRM authenticates otherwise, and a path with a token is not found.
+    fn path_token(&self) -> Option<&SecretString> {
+        None
+    }
+
+    /// The largest body this CRM legitimately sends; None: `http.max_body_bytes`.
+    fn max_body_bytes(&self) -> Option<usize> {
+        None
+    }
+
     /// The answer: JSON by default.
     fn reply(&self, outcome: Result<Report, IngestError>) -> HttpResponse {
         json_reply(outcome)
@@ -154,27 +178,61 @@ impl Sources {
         names.sort_unstable();
         names
     }
+
+    /// The paths the CRMs call, a secret segment shown as `{token}`, for `/status`.
+    pub fn paths(&self) -> Vec<String> {
+        let mut paths: Vec<String> = self
+            .0
+            .iter()
+            .map(|(name, adapter)| match adapter.path_token() {
+                Some(_) => format!("/webhooks/{name}/{{token}}"),
+                None => format!("/webhooks/{name}"),
+            })
+            .collect();
+        paths.sort_unstable();
+        paths
+    }
 }
 
-#[tracing::instrument(skip_all, fields(source = %source))]
+/// `POST /webhooks/{source}` and `POST /webhooks/{source}/{token}`.
+#[tracing::instrument(skip_all, fields(source))]
 pub(super) async fn post_source(
     request: HttpRequest,
-    source: web::Path<String>,
     payload: web::Payload,
     state: web::Data<IngestState>,
 ) -> HttpResponse {
-    let Some((&source, adapter)) = state.sources.0.get_key_value(source.as_str()) else {
-        return crate::api_error::json_error(
+    let source = request.match_info().get("source").unwrap_or_default();
+    let token = request.match_info().get("token");
+    let not_found = |message: String| {
+        crate::api_error::json_error(
             actix_web::http::StatusCode::NOT_FOUND,
             "not_found",
-            format!(
-                "no webhook source named {:?} is configured",
-                source.as_str()
-            ),
+            message,
             None,
-        );
+        )
     };
-    let outcome = receive(adapter.as_ref(), &request, payload, &state).await;
+    let Some((&source, adapter)) = state.sources.0.get_key_value(source) else {
+        return not_found(format!("no webhook source named {source:?} is configured"));
+    };
+    tracing::Span::current().record("source", source);
+    let expected = adapter.path_token();
+    if expected.is_none() && token.is_some() {
+        return not_found(format!("the {source} webhook's URL has no token segment"));
+    }
+    // Before the body is read: a caller without the token costs nothing more.
+    let token_refused = match (expected, token) {
+        (Some(_), None) => Some("the URL has no token segment"),
+        (Some(expected), Some(token))
+            if !secrets_match(token.as_bytes(), expected.expose_secret().trim().as_bytes()) =>
+        {
+            Some("the URL's token segment is wrong")
+        }
+        _ => None,
+    };
+    let outcome = match token_refused {
+        Some(reason) => Err(refused(source, reason)),
+        None => receive(adapter.as_ref(), &request, payload, &state).await,
+    };
     match &outcome {
         Ok(report) => log_report(source, report),
         Err(IngestError::Store(_) | IngestError::Unauthorized) => {}
@@ -189,9 +247,10 @@ async fn receive(
     payload: web::Payload,
     state: &IngestState,
 ) -> Result<Report, IngestError> {
-    let body = read_body(request.headers(), payload, state.max_body_bytes).await?;
+    let limit = adapter.max_body_bytes().unwrap_or(state.max_body_bytes);
+    let body = read_body(request.headers(), payload, limit).await?;
     check_encoding(request.headers(), &body)?;
-    let items = adapter.receive(request, &body)?;
+    let items = adapter.receive_owned(request, body).await?;
     // Every event of the delivery goes to the writer at once, so they share commits; the answer
     // waits for all of them.
     let reports = join_all(items.into_iter().map(|item| async {

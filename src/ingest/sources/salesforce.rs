@@ -1,10 +1,13 @@
 //! Salesforce Outbound Messages (SOAP, up to 100 Contact notifications): the sender is checked
-//! by its organisation id, and the `<Ack>true</Ack>` goes out only once every one is committed.
+//! by the secret token its URL ends with (before the body is read, in `post_source`), then by
+//! its organisation id, and the `<Ack>true</Ack>` goes out only once every one is committed.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, ResponseError};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use futures_util::future::LocalBoxFuture;
+use secrecy::SecretString;
 
-use super::salesforce_xml::{self, Notification, ParseError};
+use super::salesforce_xml::{self, Notification, OutboundMessage, ParseError};
 use super::{Adapter, IngestError, Item, RecordIds, Report, refused};
 use crate::configuration::SalesforceSettings;
 use crate::ingest::media_type;
@@ -16,15 +19,21 @@ pub const SOURCE: &str = "salesforce";
 const MAX_NOTIFICATIONS: usize = 100;
 
 pub struct Salesforce {
+    /// The URL's last segment: the one secret Salesforce can present.
+    endpoint_token: SecretString,
     /// 15 or 18 characters; a 15-character id matches the first 15 of the message's.
     organization_id: String,
     /// The Contact field holding the account name, if the admin added one to the message.
     company_field: Option<String>,
+    /// 100 notifications may be megabytes; the XML's shape is bounded separately.
+    max_body_bytes: usize,
 }
 
 impl Salesforce {
+    /// None until `organization_id` is set; validation makes `endpoint_token` come with it.
     pub fn from_settings(settings: &SalesforceSettings) -> Option<Self> {
         Some(Self {
+            endpoint_token: settings.endpoint_token.as_ref()?.to_secret_string(),
             organization_id: settings.organization_id.as_deref()?.trim().to_owned(),
             company_field: settings
                 .company_field
@@ -32,7 +41,47 @@ impl Salesforce {
                 .map(str::trim)
                 .filter(|f| !f.is_empty())
                 .map(str::to_owned),
+            max_body_bytes: settings.max_body_bytes,
         })
+    }
+
+    /// The organisation check and the items, once the body is parsed.
+    fn accept(
+        &self,
+        parsed: Result<OutboundMessage, ParseError>,
+    ) -> Result<Vec<Item>, IngestError> {
+        let message = parsed.map_err(|error| match error {
+            ParseError::Malformed(_) => IngestError::MalformedXml {
+                message: error.to_string(),
+            },
+            ParseError::Missing(what) => {
+                IngestError::invalid(what, "missing_field", &error.to_string())
+            }
+            ParseError::TooMany(_) => {
+                IngestError::invalid("Notification", "too_many", &error.to_string())
+            }
+            ParseError::TooComplex(_) => {
+                IngestError::invalid("body", "too_complex", &error.to_string())
+            }
+        })?;
+        // A misrouted org's messages (the token was copied to another org's outbound message).
+        if !self.is_our_org(&message.organization_id) {
+            let reason = "OrganizationId is not sources.salesforce.organization_id";
+            return Err(refused(SOURCE, reason));
+        }
+        if message.notifications.len() > MAX_NOTIFICATIONS {
+            return Err(IngestError::invalid(
+                "Notification",
+                "too_many",
+                &format!("a message may carry at most {MAX_NOTIFICATIONS} notifications"),
+            ));
+        }
+        Ok(message
+            .notifications
+            .into_iter()
+            .enumerate()
+            .map(|(index, notification)| self.item(index, notification))
+            .collect())
     }
 
     /// Salesforce ids are case-sensitive; the 18-character form extends the 15-character one.
@@ -90,34 +139,34 @@ impl Salesforce {
 impl Adapter for Salesforce {
     fn receive(&self, request: &HttpRequest, body: &[u8]) -> Result<Vec<Item>, IngestError> {
         require_xml(request)?;
-        let message = salesforce_xml::parse(body).map_err(|error| match error {
-            ParseError::Malformed(_) => IngestError::MalformedXml {
-                message: error.to_string(),
-            },
-            ParseError::Missing(what) => {
-                IngestError::invalid(what, "missing_field", &error.to_string())
-            }
-            ParseError::TooMany(_) => {
-                IngestError::invalid("Notification", "too_many", &error.to_string())
-            }
-        })?;
-        if !self.is_our_org(&message.organization_id) {
-            let reason = "OrganizationId is not sources.salesforce.organization_id";
-            return Err(refused(SOURCE, reason));
-        }
-        if message.notifications.len() > MAX_NOTIFICATIONS {
-            return Err(IngestError::invalid(
-                "Notification",
-                "too_many",
-                &format!("a message may carry at most {MAX_NOTIFICATIONS} notifications"),
-            ));
-        }
-        Ok(message
-            .notifications
-            .into_iter()
-            .enumerate()
-            .map(|(index, notification)| self.item(index, notification))
-            .collect())
+        self.accept(salesforce_xml::parse(body))
+    }
+
+    /// Parsing a message of megabytes takes milliseconds: the blocking pool does it, so the HTTP
+    /// worker goes on answering other requests (health probes among them).
+    fn receive_owned<'a>(
+        &'a self,
+        request: &'a HttpRequest,
+        body: web::Bytes,
+    ) -> LocalBoxFuture<'a, Result<Vec<Item>, IngestError>> {
+        Box::pin(async move {
+            require_xml(request)?;
+            let parsed = web::block(move || salesforce_xml::parse(&body))
+                .await
+                .map_err(|error| {
+                    tracing::error!(%error, "Failed to parse a Salesforce message on the blocking pool");
+                    IngestError::Store(crate::outbox::StoreError::Unavailable)
+                })?;
+            self.accept(parsed)
+        })
+    }
+
+    fn path_token(&self) -> Option<&SecretString> {
+        Some(&self.endpoint_token)
+    }
+
+    fn max_body_bytes(&self) -> Option<usize> {
+        Some(self.max_body_bytes)
     }
 
     /// The acknowledgement covers the whole message (invalid notifications are logged, since
@@ -158,8 +207,10 @@ mod tests {
 
     fn adapter(org: &str) -> Salesforce {
         Salesforce {
+            endpoint_token: "3f9c1e6b2a7d48e0b5c4a9f1d2e3b4c5".into(),
             organization_id: org.into(),
             company_field: Some("Account_Name__c".into()),
+            max_body_bytes: 4 * 1024 * 1024,
         }
     }
 

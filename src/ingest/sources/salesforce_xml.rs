@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use roxmltree::{Document, Node};
+use roxmltree::{Document, Node, ParsingOptions};
+
+use super::xml_shape::{self, LIMITS, Limits, ShapeError};
 
 /// Most notifications one message may carry (the WSDL's maxOccurs).
 pub const MAX_NOTIFICATIONS: usize = 100;
@@ -40,6 +42,8 @@ pub enum ParseError {
     Missing(&'static str),
     /// More than MAX_NOTIFICATIONS notifications (carries the count).
     TooMany(usize),
+    /// Past one of the [`Limits`] on the document's shape; says which, and where the scan stopped.
+    TooComplex(String),
 }
 
 impl fmt::Display for ParseError {
@@ -51,17 +55,36 @@ impl fmt::Display for ParseError {
                 f,
                 "too many notifications: {n} (at most {MAX_NOTIFICATIONS})"
             ),
+            Self::TooComplex(what) => write!(f, "the XML is too complex: {what}"),
         }
     }
 }
 
 impl std::error::Error for ParseError {}
 
+/// Parses a message held to [`LIMITS`].
 pub fn parse(body: &[u8]) -> Result<OutboundMessage, ParseError> {
+    parse_within(body, &LIMITS)
+}
+
+/// The shape is checked in one linear pass before the tree is built, so no body costs more than
+/// a few passes over its bytes.
+pub fn parse_within(body: &[u8], limits: &Limits) -> Result<OutboundMessage, ParseError> {
     let text =
         std::str::from_utf8(body).map_err(|e| ParseError::Malformed(format!("not UTF-8: {e}")))?;
-    // Default options: DTDs are refused, so no entity expansion can happen.
-    let doc = Document::parse(text).map_err(|e| ParseError::Malformed(e.to_string()))?;
+    xml_shape::check(text, limits).map_err(|error| match error {
+        ShapeError::Malformed(message) => ParseError::Malformed(message),
+        exceeds @ ShapeError::Exceeds { .. } => ParseError::TooComplex(exceeds.to_string()),
+    })?;
+    let options = ParsingOptions {
+        // Refused already; no entity is ever expanded.
+        allow_dtd: false,
+        // A backstop: the scan counted at least as many nodes (plus the document's root).
+        nodes_limit: u32::try_from(limits.nodes.saturating_add(1)).unwrap_or(u32::MAX),
+        ..ParsingOptions::default()
+    };
+    let doc = Document::parse_with_options(text, options)
+        .map_err(|e| ParseError::Malformed(e.to_string()))?;
 
     let envelope = doc.root_element();
     if !is(envelope, SOAP_ENV_NS, "Envelope") {
@@ -517,6 +540,36 @@ mod tests {
         let msg = parse(xml.as_bytes()).unwrap();
         assert_eq!(msg.notifications.len(), 2);
         assert_eq!(msg.notifications[1].id.as_deref(), Some("y"));
+    }
+
+    #[test]
+    fn a_body_past_a_shape_limit_is_too_complex_before_any_tree_is_built() {
+        let nested = |n: usize| {
+            envelope(&format!(
+                "{}{}{}",
+                contact("<sf:Email>a@example.com</sf:Email>"),
+                "<x>".repeat(n),
+                "</x>".repeat(n)
+            ))
+        };
+        // Envelope, Body and notifications are 3 deep.
+        assert!(parse(nested(LIMITS.depth - 3).as_bytes()).is_ok());
+        let Err(ParseError::TooComplex(message)) = parse(nested(LIMITS.depth - 2).as_bytes())
+        else {
+            panic!("too complex")
+        };
+        assert!(
+            message.contains("more than 32 elements open at once"),
+            "{message}"
+        );
+        // The scan stops at the limit: what follows is never read, broken or not.
+        let xml = nested(LIMITS.depth);
+        let past = xml.find("<x>").expect("nested") + 3 * (LIMITS.depth - 2);
+        let broken = format!("{}<a b=", &xml[..past]);
+        assert!(matches!(
+            parse(broken.as_bytes()),
+            Err(ParseError::TooComplex(_))
+        ));
     }
 
     #[test]

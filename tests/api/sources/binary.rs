@@ -7,8 +7,8 @@ use serde_json::json;
 
 use super::{
     Bridge, FakeCrm, HUBSPOT_SECRET, HUBSPOT_TOKEN, HUBSPOT_URL, PIPEDRIVE_PASSWORD,
-    PIPEDRIVE_TOKEN, PIPEDRIVE_USER, Remote, SALESFORCE_ORG, SALESFORCE_ORG_18, basic, hubspot,
-    pipedrive, salesforce,
+    PIPEDRIVE_TOKEN, PIPEDRIVE_USER, Remote, SALESFORCE_ORG, SALESFORCE_ORG_18, SALESFORCE_TOKEN,
+    basic, hubspot, pipedrive, salesforce,
 };
 use crate::binary::{bridge, sandbox_url, start, wait_for_guests};
 use crate::helpers::SIGNING_SECRET;
@@ -36,6 +36,10 @@ async fn crm_webhooks_through_the_binary_are_delivered_and_leave_no_secret_in_tr
         .env(
             "BRIDGE__SOURCES__SALESFORCE__ORGANIZATION_ID",
             SALESFORCE_ORG,
+        )
+        .env(
+            "BRIDGE__SOURCES__SALESFORCE__ENDPOINT_TOKEN",
+            SALESFORCE_TOKEN,
         )
         .env("RUST_LOG", "trace")
         .env_remove("BRIDGE__DELIVERY__ENABLED")
@@ -73,6 +77,15 @@ async fn crm_webhooks_through_the_binary_are_delivered_and_leave_no_secret_in_tr
         salesforce::post(&app, &message).await.status().as_u16(),
         200
     );
+    // A wrong token, and the token where Salesforce admins sometimes put secrets: the query.
+    let wrong_token = SALESFORCE_TOKEN.replace('9', "8");
+    for path in [
+        format!("salesforce/{wrong_token}"),
+        format!("salesforce?token={SALESFORCE_TOKEN}"),
+    ] {
+        let response = salesforce::post_to(&app, &path, &message).await;
+        assert_eq!(response.status().as_u16(), 401, "{path}");
+    }
     let guests = wait_for_guests(&app.client, &sandbox, 3).await;
 
     // Assert: delivered, a clean stop, and nothing secret in any log line.
@@ -99,6 +112,8 @@ async fn crm_webhooks_through_the_binary_are_delivered_and_leave_no_secret_in_tr
         HUBSPOT_SECRET,
         HUBSPOT_TOKEN,
         PIPEDRIVE_TOKEN,
+        SALESFORCE_TOKEN,
+        &wrong_token,
         "Augusta",
         "Hopper",
     ] {
@@ -114,4 +129,6 @@ async fn crm_webhooks_through_the_binary_are_delivered_and_leave_no_secret_in_tr
         "{refused}"
     );
     assert!(!all.contains("refused.person"), "{all}");
+    // The request span still says which path was called.
+    assert!(all.contains("/webhooks/salesforce/[REDACTED]"), "{all}");
 }

@@ -5,8 +5,8 @@
 use serde_json::{Value, json};
 
 use super::{
-    Bridge, SALESFORCE_ORG_18, crm_env, hubspot, item_statuses, pipedrive, salesforce,
-    spawn_crm_app,
+    Bridge, SALESFORCE_ORG_18, SALESFORCE_TOKEN, crm_env, hubspot, item_statuses, pipedrive,
+    salesforce, spawn_crm_app,
 };
 use crate::helpers::error_of;
 use crate::hostile_input::{GZIP, LATIN1, post_bytes};
@@ -111,7 +111,10 @@ async fn repeated_keys_and_oversized_batches_refuse_the_whole_request() {
 #[tokio::test]
 async fn encoding_problems_on_crm_sources_are_not_authentication_failures() {
     let (app, _crm) = spawn_crm_app().await;
-    let url = |source: &str| format!("{}/webhooks/{source}", app.address());
+    let url = |source: &str| match source {
+        "salesforce" => format!("{}/webhooks/salesforce/{SALESFORCE_TOKEN}", app.address()),
+        _ => format!("{}/webhooks/{source}", app.address()),
+    };
     let json_type = ("content-type", "application/json".to_owned());
     let xml_type = ("content-type", "text/xml; charset=utf-8".to_owned());
     let gzip = ("content-encoding", "gzip".to_owned());

@@ -7,6 +7,7 @@ mod hostile;
 mod hubspot;
 mod pipedrive;
 mod salesforce;
+mod salesforce_limits;
 
 use base64::Engine;
 use serde_json::{Value, json};
@@ -24,6 +25,8 @@ pub const HUBSPOT_URL: &str = "https://bridge.example.com/webhooks/hubspot";
 /// Configured in its 15-character form; messages carry the 18-character one.
 pub const SALESFORCE_ORG: &str = "00D5e000000AbCd";
 pub const SALESFORCE_ORG_18: &str = "00D5e000000AbCdEAF";
+/// The last segment of the endpoint URL entered in Salesforce.
+pub const SALESFORCE_TOKEN: &str = "9b2f7c4e1a8d3f6b0c5e2a9d7f4b1c8e3a6d0f5b2c9e7a4d";
 
 /// The app with all three CRM sources configured, and the fake CRM APIs it reads from.
 pub async fn spawn_crm_app() -> (TestApp, FakeCrm) {
@@ -47,6 +50,7 @@ pub async fn spawn_crm_app_with(
         sources.hubspot.api_token = Some(secret(HUBSPOT_TOKEN));
         sources.hubspot.api_base_url = api;
         sources.salesforce.organization_id = Some(SALESFORCE_ORG.into());
+        sources.salesforce.endpoint_token = Some(secret(SALESFORCE_TOKEN));
         sources.salesforce.company_field = Some("Account_Name__c".into());
         tune(settings);
     })
@@ -167,6 +171,8 @@ async fn status_lists_the_webhook_paths_and_no_source_secret() {
         "{}",
     )
     .await;
+    let wrong = format!("salesforce/{}", &SALESFORCE_TOKEN[1..]);
+    app.post_source(&wrong, &[], "<x/>").await;
     let status = app.get("/status").await.text().await.expect("body");
     let parsed: Value = serde_json::from_str(&status).expect("json");
     assert_eq!(
@@ -175,7 +181,7 @@ async fn status_lists_the_webhook_paths_and_no_source_secret() {
             "/webhooks/contacts",
             "/webhooks/hubspot",
             "/webhooks/pipedrive",
-            "/webhooks/salesforce"
+            "/webhooks/salesforce/{token}"
         ])
     );
     for secret in [
@@ -183,6 +189,7 @@ async fn status_lists_the_webhook_paths_and_no_source_secret() {
         PIPEDRIVE_TOKEN,
         HUBSPOT_SECRET,
         HUBSPOT_TOKEN,
+        &SALESFORCE_TOKEN[1..],
     ] {
         assert!(!status.contains(secret), "{status}");
     }

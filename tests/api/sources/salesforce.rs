@@ -1,7 +1,9 @@
 //! Salesforce Outbound Messages: SOAP envelopes of Contact notifications, acknowledged with
 //! `<Ack>true</Ack>` only once all are committed, answered with a SOAP fault otherwise.
 
-use super::{Bridge, SALESFORCE_ORG_18, crm_env, spawn_crm_app, spawn_crm_app_with};
+use super::{
+    Bridge, SALESFORCE_ORG_18, SALESFORCE_TOKEN, crm_env, spawn_crm_app, spawn_crm_app_with,
+};
 use crate::durability::hold_write_lock;
 
 /// A Contact notification with `id`, `email` and the configured account-name field.
@@ -37,9 +39,15 @@ pub fn message(org: &str, notifications: &[String]) -> String {
     )
 }
 
+/// A POST to the endpoint URL as entered in Salesforce, token included.
 pub async fn post(app: &impl Bridge, xml: &str) -> reqwest::Response {
+    post_to(app, &format!("salesforce/{SALESFORCE_TOKEN}"), xml).await
+}
+
+/// A POST of an XML body to `/webhooks/{path}`.
+pub async fn post_to(app: &impl Bridge, path: &str, xml: &str) -> reqwest::Response {
     app.post_source(
-        "salesforce",
+        path,
         &[("content-type", "text/xml; charset=utf-8".into())],
         xml.to_owned(),
     )
@@ -47,7 +55,7 @@ pub async fn post(app: &impl Bridge, xml: &str) -> reqwest::Response {
 }
 
 /// Status, and whether the body is the SOAP acknowledgement (else the fault's text).
-async fn answer(response: reqwest::Response) -> (u16, Result<(), String>) {
+pub async fn answer(response: reqwest::Response) -> (u16, Result<(), String>) {
     let status = response.status().as_u16();
     let content_type = response
         .headers()
@@ -184,7 +192,7 @@ async fn malformed_xml_and_doctypes_are_refused_with_a_client_fault() {
     }
     let json = app
         .post_source(
-            "salesforce",
+            &format!("salesforce/{SALESFORCE_TOKEN}"),
             &[("content-type", "application/json".into())],
             "{}",
         )
