@@ -36,8 +36,19 @@ pub struct HttpSettings {
     pub host: String,
     pub port: u16,
     pub max_body_bytes: usize,
+    /// Time a request's whole body may take to arrive once its headers are in.
+    pub body_timeout_ms: u64,
+    /// Open connections at once, all workers together; 0 = three quarters of the process's
+    /// open-file limit, so a flood of idle connections cannot exhaust file descriptors.
+    pub max_connections: usize,
     pub shutdown_timeout_secs: u64,
     pub workers: usize,
+}
+
+impl HttpSettings {
+    pub fn body_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.body_timeout_ms)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -349,6 +360,9 @@ impl Settings {
     fn validate(&self) -> Result<(), ConfigError> {
         if self.http.max_body_bytes == 0 {
             return Err(ConfigError::key("http.max_body_bytes", "must be above 0"));
+        }
+        if self.http.body_timeout_ms == 0 {
+            return Err(ConfigError::key("http.body_timeout_ms", "must be above 0"));
         }
         if self.ingest.max_batch == 0 {
             return Err(ConfigError::key("ingest.max_batch", "must be above 0"));

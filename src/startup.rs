@@ -116,6 +116,7 @@ impl Application {
             auth,
             writer: writer_handle.clone(),
             max_body_bytes: settings.http.max_body_bytes,
+            body_timeout: settings.http.body_timeout(),
             sources,
         });
         let ops = web::Data::new(OpsState {
@@ -145,9 +146,16 @@ impl Application {
         .listen(listener)?
         .disable_signals()
         .shutdown_timeout(settings.http.shutdown_timeout_secs);
-        if settings.http.workers > 0 {
-            server = server.workers(settings.http.workers);
-        }
+        let workers = match settings.http.workers {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        };
+        let connections = max_connections(settings.http.max_connections);
+        server = server
+            .workers(workers)
+            // actix counts per worker; at least one each so no worker is starved.
+            .max_connections(connections.div_ceil(workers).max(1));
+        tracing::info!(workers, max_connections = connections, "HTTP limits");
         tracing::info!(port, database = %settings.database.path.display(), "Listening");
         Ok(Self {
             port,
@@ -263,6 +271,20 @@ pub fn build_worker(
         clock,
         CrmClients::from_settings(&settings.sources)?,
     ))
+}
+
+/// `http.max_connections`, or with 0 three quarters of the open-file limit: the rest stays for
+/// the database, the Tallyfy and CRM clients and the listening socket.
+fn max_connections(configured: usize) -> usize {
+    if configured > 0 {
+        return configured;
+    }
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(u64::MAX);
+    usize::try_from(limit / 4 * 3)
+        .unwrap_or(usize::MAX)
+        .clamp(16, 25_000)
 }
 
 /// Returns the request id of the tracing span as `x-request-id`, so a caller can quote it.

@@ -34,6 +34,9 @@ pub enum IngestError {
     },
     #[error("the body could not be read")]
     BodyRead,
+    /// The body did not arrive in time: the connection is closed so it cannot be held open.
+    #[error("the body did not arrive within {secs} s")]
+    BodyTimeout { secs: f64 },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -58,6 +61,7 @@ impl IngestError {
             Self::MalformedXml { .. } => "malformed_xml",
             Self::Invalid { code, .. } => code,
             Self::BodyRead => "bad_request",
+            Self::BodyTimeout { .. } => "request_timeout",
             Self::Store(_) => "unavailable",
         }
     }
@@ -76,6 +80,7 @@ impl ResponseError for IngestError {
             | Self::InvalidEncoding { .. }
             | Self::BodyRead => StatusCode::BAD_REQUEST,
             Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -86,6 +91,12 @@ impl ResponseError for IngestError {
             _ => None,
         };
         let mut response = json_error(self.status_code(), self.code(), self.to_string(), field);
+        if matches!(self, Self::BodyTimeout { .. }) {
+            response.headers_mut().insert(
+                actix_web::http::header::CONNECTION,
+                actix_web::http::header::HeaderValue::from_static("close"),
+            );
+        }
         if matches!(self, Self::Store(_)) {
             // Tell well-behaved senders when to come back.
             response.headers_mut().insert(

@@ -23,6 +23,8 @@ pub struct IngestState {
     pub auth: InboundAuth,
     pub writer: WriterHandle,
     pub max_body_bytes: usize,
+    /// How long a body may take to arrive (`http.body_timeout_ms`).
+    pub body_timeout: std::time::Duration,
     pub sources: sources::Sources,
 }
 
@@ -93,7 +95,7 @@ async fn accept(
     payload: web::Payload,
     state: web::Data<IngestState>,
 ) -> Result<HttpResponse, IngestError> {
-    let body = read_body(request.headers(), payload, state.max_body_bytes).await?;
+    let body = read_body(&request, payload, state.max_body_bytes, state.body_timeout).await?;
     check_encoding(request.headers(), &body)?;
     state
         .auth
@@ -147,21 +149,33 @@ async fn accept(
 
 /// Reads the whole body, refusing it as soon as it passes `limit` (413), before auth needs it.
 async fn read_body(
-    headers: &HeaderMap,
+    request: &HttpRequest,
     payload: web::Payload,
     limit: usize,
+    timeout: std::time::Duration,
 ) -> Result<web::Bytes, IngestError> {
-    let declared = headers
+    let declared = request
+        .headers()
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(IngestError::TooLarge { limit });
     }
-    match payload.to_bytes_limited(limit).await {
-        Err(_) => Err(IngestError::TooLarge { limit }),
-        Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(error)) => {
+    // A sender that stalls its body must not hold a connection (and a file descriptor) for long.
+    match tokio::time::timeout(timeout, payload.to_bytes_limited(limit)).await {
+        Err(_) => {
+            tracing::info!(
+                timeout_ms = timeout.as_millis() as u64,
+                "Webhook body timed out; closing the connection"
+            );
+            Err(IngestError::BodyTimeout {
+                secs: timeout.as_secs_f64(),
+            })
+        }
+        Ok(Err(_)) => Err(IngestError::TooLarge { limit }),
+        Ok(Ok(Ok(bytes))) => Ok(bytes),
+        Ok(Ok(Err(error))) => {
             tracing::warn!(%error, "Failed to read a webhook body");
             Err(IngestError::BodyRead)
         }

@@ -248,7 +248,7 @@ async fn receive(
     state: &IngestState,
 ) -> Result<Report, IngestError> {
     let limit = adapter.max_body_bytes().unwrap_or(state.max_body_bytes);
-    let body = read_body(request.headers(), payload, limit).await?;
+    let body = read_body(request, payload, limit, state.body_timeout).await?;
     check_encoding(request.headers(), &body)?;
     let items = adapter.receive_owned(request, body).await?;
     // Every event of the delivery goes to the writer at once, so they share commits; the answer

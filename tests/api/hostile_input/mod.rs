@@ -3,6 +3,7 @@
 //! that are not plain UTF-8 (the CRM sources' side is `sources/hostile.rs`).
 
 mod canonical;
+mod slow_senders;
 
 use reqwest::header::HeaderMap;
 
