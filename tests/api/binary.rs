@@ -166,7 +166,8 @@ async fn sigterm_stops_gracefully_and_trace_logs_hold_no_secrets() {
     // Assert: a clean exit, the event on disk, and no secret in any log line.
     let status = child.0.wait().expect("exits");
     assert!(status.success(), "{status:?}");
-    logs.extend(lines.try_iter());
+    // The child has exited: read its output to the end (the reader stops at EOF).
+    logs.extend(lines.iter());
     let all = logs.join("\n");
     assert!(all.contains("Stopped"), "{all}");
     let signature_value = signature.trim_start_matches("v1,");
