@@ -760,50 +760,20 @@ mod tests {
 
     #[test]
     fn fully_configured_sources_load_from_the_environment() {
-        let settings = load(&[
-            SIGNED,
-            ("BRIDGE__SOURCES__PIPEDRIVE__USERNAME", "pd"),
-            (
-                "BRIDGE__SOURCES__PIPEDRIVE__PASSWORD",
-                "pipedrive-password-value",
-            ),
-            (
-                "BRIDGE__SOURCES__PIPEDRIVE__API_TOKEN",
-                "pipedrive-token-value",
-            ),
-            (
-                "BRIDGE__SOURCES__HUBSPOT__CLIENT_SECRET",
-                "hubspot-secret-value",
-            ),
-            (
-                "BRIDGE__SOURCES__HUBSPOT__WEBHOOK_URL",
-                "https://b.example.com/webhooks/hubspot",
-            ),
-            ("BRIDGE__SOURCES__HUBSPOT__API_TOKEN", "hubspot-token-value"),
-            (
-                "BRIDGE__SOURCES__SALESFORCE__ORGANIZATION_ID",
-                "00D5e000000AbCd",
-            ),
-            (
-                "BRIDGE__SOURCES__SALESFORCE__ENDPOINT_TOKEN",
-                SALESFORCE_TOKEN,
-            ),
-        ])
-        .expect("valid");
+        let mut env = SECRET_KEYS.to_vec();
+        env.push(SIGNED);
+        let settings = load(&env).expect("valid");
         assert_eq!(settings.sources.pipedrive.username.as_deref(), Some("pd"));
         assert_eq!(
             settings.sources.hubspot.api_base_url,
             "https://api.hubapi.com"
         );
         let printed = format!("{settings:?}");
-        for secret in [
-            "pipedrive-password-value",
-            "pipedrive-token-value",
-            "hubspot-secret-value",
-            "hubspot-token-value",
-            SALESFORCE_TOKEN,
-        ] {
-            assert!(!printed.contains(secret), "{printed}");
+        let not_secret = ["USERNAME", "WEBHOOK_URL", "ORGANIZATION_ID"];
+        for (key, value) in SECRET_KEYS {
+            if !not_secret.iter().any(|k| key.ends_with(k)) {
+                assert!(!printed.contains(value), "{key}: {printed}");
+            }
         }
         assert_eq!(settings.sources.salesforce.max_body_bytes, 4 * 1024 * 1024);
     }
@@ -850,7 +820,7 @@ mod tests {
         ),
         (
             "BRIDGE__SOURCES__SALESFORCE__ENDPOINT_TOKEN",
-            "0123456789abcdef0123456789abcdef",
+            SALESFORCE_TOKEN,
         ),
         ("BRIDGE__ADMIN__TOKEN", "admin-token-0123456789"),
         (
@@ -882,14 +852,6 @@ mod tests {
         env.trim_start_matches("BRIDGE__")
             .replace("__", ".")
             .to_ascii_lowercase()
-    }
-
-    #[test]
-    fn every_secret_key_loads_when_given_a_usable_value() {
-        assert!(load(&[SIGNED]).is_ok());
-        let mut env = SECRET_KEYS.to_vec();
-        env.push(SIGNED);
-        load(&env).expect("all set and usable");
     }
 
     #[test]
