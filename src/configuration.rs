@@ -393,13 +393,16 @@ impl Settings {
                 "is required when ingest.auth.mode = \"signature\" (set BRIDGE__INGEST__AUTH__SIGNING_SECRET)",
             )),
             AuthMode::Signature
-                if auth.signing_secret.as_ref().is_some_and(|secret| {
-                    standardwebhooks::Webhook::new(secret.expose_secret().trim()).is_err()
-                }) =>
+                if auth
+                    .signing_secret
+                    .as_ref()
+                    .is_some_and(|secret| !is_signing_key(secret.expose_secret())) =>
             {
                 Err(ConfigError::key(
                     "ingest.auth.signing_secret",
-                    "must be whsec_ followed by base64",
+                    &format!(
+                        "must be whsec_ followed by at least {SIGNING_KEY_MIN_BYTES} bytes in base64 (make one with: echo \"whsec_$(head -c 32 /dev/urandom | base64)\")"
+                    ),
                 ))
             }
             AuthMode::SharedSecret if !present(&auth.shared_secret) => Err(ConfigError::key(
@@ -603,6 +606,18 @@ fn check_endpoint_token(
     Ok(())
 }
 
+/// The least key size of a Standard Webhooks secret (the specification: 24 to 64 bytes). A
+/// shorter one, `whsec_` alone above all (an empty key), is a key anyone can sign with.
+const SIGNING_KEY_MIN_BYTES: usize = 24;
+
+fn is_signing_key(secret: &str) -> bool {
+    use base64::Engine;
+    let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
+    base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .is_ok_and(|key| key.len() >= SIGNING_KEY_MIN_BYTES)
+}
+
 fn is_http_url(url: &str) -> bool {
     url.starts_with("https://") || url.starts_with("http://")
 }
@@ -671,10 +686,18 @@ mod tests {
             .expect_err("bad level")
             .to_string();
         assert!(err.contains("log.level"), "{err}");
-        let err = load(&[("BRIDGE__INGEST__AUTH__SIGNING_SECRET", "whsec_not base64")])
-            .expect_err("bad secret")
-            .to_string();
-        assert!(err.contains("ingest.auth.signing_secret"), "{err}");
+        // Not base64, an empty key (anyone could sign with it), and a key under 24 bytes.
+        for bad in [
+            "whsec_not base64",
+            "whsec_",
+            "whsec_AA==",
+            "whsec_b2xkb2xkb2xkb2xkb2xk",
+        ] {
+            let err = load(&[("BRIDGE__INGEST__AUTH__SIGNING_SECRET", bad)])
+                .expect_err(bad)
+                .to_string();
+            assert!(err.contains("ingest.auth.signing_secret"), "{bad}: {err}");
+        }
     }
 
     #[test]
