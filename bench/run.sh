@@ -156,7 +156,7 @@ log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "FAILED: $*"; exit 1; }
 has_part() { [[ " $PARTS " == *" $1 "* ]]; }
 for part in $PARTS; do
-    [[ " ingest sources delivery scale startup " == *" $part "* ]] || die "unknown part '$part' in BENCH_PARTS"
+    [[ " ingest sources delivery scale startup xml " == *" $part "* ]] || die "unknown part '$part' in BENCH_PARTS"
 done
 
 # --- tools ---------------------------------------------------------------------------------
