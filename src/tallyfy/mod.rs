@@ -2,10 +2,10 @@
 //! outcome into a `CallError` class so the delivery worker can choose retry, look-up or fail.
 
 mod client;
-mod error;
+pub(crate) mod error;
 pub mod fields;
 mod retry_after;
-mod types;
+pub(crate) mod types;
 
 pub use client::{ClientConfig, TallyfyClient};
 pub use error::CallError;
