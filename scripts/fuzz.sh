@@ -156,7 +156,9 @@ cmin() {
         merged="$WORK/merged/$target"
         rm -rf "$merged"
         mkdir -p "$merged" "$WORK/corpus/$target" "fuzz/corpus/$target" "$WORK/artifacts/$target"
-        step fuzz "$target" -merge=1 "$merged" "fuzz/corpus/$target" "$WORK/corpus/$target"
+        # Edges, not hit counts, and a set cover of them: a small corpus with all the coverage.
+        step fuzz "$target" -set_cover_merge=1 -use_counters=0 "$merged" \
+            "fuzz/corpus/$target" "$WORK/corpus/$target"
         rm -rf "fuzz/corpus/$target"
         mv "$merged" "fuzz/corpus/$target"
         printf '%s: %s inputs, %s\n' "$target" "$(ls "fuzz/corpus/$target" | wc -l)" \
