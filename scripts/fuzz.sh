@@ -83,7 +83,10 @@ final_stat() {
 long() {
     local execs=${1:-10000000}
     shift || true
-    local targets=("$@") target log start secs status failed=0 rows=()
+    local targets=("$@") target log start secs status failed=0 rows=() commit
+    # The code fuzzed is the code at the start.
+    commit=$(git rev-parse HEAD)
+    git diff --quiet HEAD -- src fuzz Cargo.toml Cargo.lock || commit="$commit (with uncommitted changes)"
     [[ ${#targets[@]} -gt 0 ]] || targets=("${TARGETS[@]}")
     for target in "${targets[@]}"; do
         fresh_corpus "$target"
@@ -103,20 +106,18 @@ long() {
         rows+=("| \`$target\` | $(final_stat number_of_executed_units "$log") | ${secs} s | $(final_stat average_exec_per_sec "$log") | $(final_figure cov "$log") | $(final_figure ft "$log") | $(final_figure corp "$log") | $(final_stat peak_rss_mb "$log") MB | $found |")
         tail -n 8 "$log"
     done
-    write_results "$execs" "${targets[@]}" -- "${rows[@]}"
+    write_results "$execs" "$commit" "${targets[@]}" -- "${rows[@]}"
     return $failed
 }
 
 write_results() {
-    local execs=$1 targets=() commit
-    shift
+    local execs=$1 commit=$2 targets=()
+    shift 2
     while [[ $1 != -- ]]; do
         targets+=("$1")
         shift
     done
     shift
-    commit=$(git rev-parse HEAD)
-    git diff --quiet HEAD -- src fuzz Cargo.toml Cargo.lock || commit="$commit (with uncommitted changes)"
     {
         echo '# Fuzzing results'
         echo
