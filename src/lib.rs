@@ -7,6 +7,8 @@ pub mod api_error;
 pub mod configuration;
 pub mod crm;
 pub mod delivery;
+#[cfg(fuzzing)]
+pub mod fuzzing;
 pub mod ingest;
 pub mod ops;
 pub mod outbox;

@@ -68,7 +68,11 @@ impl InboundAuth {
     /// Checks the request's credentials against the raw body bytes, exactly as received.
     pub fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), AuthFailure> {
         match self {
-            Self::Signature(webhook) => Ok(webhook.verify(body, &signature_headers(headers))?),
+            Self::Signature(webhook) => {
+                let headers = signature_headers(headers);
+                refuse_pre_epoch_timestamp(&headers)?;
+                Ok(webhook.verify(body, &headers)?)
+            }
             Self::SharedSecret(secret) => {
                 let presented = presented_secret(headers).ok_or(AuthFailure::MissingCredentials)?;
                 if secrets_match(&presented, secret.expose_secret().trim().as_bytes()) {
@@ -109,6 +113,19 @@ fn signature_headers(headers: &HeaderMap) -> http::HeaderMap {
         }
     }
     map
+}
+
+/// A timestamp before 1970 is too old, as the reference crate would also say; refusing it here
+/// keeps the crate's unchecked `now - timestamp` from overflowing (a panic in debug builds).
+fn refuse_pre_epoch_timestamp(headers: &http::HeaderMap) -> Result<(), AuthFailure> {
+    let timestamp = headers
+        .get(HEADER_WEBHOOK_TIMESTAMP)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i64>().ok());
+    match timestamp {
+        Some(ts) if ts < 0 => Err(standardwebhooks::WebhookError::TimestampTooOldError.into()),
+        _ => Ok(()),
+    }
 }
 
 /// The scheme and the credentials of the `Authorization` header.
@@ -210,6 +227,24 @@ mod tests {
             let sig = sign("msg_1", ts, BODY, SECRET);
             assert!(
                 auth.verify(&signed_headers(ts, &sig), BODY).is_err(),
+                "{ts}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_timestamp_before_the_epoch_is_too_old_even_at_the_i64_minimum() {
+        // Found by fuzzing: the reference crate computed `now - i64::MIN` and overflowed.
+        let auth = signature_auth();
+        for ts in [i64::MIN, i64::MIN + 1, -1] {
+            let sig = sign("msg_1", 0, BODY, SECRET);
+            assert!(
+                matches!(
+                    auth.verify(&signed_headers(ts, &sig), BODY),
+                    Err(AuthFailure::Signature(
+                        standardwebhooks::WebhookError::TimestampTooOldError
+                    ))
+                ),
                 "{ts}"
             );
         }

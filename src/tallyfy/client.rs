@@ -149,7 +149,11 @@ impl TallyfyClient {
         let status = response.status();
         tracing::Span::current().record("status", status.as_u16());
         let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(transport)?.to_vec();
+        // Redacted before anything cuts an excerpt from it, which could keep half the token.
+        let body = redact(
+            response.bytes().await.map_err(transport)?.to_vec(),
+            self.secret(),
+        );
         tracing::info!(status = status.as_u16(), "Tallyfy answered");
         Ok(Received {
             status,
@@ -157,6 +161,24 @@ impl TallyfyClient {
             body,
         })
     }
+}
+
+/// `body` with every occurrence of `secret` replaced by `[REDACTED]`.
+fn redact(body: Vec<u8>, secret: &str) -> Vec<u8> {
+    let secret = secret.as_bytes();
+    let find = |haystack: &[u8]| haystack.windows(secret.len()).position(|w| w == secret);
+    if secret.is_empty() || find(&body).is_none() {
+        return body;
+    }
+    let mut redacted = Vec::with_capacity(body.len());
+    let mut rest = body.as_slice();
+    while let Some(at) = find(rest) {
+        redacted.extend_from_slice(&rest[..at]);
+        redacted.extend_from_slice(b"[REDACTED]");
+        rest = &rest[at + secret.len()..];
+    }
+    redacted.extend_from_slice(rest);
+    redacted
 }
 
 fn bearer(token: &SecretString) -> Result<HeaderValue, reqwest::header::InvalidHeaderValue> {
@@ -231,6 +253,22 @@ mod tests {
     fn email_segment_escapes_plus_and_at() {
         let encoded = utf8_percent_encode("Jane+Tag@Example.com", SEGMENT).to_string();
         assert_eq!(encoded, "Jane%2BTag%40Example.com");
+    }
+
+    #[test]
+    fn a_token_the_excerpt_would_cut_in_half_is_redacted_first() {
+        // Scrubbing the excerpt alone missed a token straddling its 200th character.
+        let body = format!("{}{TOKEN} and {TOKEN}", "x".repeat(190)).into_bytes();
+        let redacted = redact(body, TOKEN);
+        let text =
+            error::from_response(StatusCode::BAD_REQUEST, &HeaderMap::new(), &redacted).to_string();
+        assert!(!text.contains(&TOKEN[..6]), "{text}");
+        assert!(text.contains("xxx[REDACT"), "{text}");
+        assert_eq!(
+            redact(b"a tok tok".to_vec(), "tok"),
+            b"a [REDACTED] [REDACTED]"
+        );
+        assert_eq!(redact(b"as is".to_vec(), ""), b"as is");
     }
 
     #[test]

@@ -166,6 +166,19 @@ mod tests {
     }
 
     #[test]
+    fn an_identity_is_always_an_address_the_rule_accepts() {
+        // Found by fuzzing: `İ` (2 bytes) lowercases to `i̇` (3 bytes), so a 64-byte local part
+        // used to become a 65-byte identity that failed the very rule it had passed.
+        let local = format!("{}İ", "a".repeat(LOCAL_MAX - 2));
+        assert_eq!(local.len(), LOCAL_MAX);
+        assert!(mailbox(&format!("{local}@example.com")).is_err());
+        for email in ["Ada.L@Example.COM", "x@BÜCHER.de"] {
+            let identity = mailbox(email).expect("valid");
+            assert_eq!(mailbox(&identity).as_deref(), Ok(identity.as_str()));
+        }
+    }
+
+    #[test]
     fn a_unicode_domain_and_its_punycode_are_one_identity() {
         for email in [
             "a@bücher.de",

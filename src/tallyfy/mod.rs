@@ -3,10 +3,10 @@
 
 mod client;
 mod email;
-mod error;
+pub(crate) mod error;
 pub mod fields;
 mod retry_after;
-mod types;
+pub(crate) mod types;
 
 pub use client::{ClientConfig, TallyfyClient};
 pub use error::CallError;

@@ -55,7 +55,8 @@ impl HubSpot {
         let at: i64 = timestamp
             .parse()
             .map_err(|_| "X-HubSpot-Request-Timestamp is not a number")?;
-        if (now_ms - at).abs() > MAX_SKEW_MS {
+        // `abs_diff`: a timestamp at i64::MIN must not overflow (found by fuzzing).
+        if now_ms.abs_diff(at) > MAX_SKEW_MS.unsigned_abs() {
             return Err("the request timestamp is more than 5 minutes off");
         }
         let secret = self.client_secret.expose_secret().trim().as_bytes();
@@ -254,6 +255,11 @@ mod tests {
         );
         let unsigned = TestRequest::post().to_http_request();
         assert!(hubspot.verify(&unsigned, BODY, NOW).is_err());
+        // The most distant timestamps are stale, not an overflow.
+        for at in [i64::MIN, i64::MAX] {
+            let far = sign(URL, BODY, at);
+            assert!(hubspot.verify(&request(&far, at), BODY, NOW).is_err());
+        }
     }
 
     #[test]

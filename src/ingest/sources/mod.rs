@@ -1,10 +1,10 @@
 //! `POST /webhooks/{source}`: one adapter per CRM checks the sender its way, turns the body into
 //! contact events, and answers the way that CRM expects, only once every event is committed.
 
-mod hubspot;
-mod pipedrive;
+pub(crate) mod hubspot;
+pub(crate) mod pipedrive;
 mod report;
-mod salesforce;
+pub(crate) mod salesforce;
 pub mod salesforce_xml;
 pub mod xml_shape;
 

@@ -1,0 +1,4 @@
+//! Fuzz target `salesforce`: see docs/fuzzing.md for the input format and what it asserts.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| tallyfy_bridge::fuzzing::salesforce(data));
