@@ -101,7 +101,7 @@ long() {
         if [[ $status -ne 0 ]]; then
             failed=1
             found="exit $status: $(grep -m1 -oE 'SUMMARY: libFuzzer: [a-z-]+|ERROR: libFuzzer: [a-z-]+' "$log" ||
-                echo 'see log'); $(grep -m1 -oE "$WORK/artifacts/[^ ]+" "$log" || true)"
+                echo 'see log'); $(grep -oE 'Test unit written to [^ ]+' "$log" | head -n 1 | awk '{print $NF}')"
         fi
         rows+=("| \`$target\` | $(final_stat number_of_executed_units "$log") | ${secs} s | $(final_stat average_exec_per_sec "$log") | $(final_figure cov "$log") | $(final_figure ft "$log") | $(final_figure corp "$log") | $(final_stat peak_rss_mb "$log") MB | $found | ${FUZZ_SANITIZER:-address} | $commit | $(date -u '+%Y-%m-%d %H:%M') |")
         tail -n 8 "$log"

@@ -155,7 +155,8 @@ fn object_type(sobject: Node<'_, '_>) -> Option<String> {
         }
         None => raw,
     };
-    (!local.is_empty()).then(|| local.to_owned())
+    // A QName holds no white space: `x: Contact` names no type (found by fuzzing).
+    (!local.is_empty() && !local.contains(char::is_whitespace)).then(|| local.to_owned())
 }
 
 /// Trimmed text of a scalar element; None when nil, empty, or not a scalar
@@ -418,6 +419,14 @@ mod tests {
         let n = only_notification(&xml);
         assert_eq!(n.object_type.as_deref(), Some("Lead"));
         assert_eq!(n.fields["Company"], "Acme");
+    }
+
+    #[test]
+    fn a_type_with_white_space_inside_names_no_type() {
+        let spaced = envelope(
+            r#"<Notification><Id>x</Id><sObject xsi:type="sf: Contact" xmlns:sf="urn:sobject.enterprise.soap.sforce.com"><sf:Email>a@example.com</sf:Email></sObject></Notification>"#,
+        );
+        assert_eq!(only_notification(&spaced).object_type, None);
     }
 
     #[test]
