@@ -238,11 +238,10 @@ impl Worker {
                 break;
             }
             if last_heartbeat.is_none_or(|at| at.elapsed() >= HEARTBEAT_EVERY) {
-                match store::heartbeat(&worker.pool, worker.clock.now_ms()).await {
-                    Ok(()) => storage.worked(),
-                    Err(error) => {
-                        storage.failed("write the heartbeat", &error);
-                    }
+                // Only a claim says storage works again: a heartbeat can still land in a file
+                // that was deleted under us.
+                if let Err(error) = store::heartbeat(&worker.pool, worker.clock.now_ms()).await {
+                    storage.failed("write the heartbeat", &error);
                 }
                 last_heartbeat = Some(tokio::time::Instant::now());
             }

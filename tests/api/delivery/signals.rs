@@ -258,3 +258,44 @@ async fn failing_storage_is_reported_once_and_retried_with_backoff_not_in_a_loop
         logs.push(line);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_database_file_is_reported_once_not_at_every_heartbeat() {
+    // Arrange: a running worker (heartbeats every 2 s) on a file that is then deleted.
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("bridge.sqlite");
+    let mut command = bridge(&db);
+    command
+        .env("BRIDGE__INGEST__AUTH__SIGNING_SECRET", SIGNING_SECRET)
+        .env("BRIDGE__DELIVERY__ENABLED", "true")
+        .env("BRIDGE__DELIVERY__IDLE_POLL_MS", "10")
+        .env("BRIDGE__TALLYFY__BASE_URL", "http://127.0.0.1:9")
+        .env("BRIDGE__TALLYFY__ORG_ID", "demo-org")
+        .env("BRIDGE__TALLYFY__TOKEN", "sandbox-token");
+    let mut child = command.spawn().map(Guard).expect("starts");
+    let lines = log_lines(&mut child.0);
+    let mut logs = Vec::new();
+    wait_for_port(&lines, &mut logs);
+
+    // Act
+    std::fs::remove_file(&db).expect("rm");
+    let until = std::time::Instant::now() + Duration::from_millis(4500);
+    let mut window = Vec::new();
+    while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
+        if let Ok(line) = lines.recv_timeout(left) {
+            window.push(line);
+        }
+    }
+
+    // Assert: the loss and the failing storage, each said once, over two heartbeats.
+    let failing = window
+        .iter()
+        .filter(|line| line.contains("Storage is failing"))
+        .count();
+    assert_eq!(failing, 1, "{window:#?}");
+    let lost = window
+        .iter()
+        .filter(|line| line.contains("deleted or replaced while the bridge was running: nothing"))
+        .count();
+    assert_eq!(lost, 1, "{window:#?}");
+}
