@@ -86,7 +86,8 @@ long() {
     local targets=("$@") target log start secs status failed=0 rows=() commit
     # The code fuzzed is the code at the start.
     commit=$(git rev-parse HEAD)
-    git diff --quiet HEAD -- src fuzz Cargo.toml Cargo.lock || commit="$commit (with uncommitted changes)"
+    git diff --quiet HEAD -- src fuzz ':!fuzz/RESULTS.md' Cargo.toml Cargo.lock ||
+        commit="$commit (with uncommitted changes)"
     [[ ${#targets[@]} -gt 0 ]] || targets=("${TARGETS[@]}")
     for target in "${targets[@]}"; do
         fresh_corpus "$target"
