@@ -1,14 +1,17 @@
 //! What delivery tells operators and other workers: a refused token pauses delivery before its
 //! row is due again (one call, not two), and every retry and final failure reaches the log.
 
-use std::time::Duration;
+use std::path::Path;
+use std::process::Command;
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tallyfy_bridge::delivery::Outcome;
-use tallyfy_bridge::sandbox::{Faults, Sandbox, SandboxConfig};
+use tallyfy_bridge::sandbox::{Faults, Sandbox, SandboxConfig, SandboxHandle};
 
 use super::delivery_env;
-use crate::binary::{Guard, bridge, log_lines, wait_for_port};
+use crate::binary::{bridge, start};
 use crate::helpers::{SIGNING_SECRET, secret, signed_post, spawn_app_with};
 
 #[tokio::test]
@@ -53,12 +56,7 @@ async fn a_refused_token_pauses_delivery_in_the_same_commit_that_gives_the_row_b
 
 #[tokio::test]
 async fn the_running_service_calls_once_on_a_refused_token_until_the_next_probe() {
-    let sandbox = Sandbox::start(
-        SandboxConfig::default(),
-        "127.0.0.1:0".parse().expect("addr"),
-    )
-    .await
-    .expect("sandbox");
+    let sandbox = sandbox(SandboxConfig::default()).await;
     sandbox.set_token("rotated-token");
     let app = spawn_app_with(|s| {
         s.delivery.enabled = true;
@@ -102,6 +100,37 @@ async fn the_running_service_calls_once_on_a_refused_token_until_the_next_probe(
     assert_eq!(status["delivery"]["paused"], true, "{status}");
 }
 
+/// The fake Tallyfy on a free loopback port.
+async fn sandbox(config: SandboxConfig) -> SandboxHandle {
+    Sandbox::start(config, "127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("sandbox")
+}
+
+/// The binary with signature auth and delivery on, sending to `tallyfy_url`.
+fn delivering_bridge(db: &Path, tallyfy_url: &str) -> Command {
+    let mut command = bridge(db);
+    command
+        .env("BRIDGE__INGEST__AUTH__SIGNING_SECRET", SIGNING_SECRET)
+        .env("BRIDGE__DELIVERY__ENABLED", "true")
+        .env("BRIDGE__TALLYFY__BASE_URL", tallyfy_url)
+        .env("BRIDGE__TALLYFY__ORG_ID", "demo-org")
+        .env("BRIDGE__TALLYFY__TOKEN", "sandbox-token");
+    command
+}
+
+/// Every log line that arrives within `window`.
+fn lines_during(lines: &Receiver<String>, window: Duration) -> Vec<String> {
+    let until = Instant::now() + window;
+    let mut seen = Vec::new();
+    while let Some(left) = until.checked_duration_since(Instant::now()) {
+        if let Ok(line) = lines.recv_timeout(left) {
+            seen.push(line);
+        }
+    }
+    seen
+}
+
 /// The JSON log lines of `level` whose message is `message`.
 fn lines_with<'a>(logs: &'a [String], level: &str, message: &str) -> Vec<&'a String> {
     logs.iter()
@@ -124,25 +153,15 @@ async fn every_retry_is_a_warning_and_a_final_failure_an_error_without_the_email
         faults,
         ..SandboxConfig::default()
     };
-    let sandbox = Sandbox::start(config, "127.0.0.1:0".parse().expect("addr"))
-        .await
-        .expect("sandbox");
+    let sandbox = sandbox(config).await;
     let dir = tempfile::tempdir().expect("dir");
-    let mut command = bridge(&dir.path().join("bridge.sqlite"));
+    let mut command = delivering_bridge(&dir.path().join("bridge.sqlite"), &sandbox.base_url());
     command
-        .env("BRIDGE__INGEST__AUTH__SIGNING_SECRET", SIGNING_SECRET)
-        .env("BRIDGE__DELIVERY__ENABLED", "true")
         .env("BRIDGE__DELIVERY__MAX_ATTEMPTS", "2")
         .env("BRIDGE__DELIVERY__RETRY_BASE_MS", "10")
         .env("BRIDGE__DELIVERY__RETRY_CAP_MS", "20")
-        .env("BRIDGE__TALLYFY__BASE_URL", sandbox.base_url())
-        .env("BRIDGE__TALLYFY__ORG_ID", "demo-org")
-        .env("BRIDGE__TALLYFY__TOKEN", "sandbox-token")
         .env("BRIDGE__TALLYFY__REQUEST_TIMEOUT_MS", "2000");
-    let mut child = command.spawn().map(Guard).expect("starts");
-    let lines = log_lines(&mut child.0);
-    let mut logs = Vec::new();
-    let port = wait_for_port(&lines, &mut logs);
+    let (_child, lines, mut logs, port) = start(command);
 
     // Act
     let body = json!({"email": "Hidden.Person@example.com"}).to_string();
@@ -185,27 +204,14 @@ async fn every_retry_is_a_warning_and_a_final_failure_an_error_without_the_email
 async fn failing_storage_is_reported_once_and_retried_with_backoff_not_in_a_loop() {
     use sqlx::Connection;
     // Arrange: a worker that would look for due rows every 10 ms.
-    let sandbox = Sandbox::start(
-        SandboxConfig::default(),
-        "127.0.0.1:0".parse().expect("addr"),
-    )
-    .await
-    .expect("sandbox");
+    let sandbox = sandbox(SandboxConfig::default()).await;
     let dir = tempfile::tempdir().expect("dir");
     let db = dir.path().join("bridge.sqlite");
-    let mut command = bridge(&db);
+    let mut command = delivering_bridge(&db, &sandbox.base_url());
     command
-        .env("BRIDGE__INGEST__AUTH__SIGNING_SECRET", SIGNING_SECRET)
-        .env("BRIDGE__DELIVERY__ENABLED", "true")
         .env("BRIDGE__DELIVERY__IDLE_POLL_MS", "10")
-        .env("BRIDGE__DATABASE__BUSY_TIMEOUT_MS", "20")
-        .env("BRIDGE__TALLYFY__BASE_URL", sandbox.base_url())
-        .env("BRIDGE__TALLYFY__ORG_ID", "demo-org")
-        .env("BRIDGE__TALLYFY__TOKEN", "sandbox-token");
-    let mut child = command.spawn().map(Guard).expect("starts");
-    let lines = log_lines(&mut child.0);
-    let mut logs = Vec::new();
-    let port = wait_for_port(&lines, &mut logs);
+        .env("BRIDGE__DATABASE__BUSY_TIMEOUT_MS", "20");
+    let (_child, lines, mut logs, port) = start(command);
     let status_url = format!("http://127.0.0.1:{port}/status");
     for _ in 0..500 {
         let status: Value = reqwest::get(&status_url)
@@ -228,16 +234,7 @@ async fn failing_storage_is_reported_once_and_retried_with_backoff_not_in_a_loop
         .execute(&mut other)
         .await
         .expect("lock");
-    let window: Vec<String> = {
-        let until = std::time::Instant::now() + Duration::from_secs(1);
-        let mut seen = Vec::new();
-        while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
-            if let Ok(line) = lines.recv_timeout(left) {
-                seen.push(line);
-            }
-        }
-        seen
-    };
+    let window = lines_during(&lines, Duration::from_secs(1));
     sqlx::query("ROLLBACK")
         .execute(&mut other)
         .await
@@ -264,28 +261,14 @@ async fn a_deleted_database_file_is_reported_once_not_at_every_heartbeat() {
     // Arrange: a running worker (heartbeats every 2 s) on a file that is then deleted.
     let dir = tempfile::tempdir().expect("dir");
     let db = dir.path().join("bridge.sqlite");
-    let mut command = bridge(&db);
-    command
-        .env("BRIDGE__INGEST__AUTH__SIGNING_SECRET", SIGNING_SECRET)
-        .env("BRIDGE__DELIVERY__ENABLED", "true")
-        .env("BRIDGE__DELIVERY__IDLE_POLL_MS", "10")
-        .env("BRIDGE__TALLYFY__BASE_URL", "http://127.0.0.1:9")
-        .env("BRIDGE__TALLYFY__ORG_ID", "demo-org")
-        .env("BRIDGE__TALLYFY__TOKEN", "sandbox-token");
-    let mut child = command.spawn().map(Guard).expect("starts");
-    let lines = log_lines(&mut child.0);
-    let mut logs = Vec::new();
-    wait_for_port(&lines, &mut logs);
+    // Nothing listens on port 9: no delivery succeeds, so only storage speaks.
+    let mut command = delivering_bridge(&db, "http://127.0.0.1:9");
+    command.env("BRIDGE__DELIVERY__IDLE_POLL_MS", "10");
+    let (_child, lines, _logs, _port) = start(command);
 
     // Act
     std::fs::remove_file(&db).expect("rm");
-    let until = std::time::Instant::now() + Duration::from_millis(4500);
-    let mut window = Vec::new();
-    while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
-        if let Ok(line) = lines.recv_timeout(left) {
-            window.push(line);
-        }
-    }
+    let window = lines_during(&lines, Duration::from_millis(4500));
 
     // Assert: the loss and the failing storage, each said once, over two heartbeats.
     let failing = window
