@@ -489,13 +489,10 @@ impl Ending {
     }
 }
 
-/// A reason fit for one log line: redacted, on one line, at most 200 characters.
+/// A reason fit for one log line: redacted before it is cut (so no half address survives), then
+/// Tallyfy's excerpt: one line, at most 200 characters.
 fn short(reason: &str) -> String {
-    let line = redact(&reason.replace(['\n', '\r'], " "));
-    match line.char_indices().nth(200) {
-        Some((cut, _)) => format!("{}…", &line[..cut]),
-        None => line,
-    }
+    crate::tallyfy::excerpt(redact(reason).as_bytes())
 }
 
 /// A local database error before any call: retried like a failure that never reached Tallyfy.
