@@ -388,7 +388,7 @@ impl Settings {
         self.validate_sources()?;
         let auth = &self.ingest.auth;
         match auth.mode {
-            AuthMode::Signature if !present(&auth.signing_secret) => Err(ConfigError::key(
+            AuthMode::Signature if auth.signing_secret.is_none() => Err(ConfigError::key(
                 "ingest.auth.signing_secret",
                 "is required when ingest.auth.mode = \"signature\" (set BRIDGE__INGEST__AUTH__SIGNING_SECRET)",
             )),
@@ -405,7 +405,7 @@ impl Settings {
                     ),
                 ))
             }
-            AuthMode::SharedSecret if !present(&auth.shared_secret) => Err(ConfigError::key(
+            AuthMode::SharedSecret if auth.shared_secret.is_none() => Err(ConfigError::key(
                 "ingest.auth.shared_secret",
                 "is required when ingest.auth.mode = \"shared_secret\" (set BRIDGE__INGEST__AUTH__SHARED_SECRET)",
             )),
@@ -415,17 +415,14 @@ impl Settings {
 
     fn validate_delivery(&self) -> Result<(), ConfigError> {
         let (tallyfy, delivery) = (&self.tallyfy, &self.delivery);
-        if tallyfy
-            .org_id
-            .as_deref()
-            .is_none_or(|o| o.trim().is_empty())
-        {
+        // Blank values never load (`non_blank`), so set means usable.
+        if tallyfy.org_id.is_none() {
             return Err(ConfigError::key(
                 "tallyfy.org_id",
                 "is required for delivery (set BRIDGE__TALLYFY__ORG_ID, or try the bridge with `serve --sandbox`)",
             ));
         }
-        if !present(&tallyfy.token) {
+        if tallyfy.token.is_none() {
             return Err(ConfigError::key(
                 "tallyfy.token",
                 "is required for delivery (set BRIDGE__TALLYFY__TOKEN, or try the bridge with `serve --sandbox`)",
@@ -464,11 +461,8 @@ impl Settings {
     /// A source is on once any of its keys is set; then all it needs must be set and usable.
     fn validate_sources(&self) -> Result<(), ConfigError> {
         let pipedrive = &self.sources.pipedrive;
-        let username = pipedrive
-            .username
-            .as_deref()
-            .is_some_and(|u| !u.trim().is_empty());
-        if username != present(&pipedrive.password) {
+        let username = pipedrive.username.is_some();
+        if username != pipedrive.password.is_some() {
             let missing = if username { "password" } else { "username" };
             return Err(ConfigError::key(
                 &format!("sources.pipedrive.{missing}"),
@@ -486,7 +480,7 @@ impl Settings {
                 "must not contain ':' (HTTP Basic auth cannot carry it)",
             ));
         }
-        if present(&pipedrive.api_token) {
+        if pipedrive.api_token.is_some() {
             if !username {
                 return Err(ConfigError::key(
                     "sources.pipedrive.username",
@@ -501,14 +495,11 @@ impl Settings {
         }
 
         let hubspot = &self.sources.hubspot;
-        let webhook_url = hubspot
-            .webhook_url
-            .as_deref()
-            .filter(|u| !u.trim().is_empty());
+        let webhook_url = hubspot.webhook_url.as_deref();
         let set = [
-            present(&hubspot.client_secret),
+            hubspot.client_secret.is_some(),
             webhook_url.is_some(),
-            present(&hubspot.api_token),
+            hubspot.api_token.is_some(),
         ];
         if set.contains(&true) {
             for (is_set, key) in set
@@ -533,7 +524,6 @@ impl Settings {
 
         let salesforce = &self.sources.salesforce;
         if let Some(org) = salesforce.organization_id.as_deref() {
-            let org = org.trim();
             if !matches!(org.len(), 15 | 18) || !org.chars().all(|c| c.is_ascii_alphanumeric()) {
                 return Err(ConfigError::key(
                     "sources.salesforce.organization_id",
@@ -587,7 +577,7 @@ fn check_endpoint_token(
     token: Option<&Secret<ENDPOINT_TOKEN_MIN_CHARS>>,
 ) -> Result<(), ConfigError> {
     const KEY: &str = "sources.salesforce.endpoint_token";
-    let Some(token) = token.map(|t| t.expose_secret().trim()) else {
+    let Some(token) = token.map(|t| t.expose_secret()) else {
         return Err(ConfigError::key(
             KEY,
             "is required once sources.salesforce.organization_id is set: generate one with `openssl rand -hex 32`; Salesforce's endpoint URL is then https://<host>/webhooks/salesforce/<token>",
@@ -624,11 +614,6 @@ fn is_http_url(url: &str) -> bool {
 
 /// Time a worker keeps between its last call's deadline and the end of its lease.
 pub const LEASE_MARGIN_MS: u64 = 5000;
-
-/// Blank secrets never load (see [`Secret`]), so set means usable.
-fn present<const N: usize>(secret: &Option<Secret<N>>) -> bool {
-    secret.is_some()
-}
 
 #[cfg(test)]
 mod tests {

@@ -25,7 +25,7 @@ impl Pipedrive {
     pub fn from_settings(settings: &PipedriveSettings) -> Option<Self> {
         let (user, password) = (settings.username.as_ref()?, settings.password.as_ref()?);
         Some(Self {
-            credentials: format!("{}:{}", user.trim(), password.expose_secret().trim()).into(),
+            credentials: format!("{user}:{}", password.expose_secret()).into(),
             reads_orgs: settings.api_token.is_some(),
         })
     }
