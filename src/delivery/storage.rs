@@ -20,8 +20,8 @@ pub(super) struct StorageHealth {
 }
 
 impl StorageHealth {
-    /// A storage operation failed: how long to wait before the next one.
-    pub(super) fn failed(&mut self, what: &str, error: &anyhow::Error) -> Duration {
+    /// A storage operation failed: the loop waits (see [`Self::backing_off`]) before the next.
+    pub(super) fn failed(&mut self, what: &str, error: &anyhow::Error) {
         self.failures += 1;
         if self.failures == 1 {
             tracing::error!(
@@ -44,7 +44,6 @@ impl StorageHealth {
             .next()
             .unwrap_or(LONGEST_WAIT);
         self.wait = Some(wait);
-        wait
     }
 
     /// A storage operation worked again.
@@ -78,7 +77,10 @@ mod tests {
         let mut health = StorageHealth::default();
         let error = anyhow::anyhow!("database or disk is full");
         let waits: Vec<u128> = (0..12)
-            .map(|_| health.failed("claim rows", &error).as_millis())
+            .map(|_| {
+                health.failed("claim rows", &error);
+                health.backing_off().expect("waiting").as_millis()
+            })
             .collect();
         assert_eq!(
             waits,
@@ -89,6 +91,7 @@ mod tests {
         assert_eq!(health.backing_off(), Some(Duration::from_secs(30)));
         health.worked();
         assert_eq!(health.backing_off(), None);
-        assert_eq!(health.failed("claim rows", &error), FIRST_WAIT);
+        health.failed("claim rows", &error);
+        assert_eq!(health.backing_off(), Some(FIRST_WAIT));
     }
 }
