@@ -94,11 +94,16 @@ impl DatabaseFile {
         })
     }
 
+    /// Whether an earlier [`Self::check`] found the file lost (no `stat`).
+    pub fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::Relaxed)
+    }
+
     /// Whether the path still names the file we write to: one `stat`, cheap beside a commit.
     /// Once lost, always lost: only a restart (on the restored file) may trust it again.
     pub fn check(&self) -> Result<(), FileLost> {
         let lost = || FileLost(self.path.display().to_string());
-        if self.lost.load(Ordering::Relaxed) {
+        if self.is_lost() {
             return Err(lost());
         }
         let same = std::fs::metadata(&self.path)

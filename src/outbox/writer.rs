@@ -142,12 +142,14 @@ async fn run(
             }
         }
         let events: Vec<&NewEvent> = batch.iter().map(|job| &job.event).collect();
-        let mut results = match file.check() {
-            Err(lost) => events.iter().map(|_| Err(lost.clone().into())).collect(),
-            Ok(()) => commit_each_if_needed(&mut conn, &events).await,
+        // Once the file is known lost, nothing more is written to it; otherwise the check comes
+        // after the commit (one `stat` a batch): committed into a file that was deleted or
+        // replaced meanwhile is not stored, so the CRM gets 503 and sends it again.
+        let mut results = if file.is_lost() {
+            Vec::new()
+        } else {
+            commit_each_if_needed(&mut conn, &events).await
         };
-        // Committed into a file that was deleted or replaced meanwhile is not stored: the CRM
-        // gets 503 and sends it again.
         if let Err(lost) = file.check() {
             results = events.iter().map(|_| Err(lost.clone().into())).collect();
         }
