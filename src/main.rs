@@ -7,8 +7,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tallyfy_bridge::configuration::ConfigError;
+use tallyfy_bridge::outbox::sqlite;
 use tallyfy_bridge::sandbox::{Sandbox, SandboxConfig, SandboxHandle};
-use tallyfy_bridge::{Application, Settings, outbox, telemetry};
+use tallyfy_bridge::{Application, Settings, telemetry};
 
 #[derive(Parser)]
 #[command(
@@ -155,10 +156,7 @@ fn announce_demo(settings: &Settings, port: u16, sandbox: &SandboxHandle) {
 
 async fn migrate(config_dir: &std::path::Path) -> Result<(), Failure> {
     let settings = started(Settings::load_for_maintenance(config_dir, &[]))?;
-    let pool = outbox::open_pool(&settings.database).await?;
-    outbox::migrate(&pool).await?;
-    outbox::identity::adopt(&pool, &settings.database.path).await?;
-    pool.close().await;
+    sqlite::migrate_file(&settings.database).await?;
     tracing::info!("Migrations applied");
     Ok(())
 }

@@ -1,20 +1,22 @@
 //! Operator look-ups behind the admin token: one delivery with its attempt log, and the ledger
 //! entry (Tallyfy guest id) of an email. Answer 404 when no admin token is configured.
 
+use std::sync::Arc;
+
 use actix_web::http::StatusCode;
 use actix_web::http::header::AUTHORIZATION;
 use actix_web::{HttpRequest, HttpResponse, web};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
-use sqlx::SqlitePool;
 
 use crate::api_error::json_error;
+use crate::domain::outcome::{AttemptClass, LearnedBy};
 use crate::ingest::auth::secrets_match;
 use crate::ingest::contact::normalise_email;
-use crate::outbox::delivery as store;
+use crate::outbox::{RowState, Store};
 
 pub struct OpsState {
-    pub pool: SqlitePool,
+    pub store: Arc<dyn Store>,
     pub admin_token: Option<SecretString>,
     /// The ledger is per organisation; None when delivery is not configured.
     pub org_id: Option<String>,
@@ -78,7 +80,7 @@ async fn delivery(
     let Ok(id) = id.parse::<i64>() else {
         return not_found("delivery");
     };
-    match store::delivery(&state.pool, id).await {
+    match state.store.delivery(id).await {
         Ok(Some((row, attempts))) => HttpResponse::Ok().json(json!({
             "delivery": row,
             "attempts": attempts,
@@ -99,9 +101,58 @@ async fn guest(
     let Some(org_id) = &state.org_id else {
         return not_found("guest");
     };
-    match store::ledger_entry(&state.pool, org_id, &normalise_email(&email)).await {
+    match state
+        .store
+        .ledger_entry(org_id, &normalise_email(&email))
+        .await
+    {
         Ok(Some(entry)) => HttpResponse::Ok().json(entry),
         Ok(None) => not_found("guest"),
         Err(error) => internal(error),
     }
+}
+
+/// One outbox row as operators see it.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct DeliveryView {
+    pub id: i64,
+    pub source: String,
+    pub event_id: Option<String>,
+    pub email: String,
+    pub state: RowState,
+    pub attempts: i64,
+    #[serde(serialize_with = "crate::timefmt::serialize_ms")]
+    pub next_attempt_at: i64,
+    #[serde(serialize_with = "crate::timefmt::serialize_opt_ms")]
+    pub lease_until: Option<i64>,
+    pub guest_id: Option<String>,
+    pub last_error: Option<String>,
+    #[serde(serialize_with = "crate::timefmt::serialize_ms")]
+    pub received_at: i64,
+    #[serde(serialize_with = "crate::timefmt::serialize_opt_ms")]
+    pub delivered_at: Option<i64>,
+}
+
+/// One line of a row's attempt log.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct AttemptView {
+    pub attempt: i64,
+    #[serde(serialize_with = "crate::timefmt::serialize_ms")]
+    pub started_at: i64,
+    pub duration_ms: i64,
+    pub http_status: Option<i64>,
+    pub outcome: AttemptClass,
+    pub error: Option<String>,
+}
+
+/// What the ledger knows of one email.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct LedgerEntry {
+    pub org_id: String,
+    pub email: String,
+    pub guest_id: String,
+    pub outbox_id: i64,
+    pub learned_by: LearnedBy,
+    #[serde(serialize_with = "crate::timefmt::serialize_ms")]
+    pub created_at: i64,
 }

@@ -13,7 +13,6 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::{Next, from_fn};
 use actix_web::{App, HttpMessage, HttpResponse, HttpServer, web};
 use anyhow::Context;
-use sqlx::SqlitePool;
 use tokio::sync::{Notify, watch};
 use tracing_actix_web::{RequestId, TracingLogger};
 
@@ -26,7 +25,8 @@ use crate::ingest::auth::InboundAuth;
 use crate::ingest::sources::Sources;
 use crate::ingest::{self, IngestState};
 use crate::ops::{self, OpsState};
-use crate::outbox::{self, DatabaseFile, writer};
+use crate::outbox::Store;
+use crate::outbox::sqlite::{self, SqliteStore, writer};
 use crate::request_span::RedactedRootSpan;
 use crate::status::{self, StatusState};
 use crate::tallyfy::{ClientConfig, TallyfyClient};
@@ -40,7 +40,7 @@ pub struct Application {
     worker: Option<Arc<Worker>>,
     /// Ingest commits wake the worker through this.
     wake: Arc<Notify>,
-    pool: SqlitePool,
+    store: Arc<SqliteStore>,
 }
 
 impl Application {
@@ -51,20 +51,14 @@ impl Application {
                 "ingest.auth.mode = \"none\": unauthenticated webhooks are accepted; use only on a trusted network"
             );
         }
-        let pool = outbox::open_pool(&settings.database).await?;
-        if settings.database.migrate_on_start {
-            outbox::migrate(&pool).await?;
-        }
-        outbox::check_ready(&pool).await.context(
-            "The database is not ready: not migrated (run `tallyfy-bridge migrate`), read-only for this user, or its disk is full",
-        )?;
-        outbox::identity::adopt(&pool, &settings.database.path).await?;
-        let file = Arc::new(DatabaseFile::open(&settings.database.path)?);
+        let store = Arc::new(
+            SqliteStore::open(&settings.database, settings.database.migrate_on_start).await?,
+        );
 
         let wake = Arc::new(Notify::new());
         let (writer_handle, writer) = writer::spawn(writer::WriterSetup {
-            conn: outbox::open_writer_connection(&settings.database).await?,
-            file: file.clone(),
+            conn: sqlite::open_writer_connection(&settings.database).await?,
+            file: store.file(),
             max_batch: settings.ingest.max_batch,
             queue_capacity: settings.ingest.queue_capacity,
             committed: wake.clone(),
@@ -72,7 +66,7 @@ impl Application {
         let worker = if settings.delivery.enabled {
             Some(Arc::new(build_worker(
                 &settings,
-                pool.clone(),
+                store.clone(),
                 Arc::new(SystemClock),
             )?))
         } else {
@@ -86,7 +80,7 @@ impl Application {
                 writer,
                 worker,
                 wake,
-                pool,
+                store,
             });
         }
 
@@ -120,13 +114,12 @@ impl Application {
             sources,
         });
         let ops = web::Data::new(OpsState {
-            pool: pool.clone(),
+            store: store.clone(),
             admin_token: settings.admin.token.as_ref().map(|t| t.to_secret_string()),
             org_id: settings.tallyfy.org_id.clone(),
         });
         let status = web::Data::new(StatusState {
-            pool: pool.clone(),
-            file,
+            store: store.clone(),
             writer: writer_handle,
             started: Instant::now(),
             webhooks,
@@ -163,7 +156,7 @@ impl Application {
             writer,
             worker,
             wake,
-            pool,
+            store,
         })
     }
 
@@ -179,12 +172,12 @@ impl Application {
             writer,
             worker,
             wake,
-            pool,
+            store,
             ..
         } = self;
         let (stop_worker, worker_stopped) = watch::channel(false);
         let checkpointer = tokio::spawn(checkpoint_periodically(
-            pool.clone(),
+            store.clone(),
             worker_stopped.clone(),
         ));
         let worker = worker.map(|worker| tokio::spawn(worker.run(wake, worker_stopped)));
@@ -204,23 +197,23 @@ impl Application {
         }
         writer.shutdown().await;
         let _ = checkpointer.await;
-        if let Err(error) = outbox::checkpoint(&pool, true).await {
+        if let Err(error) = store.maintain(true).await {
             tracing::warn!(error = %format!("{error:#}"), "Failed to checkpoint at shutdown");
         }
-        pool.close().await;
+        store.pool().close().await;
         tracing::info!("Stopped");
         result
     }
 }
 
 /// Keeps the WAL short without making any webhook's commit pay for it.
-async fn checkpoint_periodically(pool: SqlitePool, mut stop: watch::Receiver<bool>) {
+async fn checkpoint_periodically(store: Arc<SqliteStore>, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = stop.changed() => return,
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
-        if let Err(error) = outbox::checkpoint(&pool, false).await {
+        if let Err(error) = store.maintain(false).await {
             tracing::warn!(error = %format!("{error:#}"), "Failed to checkpoint the WAL");
         }
     }
@@ -243,7 +236,7 @@ async fn serve(server: Server, shutdown: impl Future<Output = ()>) -> anyhow::Re
 /// The worker with a Tallyfy client made from the validated settings.
 pub fn build_worker(
     settings: &Settings,
-    pool: SqlitePool,
+    store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Worker> {
     let tallyfy = &settings.tallyfy;
@@ -263,8 +256,7 @@ pub fn build_worker(
         request_timeout: Duration::from_millis(tallyfy.request_timeout_ms),
     })?;
     Ok(Worker::new(
-        pool,
-        Arc::new(DatabaseFile::open(&settings.database.path)?),
+        store,
         client,
         org_id,
         &settings.delivery,

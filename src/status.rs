@@ -7,20 +7,42 @@ use std::time::Instant;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use serde_json::json;
-use sqlx::SqlitePool;
 
 use crate::api_error::json_error;
-use crate::outbox::{self, DatabaseFile, WriterHandle, now_ms};
+use crate::outbox::{Store, WriterHandle, now_ms};
 
 pub struct StatusState {
-    pub pool: SqlitePool,
-    /// The database file as opened: `/status` and readiness fail once it is deleted or replaced.
-    pub file: Arc<DatabaseFile>,
+    /// `/status` and readiness fail while it reports a problem (a deleted or replaced file).
+    pub store: Arc<dyn Store>,
     /// Readiness asks whether its commits have been failing.
     pub writer: WriterHandle,
     pub started: Instant,
     /// The webhook paths this deployment accepts (the canonical one and configured CRMs).
     pub webhooks: Vec<String>,
+}
+
+/// Rows per state.
+#[derive(Debug, Default, Clone, serde::Serialize, PartialEq, Eq)]
+pub struct StateCounts {
+    pub queued: i64,
+    pub in_flight: i64,
+    pub retrying: i64,
+    pub delivered: i64,
+    pub failed: i64,
+}
+
+/// The figures `/status` shows.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub counts: StateCounts,
+    /// When the oldest event not yet delivered or failed arrived (ms since epoch).
+    pub oldest_waiting_at: Option<i64>,
+    pub heartbeat_at: Option<i64>,
+    pub last_delivered_at: Option<i64>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<i64>,
+    pub paused_reason: Option<String>,
+    pub rate_limited_until: Option<i64>,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -40,14 +62,14 @@ fn age_secs(ms: Option<i64>, now: i64) -> Option<f64> {
 async fn status(state: web::Data<StatusState>) -> HttpResponse {
     let uptime_secs = state.started.elapsed().as_secs();
     let version = env!("CARGO_PKG_VERSION");
-    if let Err(lost) = state.file.check() {
+    if let Some(problem) = state.store.problem() {
         return HttpResponse::ServiceUnavailable().json(json!({
             "version": version,
             "uptime_secs": uptime_secs,
-            "database": {"ok": false, "problem": lost.to_string()},
+            "database": {"ok": false, "problem": problem},
         }));
     }
-    let snapshot = match outbox::snapshot(&state.pool).await {
+    let snapshot = match state.store.snapshot().await {
         Ok(snapshot) => snapshot,
         Err(error) => {
             tracing::error!(error = %format!("{error:#}"), "Failed to read status");
@@ -90,12 +112,12 @@ async fn live() -> HttpResponse {
 /// Ready means a webhook would be stored now: the file is the one opened, the writer's commits
 /// have not been failing, and a write commits.
 async fn ready(state: web::Data<StatusState>) -> HttpResponse {
-    let checked = match state.file.check() {
-        Err(lost) => Err(anyhow::Error::new(lost)),
-        Ok(()) if state.writer.recently_failed() => Err(anyhow::anyhow!(
+    let checked = if state.writer.recently_failed() {
+        Err(anyhow::anyhow!(
             "webhook commits failed in the last seconds (disk full, I/O error or lock)"
-        )),
-        Ok(()) => outbox::check_ready(&state.pool).await,
+        ))
+    } else {
+        state.store.check_ready().await
     };
     match checked {
         Ok(()) => HttpResponse::Ok().json(json!({"status": "ready"})),

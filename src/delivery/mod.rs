@@ -4,6 +4,7 @@
 mod attempt;
 pub mod policy;
 mod recorder;
+mod resolve;
 mod storage;
 
 use std::collections::HashMap;
@@ -13,107 +14,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use sqlx::SqlitePool;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 use crate::configuration::{DeliverySettings, LEASE_MARGIN_MS};
 use crate::crm::CrmClients;
-use crate::outbox::DatabaseFile;
-use crate::outbox::delivery as store;
+use crate::domain::outcome::{LeaseLost, Outcome};
+use crate::outbox::{Claimed, Store};
 use crate::tallyfy::TallyfyClient;
 use policy::{Clock, RetryPolicy};
-
-/// How one attempt ended, as the worker (and tests) see it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    Delivered {
-        guest_id: String,
-        learned_by: &'static str,
-    },
-    Retry {
-        at: i64,
-        reason: String,
-        status: Option<u16>,
-    },
-    /// Tallyfy's 429: all delivery waits until `until`; the attempt is given back.
-    RateLimited {
-        until: i64,
-    },
-    /// Credentials refused: delivery pauses; the attempt is given back.
-    Paused {
-        reason: String,
-        status: u16,
-    },
-    Failed {
-        reason: String,
-        status: Option<u16>,
-    },
-    /// The CRM record the row names was read (`error` None: the row now carries its guest and
-    /// is due again) or the read failed, with the CRM's HTTP status; Tallyfy was not called.
-    Fetched {
-        error: Option<String>,
-        status: Option<u16>,
-    },
-    /// The row was not ours any more when the result came (or could not be written).
-    LeaseLost,
-}
-
-impl Outcome {
-    fn class(&self) -> &'static str {
-        match self {
-            Self::Delivered { .. } => "delivered",
-            Self::Retry { .. } => "retry",
-            Self::RateLimited { .. } => "rate_limited",
-            Self::Paused { .. } => "paused",
-            Self::Failed { .. } => "failed",
-            Self::Fetched { error: None, .. } => "fetched",
-            Self::Fetched { .. } => "fetch_failed",
-            Self::LeaseLost => "lease_lost",
-        }
-    }
-
-    /// Tallyfy answered this attempt with something other than a credentials refusal.
-    fn accepted_by_tallyfy(&self) -> bool {
-        match self {
-            Self::Delivered { learned_by, .. } => *learned_by != "ledger",
-            Self::Retry { status, .. } | Self::Failed { status, .. } => status.is_some(),
-            Self::RateLimited { .. }
-            | Self::Paused { .. }
-            | Self::Fetched { .. }
-            | Self::LeaseLost => false,
-        }
-    }
-
-    /// What this outcome changes for every worker, recorded with the row.
-    fn gate_change(&self) -> Option<store::GateChange> {
-        match self {
-            Self::Paused { reason, .. } => Some(store::GateChange::Pause(reason.clone())),
-            Self::RateLimited { until } => Some(store::GateChange::HoldUntil(*until)),
-            _ => None,
-        }
-    }
-
-    fn http_status(&self) -> Option<u16> {
-        match self {
-            Self::RateLimited { .. } => Some(429),
-            Self::Paused { status, .. } => Some(*status),
-            Self::Retry { status, .. }
-            | Self::Failed { status, .. }
-            | Self::Fetched { status, .. } => *status,
-            Self::Delivered { .. } | Self::LeaseLost => None,
-        }
-    }
-}
 
 /// How often the running worker proves it is alive in `/status` (a write, so not every loop).
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
 
 pub struct Worker {
-    pool: SqlitePool,
-    /// Nothing is claimed once the database file was deleted or replaced: results written to a
-    /// lost file would be lost with it, ledger included.
-    file: Arc<DatabaseFile>,
+    store: Arc<dyn Store>,
     client: TallyfyClient,
     /// The ledger is per organisation: a guest id of one org means nothing in another.
     org_id: String,
@@ -138,8 +53,7 @@ pub struct Worker {
 
 impl Worker {
     pub fn new(
-        pool: SqlitePool,
-        file: Arc<DatabaseFile>,
+        store: Arc<dyn Store>,
         client: TallyfyClient,
         org_id: String,
         settings: &DeliverySettings,
@@ -148,8 +62,7 @@ impl Worker {
     ) -> Self {
         let lease = Duration::from_secs(settings.lease_secs);
         Self {
-            pool,
-            file,
+            store,
             client,
             org_id,
             policy: RetryPolicy::from_settings(settings),
@@ -167,13 +80,12 @@ impl Worker {
     }
 
     /// Claims up to `limit` due rows (fewer while paused or none while rate limited).
-    async fn claim(&self, limit: usize) -> anyhow::Result<Vec<store::Claimed>> {
+    async fn claim(&self, limit: usize) -> anyhow::Result<Vec<Claimed>> {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        self.file.check()?;
         let now = self.clock.now_ms();
-        let gate = store::gate(&self.pool).await?;
+        let gate = self.store.gate().await?;
         self.paused
             .store(gate.paused_reason.is_some(), Ordering::Relaxed);
         if gate.rate_limited_until.is_some_and(|until| until > now) {
@@ -184,15 +96,18 @@ impl Worker {
         } else {
             limit
         };
-        store::claim_due(&self.pool, now, limit, now + self.lease.as_millis() as i64).await
+        self.store
+            .claim_due(now, limit, now + self.lease.as_millis() as i64)
+            .await
     }
 
     /// Updates the worker-wide gate from one outcome.
-    async fn learn(&self, outcome: &Outcome) -> anyhow::Result<()> {
+    async fn learn(&self, outcome: &Result<Outcome, LeaseLost>) -> anyhow::Result<()> {
+        let Ok(outcome) = outcome else { return Ok(()) };
         match outcome {
             // Recorded with the attempt's row (see `deliver`), before the row was due again.
             Outcome::Paused { .. } => Ok(()),
-            Outcome::RateLimited { until } => {
+            Outcome::RateLimited { until, .. } => {
                 tracing::info!(until, "Tallyfy rate limit: delivery waits");
                 Ok(())
             }
@@ -202,7 +117,7 @@ impl Worker {
             _ => {
                 if self.paused.swap(false, Ordering::Relaxed) {
                     tracing::info!("Tallyfy accepts the credentials again: delivery resumed");
-                    store::set_paused(&self.pool, None).await?;
+                    self.store.set_paused(None).await?;
                 }
                 Ok(())
             }
@@ -211,7 +126,7 @@ impl Worker {
 
     /// Claims what is due now and delivers it, returning each row's outcome. Tests drive
     /// delivery with this instead of timers.
-    pub async fn run_once(&self) -> anyhow::Result<Vec<(i64, Outcome)>> {
+    pub async fn run_once(&self) -> anyhow::Result<Vec<(i64, Result<Outcome, LeaseLost>)>> {
         let rows = self.claim(self.concurrency).await?;
         let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
         let outcomes = join_all(rows.into_iter().map(|row| self.deliver(row))).await;
@@ -226,10 +141,10 @@ impl Worker {
     /// nothing more and lets running attempts finish (each is bounded by the call timeouts).
     pub async fn run(self: Arc<Self>, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
         let worker = self;
-        if let Err(error) = store::set_paused(&worker.pool, None).await {
+        if let Err(error) = worker.store.set_paused(None).await {
             tracing::error!(error = %format!("{error:#}"), "Failed to reset the paused state");
         }
-        let mut running: JoinSet<Outcome> = JoinSet::new();
+        let mut running: JoinSet<Result<Outcome, LeaseLost>> = JoinSet::new();
         let mut last_probe = tokio::time::Instant::now() - worker.paused_probe;
         let mut last_heartbeat: Option<tokio::time::Instant> = None;
         let mut storage = storage::StorageHealth::default();
@@ -240,7 +155,7 @@ impl Worker {
             if last_heartbeat.is_none_or(|at| at.elapsed() >= HEARTBEAT_EVERY) {
                 // Only a claim says storage works again: a heartbeat can still land in a file
                 // that was deleted under us.
-                if let Err(error) = store::heartbeat(&worker.pool, worker.clock.now_ms()).await {
+                if let Err(error) = worker.store.heartbeat(worker.clock.now_ms()).await {
                     storage.failed("write the heartbeat", &error);
                 }
                 last_heartbeat = Some(tokio::time::Instant::now());
@@ -305,13 +220,16 @@ impl Worker {
     }
 
     /// Takes in a finished attempt from the running loop; true when it paused delivery.
-    async fn absorb(&self, joined: Result<Outcome, tokio::task::JoinError>) -> bool {
+    async fn absorb(
+        &self,
+        joined: Result<Result<Outcome, LeaseLost>, tokio::task::JoinError>,
+    ) -> bool {
         match joined {
             Ok(outcome) => {
                 if let Err(error) = self.learn(&outcome).await {
                     tracing::error!(error = %format!("{error:#}"), "Failed to record the worker state");
                 }
-                matches!(outcome, Outcome::Paused { .. })
+                matches!(outcome, Ok(Outcome::Paused { .. }))
             }
             Err(error) => {
                 tracing::error!(%error, "A delivery task failed");
@@ -329,7 +247,7 @@ impl Worker {
                 .min(self.idle_poll.max(Duration::from_secs(1)));
         }
         let now = self.clock.now_ms();
-        let next = match store::next_due_at(&self.pool).await {
+        let next = match self.store.next_due_at().await {
             Ok(Some(at)) => Duration::from_millis((at - now).max(0) as u64),
             _ => self.idle_poll,
         };

@@ -3,10 +3,9 @@
 
 use std::sync::Mutex;
 
-use sqlx::SqlitePool;
 use tokio::sync::oneshot;
 
-use crate::outbox::delivery::{self as store, AttemptResult};
+use crate::outbox::{AttemptResult, Store};
 
 type Waiting = (AttemptResult, oneshot::Sender<Result<bool, String>>);
 
@@ -23,7 +22,7 @@ impl Recorder {
     /// its row. An error means nothing of the batch was written.
     pub(super) async fn record(
         &self,
-        pool: &SqlitePool,
+        store: &dyn Store,
         org_id: &str,
         result: AttemptResult,
     ) -> anyhow::Result<bool> {
@@ -34,7 +33,7 @@ impl Recorder {
             let batch = std::mem::take(&mut *self.lock_waiting());
             if !batch.is_empty() {
                 let (results, answers): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-                match store::record(pool, org_id, &results).await {
+                match store.record(org_id, &results).await {
                     Ok(owned) => {
                         for (answer, owned) in answers.into_iter().zip(owned) {
                             let _ = answer.send(Ok(owned));

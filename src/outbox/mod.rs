@@ -1,139 +1,119 @@
-//! The SQLite outbox: the only module that speaks SQL. Ingest appends through the group-commit
-//! [`writer`]; delivery and status read and update through the functions here.
+//! Everything the bridge keeps — events, the guest ledger, attempt logs, the worker's gate —
+//! behind one interface, [`Store`], that the delivery worker and the operator endpoints use, and
+//! a [`writer`] queue through which ingest appends. SQLite is the backend ([`sqlite`]); another
+//! backend is new files beside it.
 
-mod append;
-pub mod delivery;
-pub mod identity;
-mod snapshot;
+pub mod sqlite;
 pub mod writer;
 
-use std::str::FromStr;
+use crate::domain::outcome::Outcome;
+use crate::ops::{AttemptView, DeliveryView, LedgerEntry};
+use crate::status::Snapshot;
 
-use anyhow::Context;
-use sqlx::ConnectOptions;
-use sqlx::migrate::Migrator;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
-};
-
-use crate::configuration::{DatabaseSettings, Synchronous};
-
-pub use identity::{DatabaseFile, FileLost};
-pub use snapshot::{Snapshot, StateCounts, snapshot};
 pub use writer::{Accepted, NewEvent, StoreError, WriterHandle};
-
-/// Schema changes, embedded in the binary.
-pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// Milliseconds since the Unix epoch: the time unit of every column.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-fn connect_options(settings: &DatabaseSettings) -> anyhow::Result<SqliteConnectOptions> {
-    if let Some(dir) = settings.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("Failed to create database directory {}", dir.display()))?;
-    }
-    let path = settings.path.to_string_lossy();
-    let synchronous = match settings.synchronous {
-        Synchronous::Full => SqliteSynchronous::Full,
-        Synchronous::Normal => SqliteSynchronous::Normal,
-    };
-    Ok(SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
-        .with_context(|| format!("Failed to parse database path {path}"))?
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(synchronous)
-        .busy_timeout(settings.busy_timeout())
-        .foreign_keys(true)
-        // Checkpoints run in the background (`checkpoint`), never inside a webhook's commit.
-        .pragma("wal_autocheckpoint", "0")
-        .log_statements(tracing::log::LevelFilter::Trace))
+/// Where a row is in its life (see docs/DESIGN: queued → in_flight → delivered, or back to
+/// retrying, or failed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, sqlx::Type)]
+#[sqlx(type_name = "TEXT", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum RowState {
+    Queued,
+    InFlight,
+    Retrying,
+    Delivered,
+    Failed,
 }
 
-/// The shared pool for reads and worker updates. Refuses to create an empty database where one
-/// existed (see [`identity`]); call [`identity::adopt`] once migrations are applied.
-pub async fn open_pool(settings: &DatabaseSettings) -> anyhow::Result<SqlitePool> {
-    identity::refuse_silent_recreation(&settings.path)?;
-    let options = connect_options(settings)?;
-    SqlitePoolOptions::new()
-        .max_connections(settings.max_connections)
-        .connect_with(options)
-        .await
-        .with_context(|| format!("Failed to open database {}", settings.path.display()))
+/// A row the caller now owns until its lease ends.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Claimed {
+    pub id: i64,
+    pub email: String,
+    pub payload: String,
+    /// This attempt's number (already persisted): above 1 means an earlier attempt may have
+    /// reached Tallyfy. It is also the fencing token for recording the result.
+    pub attempts: i64,
+    pub received_at: i64,
 }
 
-/// The ingest writer's own connection, outside the pool so it never waits for a pool slot.
-pub async fn open_writer_connection(
-    settings: &DatabaseSettings,
-) -> anyhow::Result<SqliteConnection> {
-    connect_options(settings)?
-        .connect()
-        .await
-        .with_context(|| format!("Failed to open database {}", settings.path.display()))
+/// When an attempt ran, for its line in the attempt log.
+#[derive(Debug, Clone)]
+pub struct AttemptLog {
+    pub started_at: i64,
+    pub duration_ms: i64,
 }
 
-pub async fn migrate(pool: &SqlitePool) -> anyhow::Result<()> {
-    MIGRATOR
-        .run(pool)
-        .await
-        .context("Failed to apply database migrations")
+/// One attempt's outcome, to record with its row.
+#[derive(Debug, Clone)]
+pub struct AttemptResult {
+    pub row: Claimed,
+    pub outcome: Outcome,
+    pub log: AttemptLog,
+    pub now: i64,
 }
 
-/// Copies committed WAL pages into the database file. `PASSIVE` never waits for (or blocks)
-/// readers or writers; `truncate` (at shutdown) also empties the WAL file.
-pub async fn checkpoint(pool: &SqlitePool, truncate: bool) -> anyhow::Result<()> {
-    let sql = if truncate {
-        "PRAGMA wal_checkpoint(TRUNCATE)"
-    } else {
-        "PRAGMA wal_checkpoint(PASSIVE)"
-    };
-    sqlx::query(sql)
-        .execute(pool)
-        .await
-        .context("Failed to checkpoint the WAL")?;
-    Ok(())
+/// What stops the worker from claiming: credentials refused, or Tallyfy's rate limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct Gate {
+    pub paused_reason: Option<String>,
+    pub rate_limited_until: Option<i64>,
 }
 
-/// Ready means: every embedded migration is applied and a write commits now (a read-only file,
-/// a full disk or a lock held past the busy timeout all fail it).
-pub async fn check_ready(pool: &SqlitePool) -> anyhow::Result<()> {
-    let latest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
-    let applied: Option<i64> =
-        sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
-            .fetch_one(pool)
-            .await
-            .context("Failed to read applied migrations")?;
-    anyhow::ensure!(
-        applied == Some(latest),
-        "migrations not applied (database at {applied:?}, binary expects {latest})"
-    );
-    let mut tx = pool.begin().await.context("Failed to begin a write")?;
-    sqlx::query("UPDATE storage_probe SET checked_at = ?1 WHERE id = 1")
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await
-        .context("Failed to write to the database")?;
-    tx.commit()
-        .await
-        .context("Failed to commit a write to the database")?;
-    Ok(())
-}
+/// The storage interface. Times are ms since the epoch; `org_id` scopes the guest ledger (a
+/// guest id of one organisation means nothing in another).
+#[async_trait::async_trait]
+pub trait Store: Send + Sync {
+    /// Why storage cannot be used at all, known without asking it (SQLite: the database file
+    /// was deleted or replaced under the bridge). Nothing is claimed or acknowledged then.
+    fn problem(&self) -> Option<String>;
 
-/// The lines of SQLite's plan for `sql` on a freshly migrated database, for tests that keep
-/// hot queries off full scans.
-#[cfg(test)]
-pub(crate) async fn query_plan(sql: &str) -> Vec<String> {
-    let pool = SqlitePool::connect("sqlite::memory:")
-        .await
-        .expect("memory db");
-    MIGRATOR.run(&pool).await.expect("migrations");
-    let plan: Vec<(i64, i64, i64, String)> =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
-            .fetch_all(&pool)
-            .await
-            .expect("plan");
-    plan.into_iter().map(|row| row.3).collect()
+    /// Migrations applied and a write commits now.
+    async fn check_ready(&self) -> anyhow::Result<()>;
+
+    /// Housekeeping off the hot path (SQLite: copy the WAL into the file); `finishing` at
+    /// shutdown.
+    async fn maintain(&self, finishing: bool) -> anyhow::Result<()>;
+
+    /// Claims up to `limit` due rows, at most one per email, skipping emails already in flight,
+    /// leased until `lease_until`. Rows whose lease expired (their worker died) are due again.
+    async fn claim_due(
+        &self,
+        now: i64,
+        limit: usize,
+        lease_until: i64,
+    ) -> anyhow::Result<Vec<Claimed>>;
+
+    /// When the next row becomes due (a retry time or a lease end), if any is waiting.
+    async fn next_due_at(&self) -> anyhow::Result<Option<i64>>;
+
+    /// The Tallyfy guest id already known for this email, if any.
+    async fn ledger_lookup(&self, org_id: &str, email: &str) -> anyhow::Result<Option<String>>;
+
+    /// True when another row of this email was attempted and not delivered (in flight, retrying
+    /// or failed): its create may have reached Tallyfy, so this delivery must look the guest up
+    /// before creating it. (A delivered row put its id in the ledger, which is checked first.)
+    async fn email_attempted_before(&self, email: &str, except_id: i64) -> anyhow::Result<bool>;
+
+    /// Writes attempts' outcomes in one transaction: the delivery gate they change first (a row
+    /// given back after a 401 must never be due while delivery does not look paused), then for
+    /// each its ledger entry (even if the lease was lost: the guest exists either way; an
+    /// existing entry wins and becomes the row's id), its row only if the attempt still owns it
+    /// (the returned flags) and its attempt log line. On error nothing is written.
+    async fn record(&self, org_id: &str, results: &[AttemptResult]) -> anyhow::Result<Vec<bool>>;
+
+    async fn gate(&self) -> anyhow::Result<Gate>;
+    async fn set_paused(&self, reason: Option<&str>) -> anyhow::Result<()>;
+    async fn heartbeat(&self, now: i64) -> anyhow::Result<()>;
+
+    /// The figures `/status` shows, at a cost that does not grow with the outbox.
+    async fn snapshot(&self) -> anyhow::Result<Snapshot>;
+    /// One row as operators see it, with its attempt log.
+    async fn delivery(&self, id: i64) -> anyhow::Result<Option<(DeliveryView, Vec<AttemptView>)>>;
+    async fn ledger_entry(&self, org_id: &str, email: &str) -> anyhow::Result<Option<LedgerEntry>>;
 }

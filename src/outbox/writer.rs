@@ -1,14 +1,12 @@
-//! Group commit: one task owns the write connection and commits every event that arrived while
-//! the previous commit was syncing in a single transaction, so N concurrent webhooks cost one fsync.
+//! Ingest's way into storage: a queue of validated events that the backend's writer task commits
+//! in groups, answering each sender once its event is durable.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use anyhow::Context;
-use sqlx::sqlite::SqliteConnection;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
-use super::{DatabaseFile, append, now_ms};
+use super::now_ms;
 
 /// After a failed commit, how long readiness stays false even if a small probe write works:
 /// a full disk may still take one page and refuse a batch.
@@ -43,11 +41,6 @@ pub enum StoreError {
     Unavailable,
 }
 
-struct Job {
-    event: NewEvent,
-    reply: oneshot::Sender<Result<Accepted, StoreError>>,
-}
-
 /// Cheap to clone; every HTTP worker holds one.
 #[derive(Clone)]
 pub struct WriterHandle {
@@ -77,143 +70,33 @@ impl WriterHandle {
     }
 }
 
-/// The running writer; [`WriterTask::shutdown`] commits what is queued, then stops.
-pub struct WriterTask {
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
+/// One event waiting for its commit, with the sender waiting for the answer.
+pub(crate) struct Job {
+    pub(crate) event: NewEvent,
+    pub(crate) reply: oneshot::Sender<Result<Accepted, StoreError>>,
 }
 
-impl WriterTask {
-    pub async fn shutdown(self) {
-        let _ = self.stop.send(());
-        if let Err(error) = self.task.await {
-            tracing::error!(%error, "The outbox writer task failed");
-        }
+/// The writer task's end of the queue.
+pub(crate) struct Queue {
+    pub(crate) jobs: mpsc::Receiver<Job>,
+    failures: Arc<AtomicI64>,
+}
+
+impl Queue {
+    /// Makes readiness fail for a while: a commit of events failed now.
+    pub(crate) fn commit_failed(&self) {
+        self.failures.store(now_ms(), Ordering::Relaxed);
     }
 }
 
-/// What the writer works with besides its queue.
-pub struct WriterSetup {
-    pub conn: SqliteConnection,
-    /// Checked around every commit: no acknowledgement for a file that is gone.
-    pub file: Arc<DatabaseFile>,
-    pub max_batch: usize,
-    pub queue_capacity: usize,
-    /// Notified after every commit that stored something new.
-    pub committed: Arc<Notify>,
-}
-
-/// Starts the writer.
-pub fn spawn(setup: WriterSetup) -> (WriterHandle, WriterTask) {
-    let (jobs, rx) = mpsc::channel(setup.queue_capacity);
-    let (stop, stopped) = oneshot::channel();
-    let last_failure_at = Arc::new(AtomicI64::new(0));
-    let task = tokio::spawn(run(setup, rx, stopped, last_failure_at.clone()));
+/// A queue holding at most `capacity` events: the handle for ingest, the other end for the
+/// backend's writer task.
+pub(crate) fn queue(capacity: usize) -> (WriterHandle, Queue) {
+    let (jobs, rx) = mpsc::channel(capacity);
+    let failures = Arc::new(AtomicI64::new(0));
     let handle = WriterHandle {
         jobs,
-        last_failure_at,
+        last_failure_at: failures.clone(),
     };
-    (handle, WriterTask { stop, task })
-}
-
-async fn run(
-    setup: WriterSetup,
-    mut rx: mpsc::Receiver<Job>,
-    mut stop: oneshot::Receiver<()>,
-    last_failure_at: Arc<AtomicI64>,
-) {
-    let WriterSetup {
-        mut conn,
-        file,
-        max_batch,
-        committed,
-        ..
-    } = setup;
-    let mut batch = Vec::with_capacity(max_batch);
-    let mut stopping = false;
-    loop {
-        tokio::select! {
-            received = rx.recv_many(&mut batch, max_batch) => if received == 0 { break },
-            _ = &mut stop, if !stopping => {
-                // Refuse new events (their senders get 503) but still commit the queued ones.
-                stopping = true;
-                rx.close();
-                continue;
-            }
-        }
-        let events: Vec<&NewEvent> = batch.iter().map(|job| &job.event).collect();
-        // Once the file is known lost, nothing more is written to it; otherwise the check comes
-        // after the commit (one `stat` a batch): committed into a file that was deleted or
-        // replaced meanwhile is not stored, so the CRM gets 503 and sends it again.
-        let mut results = if file.is_lost() {
-            Vec::new()
-        } else {
-            commit_each_if_needed(&mut conn, &events).await
-        };
-        if let Err(lost) = file.check() {
-            results = events.iter().map(|_| Err(lost.clone().into())).collect();
-        }
-        if results.iter().any(Result::is_err) {
-            last_failure_at.store(now_ms(), Ordering::Relaxed);
-        }
-        if results.iter().any(|r| matches!(r, Ok(a) if !a.duplicate)) {
-            committed.notify_one();
-        }
-        for (job, result) in batch.drain(..).zip(results) {
-            let reply = result.map_err(|error| {
-                tracing::error!(error = %format!("{error:#}"), "Failed to commit a webhook event");
-                StoreError::Unavailable
-            });
-            // The request may have gone away; the event is stored either way.
-            let _ = job.reply.send(reply);
-        }
-    }
-    if let Err(error) = sqlx::Connection::close(conn).await {
-        tracing::warn!(%error, "Failed to close the outbox writer connection");
-    }
-}
-
-/// Commits `events` together; if that fails, each alone, so one bad event does not fail its
-/// neighbours.
-async fn commit_each_if_needed(
-    conn: &mut SqliteConnection,
-    events: &[&NewEvent],
-) -> Vec<anyhow::Result<Accepted>> {
-    match commit(conn, events).await {
-        Ok(accepted) => accepted.into_iter().map(Ok).collect(),
-        Err(error) if events.len() > 1 => {
-            tracing::warn!(error = %format!("{error:#}"), size = events.len(), "Group commit failed; committing events one by one");
-            let mut results = Vec::with_capacity(events.len());
-            for event in events {
-                results.push(commit(conn, &[event]).await.map(|mut a| a.remove(0)));
-            }
-            results
-        }
-        Err(error) => vec![Err(error)],
-    }
-}
-
-/// Writes `events` in one transaction; on error nothing of it is stored.
-async fn commit(
-    conn: &mut SqliteConnection,
-    events: &[&NewEvent],
-) -> anyhow::Result<Vec<Accepted>> {
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut *conn)
-        .await
-        .context("Failed to begin the outbox transaction")?;
-    let written = match append::insert_batch(conn, events, now_ms()).await {
-        Ok(accepted) => sqlx::query("COMMIT")
-            .execute(&mut *conn)
-            .await
-            .map(|_| accepted)
-            .context("Failed to commit the outbox transaction"),
-        Err(error) => Err(error),
-    };
-    if written.is_err() {
-        // Leave no transaction open for the next batch; after a failed COMMIT SQLite may already
-        // have rolled back, so an error here is expected and harmless.
-        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-    }
-    written
+    (handle, Queue { jobs: rx, failures })
 }

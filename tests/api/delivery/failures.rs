@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tallyfy_bridge::delivery::Outcome;
+use tallyfy_bridge::domain::outcome::{LearnedBy, Outcome};
 use tallyfy_bridge::sandbox::{Faults, SandboxConfig};
 
 use super::{delivery_env, delivery_env_with};
@@ -26,7 +26,7 @@ async fn a_500_is_retried_later_and_then_succeeds() {
     let id = env.post(json!({"email": "flaky@example.com"})).await;
 
     let first = env.worker.run_once().await.expect("run");
-    let Outcome::Retry { at, status, .. } = &first[0].1 else {
+    let Ok(Outcome::Retry { at, status, .. }) = &first[0].1 else {
         panic!("{first:?}")
     };
     assert_eq!(*status, Some(500));
@@ -92,7 +92,7 @@ async fn a_422_for_a_guest_that_does_not_exist_fails_with_tallyfys_message() {
 
     let outcomes = env.worker.run_once().await.expect("run");
 
-    let Outcome::Failed { reason, status } = &outcomes[0].1 else {
+    let Ok(Outcome::Failed { reason, status, .. }) = &outcomes[0].1 else {
         panic!("{outcomes:?}")
     };
     assert_eq!(*status, Some(422));
@@ -113,10 +113,10 @@ async fn a_permanent_4xx_fails_at_once() {
     assert!(
         matches!(
             outcomes[0].1,
-            Outcome::Failed {
+            Ok(Outcome::Failed {
                 status: Some(400),
                 ..
-            }
+            })
         ),
         "{outcomes:?}"
     );
@@ -138,7 +138,7 @@ async fn rate_limited_then_delivered(http_date: bool) {
     let until = first
         .iter()
         .find_map(|(_, o)| match o {
-            Outcome::RateLimited { until } => Some(*until),
+            Ok(Outcome::RateLimited { until, .. }) => Some(*until),
             _ => None,
         })
         .expect("one attempt was rate limited");
@@ -180,7 +180,7 @@ async fn refused_credentials_pause_delivery_until_the_token_works_again() {
     let outcomes = env.worker.run_once().await.expect("run");
 
     assert!(
-        matches!(outcomes[0].1, Outcome::Paused { status: 401, .. }),
+        matches!(outcomes[0].1, Ok(Outcome::Paused { status: 401, .. })),
         "{outcomes:?}"
     );
     let status: Value = env.app.get("/status").await.json().await.expect("json");
@@ -195,7 +195,7 @@ async fn refused_credentials_pause_delivery_until_the_token_works_again() {
     let resumed = env.worker.run_once().await.expect("run");
 
     assert!(
-        matches!(resumed[0].1, Outcome::Delivered { .. }),
+        matches!(resumed[0].1, Ok(Outcome::Delivered { .. })),
         "{resumed:?}"
     );
     let status: Value = env.app.get("/status").await.json().await.expect("json");
@@ -211,7 +211,7 @@ async fn a_ledger_hit_while_paused_does_not_lift_the_pause() {
     env.post(json!({"email": "new@example.com"})).await;
     let refused = env.worker.run_once().await.expect("run");
     assert!(
-        matches!(refused[0].1, Outcome::Paused { .. }),
+        matches!(refused[0].1, Ok(Outcome::Paused { .. })),
         "{refused:?}"
     );
 
@@ -226,10 +226,10 @@ async fn a_ledger_hit_while_paused_does_not_lift_the_pause() {
     assert!(
         matches!(
             &probe[0].1,
-            Outcome::Delivered {
-                learned_by: "ledger",
+            Ok(Outcome::Delivered {
+                learned_by: LearnedBy::Ledger,
                 ..
-            }
+            })
         ),
         "{probe:?}"
     );

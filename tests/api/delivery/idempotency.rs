@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use serde_json::json;
-use tallyfy_bridge::delivery::Outcome;
+use tallyfy_bridge::domain::outcome::{LearnedBy, Outcome};
+use tallyfy_bridge::outbox::Store;
 use tallyfy_bridge::sandbox::{DuplicateMode, Faults, SandboxConfig};
 
 use super::{delivery_env, delivery_env_with};
@@ -86,7 +87,7 @@ async fn a_create_whose_answer_was_lost_is_found_not_repeated() {
     let id = env.post(json!({"email": "lost@example.com"})).await;
 
     let first = env.worker.run_once().await.expect("run");
-    assert!(matches!(first[0].1, Outcome::Retry { .. }), "{first:?}");
+    assert!(matches!(first[0].1, Ok(Outcome::Retry { .. })), "{first:?}");
     assert_eq!(env.sandbox.create_count("lost@example.com"), 1);
 
     env.sandbox.set_faults(Faults::default());
@@ -96,10 +97,10 @@ async fn a_create_whose_answer_was_lost_is_found_not_repeated() {
     assert!(
         matches!(
             &second[0].1,
-            Outcome::Delivered {
-                learned_by: "found",
+            Ok(Outcome::Delivered {
+                learned_by: LearnedBy::Found,
                 ..
-            }
+            })
         ),
         "{second:?}"
     );
@@ -168,10 +169,10 @@ async fn a_422_for_an_existing_guest_completes_with_its_id() {
     assert!(
         matches!(
             &outcomes[0].1,
-            Outcome::Delivered {
-                learned_by: "existing",
+            Ok(Outcome::Delivered {
+                learned_by: LearnedBy::Existing,
                 ..
-            }
+            })
         ),
         "{outcomes:?}"
     );
@@ -189,7 +190,9 @@ async fn a_lease_left_by_a_dead_worker_is_claimed_again_after_it_expires() {
     let id = env.post(json!({"email": "orphan@example.com"})).await;
     // A worker claims the row, then dies before doing anything.
     let now = env.clock_now();
-    let claimed = tallyfy_bridge::outbox::delivery::claim_due(&env.db, now, 1, now + 90_000)
+    let claimed = env
+        .store
+        .claim_due(now, 1, now + 90_000)
         .await
         .expect("claim");
     assert_eq!(claimed.len(), 1);
@@ -202,7 +205,7 @@ async fn a_lease_left_by_a_dead_worker_is_claimed_again_after_it_expires() {
     let outcomes = env.worker.run_once().await.expect("run");
 
     assert!(
-        matches!(outcomes[0].1, Outcome::Delivered { .. }),
+        matches!(outcomes[0].1, Ok(Outcome::Delivered { .. })),
         "{outcomes:?}"
     );
     let row = env.row(id).await;

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use sqlx::SqlitePool;
 use tallyfy_bridge::delivery::Worker;
 use tallyfy_bridge::delivery::policy::ManualClock;
+use tallyfy_bridge::outbox::sqlite::SqliteStore;
 use tallyfy_bridge::sandbox::{IdStyle, Sandbox, SandboxConfig, SandboxHandle};
 use tallyfy_bridge::startup::build_worker;
 
@@ -24,6 +25,7 @@ pub struct DeliveryEnv {
     pub worker: Worker,
     pub clock: ManualClock,
     pub db: SqlitePool,
+    pub store: Arc<SqliteStore>,
 }
 
 pub async fn delivery_env(config: SandboxConfig) -> DeliveryEnv {
@@ -57,13 +59,19 @@ pub async fn delivery_env_on(
     tune(&mut settings);
     let clock = ManualClock::new(chrono::Utc::now().timestamp_millis());
     let db = app.db().await;
-    let worker = build_worker(&settings, db.clone(), Arc::new(clock.clone())).expect("worker");
+    let store = Arc::new(
+        SqliteStore::open(&settings.database, false)
+            .await
+            .expect("store"),
+    );
+    let worker = build_worker(&settings, store.clone(), Arc::new(clock.clone())).expect("worker");
     DeliveryEnv {
         app,
         sandbox,
         worker,
         clock,
         db,
+        store,
     }
 }
 

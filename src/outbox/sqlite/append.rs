@@ -7,7 +7,7 @@ use anyhow::Context;
 use sqlx::sqlite::{Sqlite, SqliteConnection};
 use sqlx::{FromRow, QueryBuilder};
 
-use super::writer::{Accepted, NewEvent};
+use crate::outbox::{Accepted, NewEvent};
 
 #[derive(Debug, Clone, FromRow)]
 struct Inserted {

@@ -1,0 +1,126 @@
+//! Claiming due rows under a lease (at most one per email), and what a claimed attempt reads
+//! before it calls: the guest ledger and whether the email was attempted before.
+
+use anyhow::Context;
+use sqlx::SqlitePool;
+
+use crate::outbox::Claimed;
+
+/// ?1 now, ?2 how many, ?3 look-ahead window, ?4 lease end. Index-only: see the plan test.
+const CLAIM: &str = "WITH candidates AS (
+         SELECT * FROM (
+             SELECT id, email, next_attempt_at AS due_at FROM outbox
+             WHERE state IN ('queued', 'retrying') AND next_attempt_at <= ?1
+             ORDER BY next_attempt_at LIMIT ?3)
+         UNION ALL
+         SELECT * FROM (
+             SELECT id, email, lease_until AS due_at FROM outbox
+             WHERE state = 'in_flight' AND lease_until <= ?1
+             ORDER BY lease_until LIMIT ?3)
+     ),
+     picked AS (
+         SELECT min(c.id) AS id, min(c.due_at) AS due_at FROM candidates c
+         WHERE NOT EXISTS (
+             -- The first state test repeats the index's WHERE so SQLite may use
+             -- outbox_email_attempted; the second is the one meant.
+             SELECT 1 FROM outbox b
+             WHERE b.email = c.email AND b.state IN ('in_flight', 'retrying', 'failed')
+               AND b.state = 'in_flight' AND b.lease_until > ?1)
+         GROUP BY c.email
+         ORDER BY due_at
+         LIMIT ?2
+     )
+     UPDATE outbox
+     SET state = 'in_flight', attempts = attempts + 1, lease_until = ?4, updated_at = ?1
+     WHERE id IN (SELECT id FROM picked)
+     RETURNING id, email, payload, attempts, received_at";
+
+/// Claims up to `limit` due rows, at most one per email, skipping emails already in flight.
+/// Rows whose lease expired (their worker died) are due again.
+pub(super) async fn claim_due(
+    pool: &SqlitePool,
+    now: i64,
+    limit: usize,
+    lease_until: i64,
+) -> anyhow::Result<Vec<Claimed>> {
+    // Look ahead a bounded window of the earliest due rows, so a claim costs the same with
+    // 1k or 1M rows; the window is wider than `limit` so one busy email cannot starve others.
+    let window = (limit * 8 + 64) as i64;
+    sqlx::query_as(CLAIM)
+        .bind(now)
+        .bind(limit as i64)
+        .bind(window)
+        .bind(lease_until)
+        .fetch_all(pool)
+        .await
+        .context("Failed to claim due outbox rows")
+}
+
+/// The Tallyfy guest id already known for this email, if any.
+pub(super) async fn ledger_lookup(
+    pool: &SqlitePool,
+    org_id: &str,
+    email: &str,
+) -> anyhow::Result<Option<String>> {
+    sqlx::query_scalar("SELECT guest_id FROM guest_ledger WHERE org_id = ?1 AND email = ?2")
+        .bind(org_id)
+        .bind(email)
+        .fetch_optional(pool)
+        .await
+        .context("Failed to read the guest ledger")
+}
+
+/// True when another row of this email was attempted and not delivered (in flight, retrying or
+/// failed): its create may have reached Tallyfy, so this delivery must look the guest up before
+/// creating it. (A delivered row put its id in the ledger, which is checked first.) The state
+/// list is the `outbox_email_attempted` index's, so the query uses that index.
+pub(super) async fn email_attempted_before(
+    pool: &SqlitePool,
+    email: &str,
+    except_id: i64,
+) -> anyhow::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM outbox WHERE email = ?1 AND id <> ?2
+             AND state IN ('in_flight', 'retrying', 'failed'))",
+    )
+    .bind(email)
+    .bind(except_id)
+    .fetch_one(pool)
+    .await
+    .context("Failed to read earlier attempts for an email")
+}
+
+/// When the next row becomes due (a retry time or a lease end), if any is waiting.
+pub(super) async fn next_due_at(pool: &SqlitePool) -> anyhow::Result<Option<i64>> {
+    sqlx::query_scalar(
+        "SELECT min(t) FROM (
+             SELECT min(next_attempt_at) AS t FROM outbox WHERE state IN ('queued', 'retrying')
+             UNION ALL
+             SELECT min(lease_until) FROM outbox WHERE state = 'in_flight')",
+    )
+    .fetch_one(pool)
+    .await
+    .context("Failed to read the next due time")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The claim runs on every worker wake-up; a `SCAN outbox` would make it slower with every
+    /// delivered row kept.
+    #[tokio::test]
+    async fn the_claim_reads_only_indexes() {
+        let detail = crate::outbox::sqlite::query_plan(CLAIM).await;
+        assert!(
+            !detail.iter().any(|d| d.starts_with("SCAN outbox")),
+            "{detail:?}"
+        );
+        for index in ["outbox_due", "outbox_leases", "outbox_email_attempted"] {
+            assert!(
+                detail.iter().any(|d| d.contains(index)),
+                "{index}: {detail:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! The SQLite backend: the only code that speaks SQL. Ingest appends through the group-commit
+//! [`writer`] on its own connection; everything else goes through [`SqliteStore`]'s pool.
+
+mod append;
+mod claim;
+pub mod identity;
+mod reads;
+mod results;
+mod store;
+mod worker_state;
+pub mod writer;
+
+use std::str::FromStr;
+
+use anyhow::Context;
+use sqlx::ConnectOptions;
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+
+use crate::configuration::{DatabaseSettings, Synchronous};
+use crate::outbox::now_ms;
+
+pub use identity::{DatabaseFile, FileLost};
+pub use store::SqliteStore;
+
+/// Schema changes, embedded in the binary.
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+fn connect_options(settings: &DatabaseSettings) -> anyhow::Result<SqliteConnectOptions> {
+    if let Some(dir) = settings.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("Failed to create database directory {}", dir.display()))?;
+    }
+    let path = settings.path.to_string_lossy();
+    let synchronous = match settings.synchronous {
+        Synchronous::Full => SqliteSynchronous::Full,
+        Synchronous::Normal => SqliteSynchronous::Normal,
+    };
+    Ok(SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
+        .with_context(|| format!("Failed to parse database path {path}"))?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(synchronous)
+        .busy_timeout(settings.busy_timeout())
+        .foreign_keys(true)
+        // Checkpoints run in the background (`checkpoint`), never inside a webhook's commit.
+        .pragma("wal_autocheckpoint", "0")
+        .log_statements(tracing::log::LevelFilter::Trace))
+}
+
+/// The shared pool for reads and worker updates. Refuses to create an empty database where one
+/// existed (see [`identity`]); call [`identity::adopt`] once migrations are applied.
+async fn open_pool(settings: &DatabaseSettings) -> anyhow::Result<SqlitePool> {
+    identity::refuse_silent_recreation(&settings.path)?;
+    let options = connect_options(settings)?;
+    SqlitePoolOptions::new()
+        .max_connections(settings.max_connections)
+        .connect_with(options)
+        .await
+        .with_context(|| format!("Failed to open database {}", settings.path.display()))
+}
+
+/// The ingest writer's own connection, outside the pool so it never waits for a pool slot.
+pub async fn open_writer_connection(
+    settings: &DatabaseSettings,
+) -> anyhow::Result<SqliteConnection> {
+    connect_options(settings)?
+        .connect()
+        .await
+        .with_context(|| format!("Failed to open database {}", settings.path.display()))
+}
+
+/// `tallyfy-bridge migrate`: applies the migrations and records the file's identity.
+pub async fn migrate_file(settings: &DatabaseSettings) -> anyhow::Result<()> {
+    let pool = open_pool(settings).await?;
+    migrate(&pool).await?;
+    identity::adopt(&pool, &settings.path).await?;
+    pool.close().await;
+    Ok(())
+}
+
+async fn migrate(pool: &SqlitePool) -> anyhow::Result<()> {
+    MIGRATOR
+        .run(pool)
+        .await
+        .context("Failed to apply database migrations")
+}
+
+/// Copies committed WAL pages into the database file. `PASSIVE` never waits for (or blocks)
+/// readers or writers; `truncate` (at shutdown) also empties the WAL file.
+async fn checkpoint(pool: &SqlitePool, truncate: bool) -> anyhow::Result<()> {
+    let sql = if truncate {
+        "PRAGMA wal_checkpoint(TRUNCATE)"
+    } else {
+        "PRAGMA wal_checkpoint(PASSIVE)"
+    };
+    sqlx::query(sql)
+        .execute(pool)
+        .await
+        .context("Failed to checkpoint the WAL")?;
+    Ok(())
+}
+
+/// Ready means: every embedded migration is applied and a write commits now (a read-only file,
+/// a full disk or a lock held past the busy timeout all fail it).
+async fn check_ready(pool: &SqlitePool) -> anyhow::Result<()> {
+    let latest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+    let applied: Option<i64> =
+        sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(pool)
+            .await
+            .context("Failed to read applied migrations")?;
+    anyhow::ensure!(
+        applied == Some(latest),
+        "migrations not applied (database at {applied:?}, binary expects {latest})"
+    );
+    let mut tx = pool.begin().await.context("Failed to begin a write")?;
+    sqlx::query("UPDATE storage_probe SET checked_at = ?1 WHERE id = 1")
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await
+        .context("Failed to write to the database")?;
+    tx.commit()
+        .await
+        .context("Failed to commit a write to the database")?;
+    Ok(())
+}
+
+/// The lines of SQLite's plan for `sql` on a freshly migrated database, for tests that keep
+/// hot queries off full scans.
+#[cfg(test)]
+pub(crate) async fn query_plan(sql: &str) -> Vec<String> {
+    let pool = SqlitePool::connect("sqlite::memory:")
+        .await
+        .expect("memory db");
+    MIGRATOR.run(&pool).await.expect("migrations");
+    let plan: Vec<(i64, i64, i64, String)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+            .fetch_all(&pool)
+            .await
+            .expect("plan");
+    plan.into_iter().map(|row| row.3).collect()
+}

@@ -1,0 +1,114 @@
+//! [`SqliteStore`]: the [`Store`] interface over one SQLite file, refusing to work on a file that
+//! was deleted or replaced under the bridge (see [`identity`](super::identity)).
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use sqlx::SqlitePool;
+
+use super::{DatabaseFile, claim, reads, results, worker_state};
+use crate::configuration::DatabaseSettings;
+use crate::ops::{AttemptView, DeliveryView, LedgerEntry};
+use crate::outbox::{AttemptResult, Claimed, Gate, Store};
+use crate::status::Snapshot;
+
+/// The shared pool and the file it was opened on.
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    file: Arc<DatabaseFile>,
+}
+
+impl SqliteStore {
+    /// Opens the database for serving: migrated first when `migrate`, refused unless ready (see
+    /// [`Store::check_ready`]), and its file's identity recorded.
+    pub async fn open(settings: &DatabaseSettings, migrate: bool) -> anyhow::Result<Self> {
+        let pool = super::open_pool(settings).await?;
+        if migrate {
+            super::migrate(&pool).await?;
+        }
+        super::check_ready(&pool).await.context(
+            "The database is not ready: not migrated (run `tallyfy-bridge migrate`), read-only for this user, or its disk is full",
+        )?;
+        super::identity::adopt(&pool, &settings.path).await?;
+        let file = Arc::new(DatabaseFile::open(&settings.path)?);
+        Ok(Self { pool, file })
+    }
+
+    /// The pool, for the backend's own tasks and for tests that look at rows.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// The file as opened, for the writer's checks around each commit.
+    pub fn file(&self) -> Arc<DatabaseFile> {
+        self.file.clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    fn problem(&self) -> Option<String> {
+        self.file.check().err().map(|lost| lost.to_string())
+    }
+
+    async fn check_ready(&self) -> anyhow::Result<()> {
+        self.file.check()?;
+        super::check_ready(&self.pool).await
+    }
+
+    async fn maintain(&self, finishing: bool) -> anyhow::Result<()> {
+        super::checkpoint(&self.pool, finishing).await
+    }
+
+    async fn claim_due(
+        &self,
+        now: i64,
+        limit: usize,
+        lease_until: i64,
+    ) -> anyhow::Result<Vec<Claimed>> {
+        // Results written to a lost file would be lost with it, ledger included.
+        self.file.check()?;
+        claim::claim_due(&self.pool, now, limit, lease_until).await
+    }
+
+    async fn next_due_at(&self) -> anyhow::Result<Option<i64>> {
+        claim::next_due_at(&self.pool).await
+    }
+
+    async fn ledger_lookup(&self, org_id: &str, email: &str) -> anyhow::Result<Option<String>> {
+        claim::ledger_lookup(&self.pool, org_id, email).await
+    }
+
+    async fn email_attempted_before(&self, email: &str, except_id: i64) -> anyhow::Result<bool> {
+        claim::email_attempted_before(&self.pool, email, except_id).await
+    }
+
+    async fn record(&self, org_id: &str, results: &[AttemptResult]) -> anyhow::Result<Vec<bool>> {
+        results::record(&self.pool, org_id, results).await
+    }
+
+    async fn gate(&self) -> anyhow::Result<Gate> {
+        worker_state::gate(&self.pool).await
+    }
+
+    async fn set_paused(&self, reason: Option<&str>) -> anyhow::Result<()> {
+        worker_state::set_paused(&self.pool, reason).await
+    }
+
+    async fn heartbeat(&self, now: i64) -> anyhow::Result<()> {
+        worker_state::heartbeat(&self.pool, now).await
+    }
+
+    async fn snapshot(&self) -> anyhow::Result<Snapshot> {
+        reads::snapshot(&self.pool).await
+    }
+
+    async fn delivery(&self, id: i64) -> anyhow::Result<Option<(DeliveryView, Vec<AttemptView>)>> {
+        reads::delivery(&self.pool, id).await
+    }
+
+    async fn ledger_entry(&self, org_id: &str, email: &str) -> anyhow::Result<Option<LedgerEntry>> {
+        reads::ledger_entry(&self.pool, org_id, email).await
+    }
+}
