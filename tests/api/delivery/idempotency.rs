@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use tallyfy_bridge::delivery::Outcome;
-use tallyfy_bridge::sandbox::{DuplicateMode, Faults, SandboxConfig};
+use tallyfy_sandbox::{DuplicateMode, Faults, SandboxConfig};
 
 use super::{delivery_env, delivery_env_with};
 

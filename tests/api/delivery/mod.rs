@@ -1,6 +1,7 @@
 //! The delivery worker against the sandbox over loopback, driven with `run_once()` and a manual
 //! clock: each email becomes exactly one guest, and the id comes back to the outbox and ledger.
 
+mod clock;
 mod failures;
 mod idempotency;
 mod signals;
@@ -12,11 +13,11 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sqlx::SqlitePool;
 use tallyfy_bridge::delivery::Worker;
-use tallyfy_bridge::delivery::policy::ManualClock;
-use tallyfy_bridge::sandbox::{IdStyle, Sandbox, SandboxConfig, SandboxHandle};
 use tallyfy_bridge::startup::build_worker;
+use tallyfy_sandbox::{IdStyle, Sandbox, SandboxConfig, SandboxHandle};
 
 use crate::helpers::{TestApp, secret, spawn_app};
+use clock::ManualClock;
 
 pub struct DeliveryEnv {
     pub app: TestApp,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tallyfy_bridge::delivery::Outcome;
-use tallyfy_bridge::sandbox::{Faults, Sandbox, SandboxConfig, SandboxHandle};
+use tallyfy_sandbox::{Faults, Sandbox, SandboxConfig, SandboxHandle};
 
 use super::delivery_env;
 use crate::binary::{bridge, start};

@@ -6,7 +6,7 @@ use std::time::Duration;
 use base64::Engine;
 use serde_json::{Value, json};
 
-use tallyfy_bridge::sandbox::SandboxConfig;
+use tallyfy_sandbox::SandboxConfig;
 
 use super::{
     Bridge, HUBSPOT_SECRET, HUBSPOT_URL, crm_env, item_statuses, spawn_crm_app, spawn_crm_app_with,

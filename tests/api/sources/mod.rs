@@ -11,7 +11,7 @@ mod salesforce_limits;
 
 use base64::Engine;
 use serde_json::{Value, json};
-use tallyfy_bridge::sandbox::SandboxConfig;
+use tallyfy_sandbox::SandboxConfig;
 
 use crate::delivery::{DeliveryEnv, delivery_env_on};
 use crate::helpers::{TestApp, error_of, secret, spawn_app, spawn_app_with};
