@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use anyhow::Context;
 use sqlx::sqlite::SqliteConnection;
 use tokio::sync::{Notify, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 use super::{DatabaseFile, append, now_ms};
 
@@ -79,13 +80,13 @@ impl WriterHandle {
 
 /// The running writer; [`WriterTask::shutdown`] commits what is queued, then stops.
 pub struct WriterTask {
-    stop: oneshot::Sender<()>,
+    stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl WriterTask {
     pub async fn shutdown(self) {
-        let _ = self.stop.send(());
+        self.stop.cancel();
         if let Err(error) = self.task.await {
             tracing::error!(%error, "The outbox writer task failed");
         }
@@ -106,9 +107,9 @@ pub struct WriterSetup {
 /// Starts the writer.
 pub fn spawn(setup: WriterSetup) -> (WriterHandle, WriterTask) {
     let (jobs, rx) = mpsc::channel(setup.queue_capacity);
-    let (stop, stopped) = oneshot::channel();
+    let stop = CancellationToken::new();
     let last_failure_at = Arc::new(AtomicI64::new(0));
-    let task = tokio::spawn(run(setup, rx, stopped, last_failure_at.clone()));
+    let task = tokio::spawn(run(setup, rx, stop.clone(), last_failure_at.clone()));
     let handle = WriterHandle {
         jobs,
         last_failure_at,
@@ -119,7 +120,7 @@ pub fn spawn(setup: WriterSetup) -> (WriterHandle, WriterTask) {
 async fn run(
     setup: WriterSetup,
     mut rx: mpsc::Receiver<Job>,
-    mut stop: oneshot::Receiver<()>,
+    stop: CancellationToken,
     last_failure_at: Arc<AtomicI64>,
 ) {
     let WriterSetup {
@@ -134,7 +135,7 @@ async fn run(
     loop {
         tokio::select! {
             received = rx.recv_many(&mut batch, max_batch) => if received == 0 { break },
-            _ = &mut stop, if !stopping => {
+            () = stop.cancelled(), if !stopping => {
                 // Refuse new events (their senders get 503) but still commit the queued ones.
                 stopping = true;
                 rx.close();

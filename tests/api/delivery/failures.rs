@@ -53,7 +53,7 @@ async fn a_row_that_runs_out_of_attempts_fails_with_its_last_error_and_is_kept()
             error_rate: 1.0,
             ..Faults::default()
         }),
-        |s| s.delivery.max_attempts = 3,
+        &[("BRIDGE__DELIVERY__MAX_ATTEMPTS", "3".into())],
     )
     .await;
     let id = env.post(json!({"email": "doomed@example.com"})).await;

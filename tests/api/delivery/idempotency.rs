@@ -125,7 +125,7 @@ async fn a_later_event_for_an_email_whose_create_was_uncertain_looks_up_first() 
             },
             ..SandboxConfig::default()
         },
-        |s| s.delivery.max_attempts = 1,
+        &[("BRIDGE__DELIVERY__MAX_ATTEMPTS", "1".into())],
     )
     .await;
     let gave_up = env.post(json!({"email": "unsure@example.com"})).await;
