@@ -4,9 +4,10 @@
 #
 #   1. debian:bookworm-slim: if the engine has no such image, a bookworm root filesystem is made
 #      with debootstrap (cached as a tarball) and `docker import`ed under that tag;
-#   2. the bridge is built on the host (`cargo build --release`; the host must be bookworm-like:
-#      glibc 2.36 or older);
-#   3. the Dockerfile's runtime-local and sandbox-local targets copy that binary in.
+#   2. the bridge is built on the host twice (`cargo build --release`, without the `sandbox`
+#      feature for the bridge image and with it for the sandbox image; the host must be
+#      bookworm-like: glibc 2.36 or older);
+#   3. the Dockerfile's runtime-local and sandbox-local targets copy those binaries in.
 #
 # Env: DEBIAN_MIRROR (default http://deb.debian.org/debian), TALLYFY_IMAGE_CACHE (default
 # ${XDG_CACHE_HOME:-$HOME/.cache}/tallyfy-bridge). Needs root for debootstrap (or sudo).
@@ -89,17 +90,20 @@ base_image() {
 
 # The same digest is computed by the container tests to tell whether the images are stale.
 source_hash() {
-    find Cargo.toml Cargo.lock src migrations config Dockerfile -type f -print0 |
+    find Cargo.toml Cargo.lock src sandbox migrations config Dockerfile -type f -print0 |
         LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16
 }
 
+# host_binary NAME [CARGO FLAGS]: builds the bridge and copies it to target/docker-bin/NAME.
 host_binary() {
-    log "cargo build --release --bin tallyfy-bridge"
-    cargo build --release --locked --bin tallyfy-bridge
+    local name=$1
+    shift
+    log "cargo build --release --bin tallyfy-bridge $*"
+    cargo build --release --locked --bin tallyfy-bridge "$@"
     mkdir -p target/docker-bin
     # A copy, so a later cargo build cannot change the file while docker reads it.
-    strip -o target/docker-bin/tallyfy-bridge.partial target/release/tallyfy-bridge
-    mv target/docker-bin/tallyfy-bridge.partial target/docker-bin/tallyfy-bridge
+    strip -o "target/docker-bin/$name.partial" target/release/tallyfy-bridge
+    mv "target/docker-bin/$name.partial" "target/docker-bin/$name"
 }
 
 images() {
@@ -131,7 +135,8 @@ flock 9
 start=$SECONDS
 base_image
 hash=$(source_hash)
-host_binary
+host_binary tallyfy-bridge --no-default-features
+host_binary tallyfy-bridge-sandbox
 images "$hash"
 # Rebuilds leave the previous images untagged; drop those of this project.
 docker image prune -f --filter label=org.tallyfy-bridge.source-hash >/dev/null

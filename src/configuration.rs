@@ -357,7 +357,8 @@ impl Settings {
         Ok(())
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks everything `serve` needs (what `load` and `from_sources` check after layering).
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.http.max_body_bytes == 0 {
             return Err(ConfigError::key("http.max_body_bytes", "must be above 0"));
         }

@@ -1,7 +1,7 @@
 //! tallyfy-bridge: CRM contact webhooks in, Tallyfy guests out, exactly once per email.
 //! Data flows one way: `ingest` → `outbox` → `delivery` → `tallyfy` (and `crm`, the CRM APIs the
-//! worker reads when a webhook names a record instead of carrying it); `status` only reads,
-//! `sandbox` is a fake Tallyfy for tests and demos.
+//! worker reads when a webhook names a record instead of carrying it); `status` only reads.
+//! The fake Tallyfy for tests and demos is the `tallyfy-sandbox` crate, not part of this one.
 
 pub mod api_error;
 pub mod configuration;
@@ -14,7 +14,6 @@ pub mod ingest;
 pub mod ops;
 pub mod outbox;
 pub mod request_span;
-pub mod sandbox;
 pub mod startup;
 pub mod status;
 pub mod tallyfy;

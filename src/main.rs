@@ -1,14 +1,14 @@
 //! The `tallyfy-bridge` command: parse the command line, load settings, start logging, run.
 
+#[cfg(feature = "sandbox")]
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use tallyfy_bridge::configuration::ConfigError;
 use tallyfy_bridge::outbox::sqlite;
-use tallyfy_bridge::sandbox::{Sandbox, SandboxConfig, SandboxHandle};
 use tallyfy_bridge::{Application, Settings, telemetry};
 
 #[derive(Parser)]
@@ -32,14 +32,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Accept webhooks and deliver them (the default).
-    Serve {
-        /// Deliver to a built-in fake Tallyfy instead of the real one: no credentials needed.
-        #[arg(long)]
-        sandbox: bool,
-        /// Where the built-in sandbox listens.
-        #[arg(long, default_value = "127.0.0.1:8081")]
-        sandbox_addr: SocketAddr,
-    },
+    Serve(ServeArgs),
     /// Apply pending database migrations, then exit.
     Migrate,
     /// Exit 0 if the bridge answers its readiness probe (for container HEALTHCHECKs, which
@@ -50,6 +43,7 @@ enum Command {
         url: Option<String>,
     },
     /// Run only the fake Tallyfy guest API (for demos and tests).
+    #[cfg(feature = "sandbox")]
     Sandbox {
         #[arg(long, default_value = "127.0.0.1:8081")]
         addr: SocketAddr,
@@ -60,21 +54,31 @@ enum Command {
     },
 }
 
+/// Without the `sandbox` feature (the production image) `serve` has no options.
+#[derive(Args, Default)]
+struct ServeArgs {
+    /// Deliver to a built-in fake Tallyfy instead of the real one: no credentials needed.
+    #[cfg(feature = "sandbox")]
+    #[arg(long)]
+    sandbox: bool,
+    /// Where the built-in sandbox listens.
+    #[cfg(feature = "sandbox")]
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    sandbox_addr: Option<SocketAddr>,
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let command = cli.command.unwrap_or(Command::Serve {
-        sandbox: false,
-        sandbox_addr: SocketAddr::from(([127, 0, 0, 1], 8081)),
-    });
+    let command = cli
+        .command
+        .unwrap_or_else(|| Command::Serve(ServeArgs::default()));
     let result = match command {
-        Command::Serve {
-            sandbox,
-            sandbox_addr,
-        } => serve(&cli.config_dir, sandbox.then_some(sandbox_addr)).await,
+        Command::Serve(args) => serve(&cli.config_dir, args).await,
         Command::Migrate => migrate(&cli.config_dir).await,
         Command::Healthcheck { url } => healthcheck(&cli.config_dir, url).await,
-        Command::Sandbox { addr, config } => run_sandbox(addr, &config).await,
+        #[cfg(feature = "sandbox")]
+        Command::Sandbox { addr, config } => demo::run_sandbox(addr, &config).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -113,45 +117,19 @@ fn started(loaded: Result<Settings, ConfigError>) -> Result<Settings, Failure> {
     }
 }
 
-async fn serve(config_dir: &std::path::Path, sandbox: Option<SocketAddr>) -> Result<(), Failure> {
-    let (overrides, sandbox) = match sandbox {
-        None => (Vec::new(), None),
-        Some(addr) => {
-            let config = SandboxConfig::default();
-            let handle = Sandbox::start(config.clone(), addr).await?;
-            let overrides = vec![
-                ("BRIDGE__TALLYFY__BASE_URL", handle.base_url()),
-                ("BRIDGE__TALLYFY__ORG_ID", config.org_id),
-                ("BRIDGE__TALLYFY__TOKEN", config.token),
-            ];
-            (overrides, Some(handle))
-        }
-    };
-    let settings = started(Settings::load(config_dir, &overrides))?;
-    let app = Application::build(settings.clone()).await?;
-    if let Some(sandbox) = &sandbox {
-        announce_demo(&settings, app.port(), sandbox);
+async fn serve(config_dir: &std::path::Path, args: ServeArgs) -> Result<(), Failure> {
+    #[cfg(feature = "sandbox")]
+    if args.sandbox {
+        let addr = args
+            .sandbox_addr
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8081)));
+        return demo::serve(config_dir, addr).await;
     }
+    let _ = args;
+    let settings = started(Settings::load(config_dir, &[]))?;
+    let app = Application::build(settings).await?;
     app.run_until_stopped(shutdown_signal()).await?;
-    if let Some(sandbox) = sandbox {
-        sandbox.shutdown().await;
-    }
     Ok(())
-}
-
-/// Tells a person trying the bridge where to post and where to look.
-fn announce_demo(settings: &Settings, port: u16, sandbox: &SandboxHandle) {
-    let host = &settings.http.host;
-    tracing::warn!(
-        sandbox = %sandbox.base_url(),
-        "--sandbox: guests are created in a built-in fake Tallyfy, not in your Tallyfy account"
-    );
-    println!(
-        "\ntallyfy-bridge demo\n  POST contacts to  http://{host}:{port}/webhooks/contacts\n  \
-         status            http://{host}:{port}/status\n  \
-         sandbox guests    {}/_sandbox/guests\n",
-        sandbox.base_url()
-    );
 }
 
 async fn migrate(config_dir: &std::path::Path) -> Result<(), Failure> {
@@ -186,20 +164,6 @@ async fn healthcheck(config_dir: &std::path::Path, url: Option<String>) -> Resul
     }
 }
 
-async fn run_sandbox(addr: SocketAddr, config: &str) -> Result<(), Failure> {
-    telemetry::init(&tallyfy_bridge::configuration::LogSettings {
-        format: tallyfy_bridge::configuration::LogFormat::Pretty,
-        level: "info".into(),
-    });
-    let config: SandboxConfig =
-        serde_json::from_str(config).context("Failed to parse --config as sandbox settings")?;
-    let handle = Sandbox::start(config, addr).await?;
-    tracing::info!(base_url = %handle.base_url(), "Tallyfy sandbox listening");
-    shutdown_signal().await;
-    handle.shutdown().await;
-    Ok(())
-}
-
 /// Completes on SIGINT (Ctrl-C) or SIGTERM (docker stop).
 async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
@@ -222,4 +186,65 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = interrupt.await;
+}
+
+/// The built-in fake Tallyfy: `serve --sandbox` and `sandbox`, compiled only with the `sandbox`
+/// feature.
+#[cfg(feature = "sandbox")]
+mod demo {
+    use std::net::SocketAddr;
+
+    use anyhow::Context;
+    use tallyfy_bridge::configuration::{LogFormat, LogSettings};
+    use tallyfy_bridge::{Application, Settings, telemetry};
+    use tallyfy_sandbox::{Sandbox, SandboxConfig, SandboxHandle};
+
+    use super::{Failure, shutdown_signal, started};
+
+    /// `serve` delivering to a sandbox started beside it, with the sandbox's credentials.
+    pub async fn serve(config_dir: &std::path::Path, addr: SocketAddr) -> Result<(), Failure> {
+        let config = SandboxConfig::default();
+        let sandbox = Sandbox::start(config.clone(), addr).await?;
+        let overrides = [
+            ("BRIDGE__TALLYFY__BASE_URL", sandbox.base_url()),
+            ("BRIDGE__TALLYFY__ORG_ID", config.org_id),
+            ("BRIDGE__TALLYFY__TOKEN", config.token),
+        ];
+        let settings = started(Settings::load(config_dir, &overrides))?;
+        let app = Application::build(settings.clone()).await?;
+        announce(&settings, app.port(), &sandbox);
+        app.run_until_stopped(shutdown_signal()).await?;
+        sandbox.shutdown().await;
+        Ok(())
+    }
+
+    /// Tells a person trying the bridge where to post and where to look.
+    fn announce(settings: &Settings, port: u16, sandbox: &SandboxHandle) {
+        let host = &settings.http.host;
+        tracing::warn!(
+            sandbox = %sandbox.base_url(),
+            "--sandbox: guests are created in a built-in fake Tallyfy, not in your Tallyfy account"
+        );
+        println!(
+            "\ntallyfy-bridge demo\n  POST contacts to  http://{host}:{port}/webhooks/contacts\n  \
+             status            http://{host}:{port}/status\n  \
+             sandbox guests    {}/_sandbox/guests\n",
+            sandbox.base_url()
+        );
+    }
+
+    /// The `sandbox` command: the fake Tallyfy alone, until a signal.
+    pub async fn run_sandbox(addr: SocketAddr, config: &str) -> Result<(), Failure> {
+        telemetry::init(&LogSettings {
+            format: LogFormat::Pretty,
+            level: "info".into(),
+        });
+        let config: SandboxConfig =
+            serde_json::from_str(config).context("Failed to parse --config as sandbox settings")?;
+        let handle = Sandbox::start(config, addr).await?;
+        tracing::info!(base_url = %handle.base_url(), "Tallyfy sandbox listening");
+        shutdown_signal().await;
+        handle.shutdown().await;
+        Ok(())
+    }
 }

@@ -14,8 +14,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use crate::configuration::{DeliverySettings, LEASE_MARGIN_MS};
 use crate::crm::CrmClients;
@@ -139,7 +140,7 @@ impl Worker {
     /// Delivers continuously: keeps up to `concurrency` attempts running, wakes at once on
     /// `wake` (an ingest commit), sleeps until the next due row otherwise. On `stop`, claims
     /// nothing more and lets running attempts finish (each is bounded by the call timeouts).
-    pub async fn run(self: Arc<Self>, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
+    pub async fn run(self: Arc<Self>, wake: Arc<Notify>, stop: CancellationToken) {
         let worker = self;
         if let Err(error) = worker.store.set_paused(None).await {
             tracing::error!(error = %format!("{error:#}"), "Failed to reset the paused state");
@@ -149,7 +150,7 @@ impl Worker {
         let mut last_heartbeat: Option<tokio::time::Instant> = None;
         let mut storage = storage::StorageHealth::default();
         loop {
-            if *stop.borrow() {
+            if stop.is_cancelled() {
                 break;
             }
             if last_heartbeat.is_none_or(|at| at.elapsed() >= HEARTBEAT_EVERY) {
@@ -210,7 +211,7 @@ impl Worker {
                         storage.retry_now();
                     }
                 }
-                _ = stop.changed() => {}
+                () = stop.cancelled() => {}
             }
         }
         while let Some(joined) = running.join_next().await {

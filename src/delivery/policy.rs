@@ -1,8 +1,6 @@
 //! When to try again: exponential backoff with jitter (computed by `backon`), Tallyfy's
 //! Retry-After for 429s, and the clock every delivery decision reads so tests can move time.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -19,31 +17,6 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now_ms(&self) -> i64 {
         crate::outbox::now_ms()
-    }
-}
-
-/// A clock tests set and advance by hand.
-#[derive(Clone)]
-pub struct ManualClock(Arc<AtomicI64>);
-
-impl ManualClock {
-    pub fn new(now_ms: i64) -> Self {
-        Self(Arc::new(AtomicI64::new(now_ms)))
-    }
-
-    pub fn advance(&self, by: Duration) {
-        self.0.fetch_add(by.as_millis() as i64, Ordering::SeqCst);
-    }
-
-    /// Moves forward to `now_ms` if behind it (rows stamped by the real clock become due).
-    pub fn catch_up(&self, now_ms: i64) {
-        self.0.fetch_max(now_ms, Ordering::SeqCst);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now_ms(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
     }
 }
 

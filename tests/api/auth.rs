@@ -5,9 +5,8 @@ use base64::Engine;
 use serde_json::Value;
 
 use crate::helpers::{
-    SIGNING_SECRET, TestApp, error_of, secret, sign, sign_with, spawn_app, spawn_app_with,
+    SIGNING_SECRET, TestApp, error_of, sign, sign_with, spawn_app, spawn_app_with,
 };
-use tallyfy_bridge::configuration::AuthMode;
 
 const BODY: &str = r#"{"email":"grace@example.com"}"#;
 
@@ -116,10 +115,13 @@ async fn the_signature_covers_the_raw_bytes_not_a_reserialisation() {
 }
 
 async fn shared_secret_app() -> TestApp {
-    spawn_app_with(|s| {
-        s.ingest.auth.mode = AuthMode::SharedSecret;
-        s.ingest.auth.shared_secret = Some(secret("crm-shared-secret"));
-    })
+    spawn_app_with(&[
+        ("BRIDGE__INGEST__AUTH__MODE", "shared_secret".into()),
+        (
+            "BRIDGE__INGEST__AUTH__SHARED_SECRET",
+            "crm-shared-secret".into(),
+        ),
+    ])
     .await
 }
 
@@ -157,7 +159,7 @@ async fn a_wrong_or_missing_shared_secret_is_refused() {
 
 #[tokio::test]
 async fn auth_mode_none_accepts_unsigned_requests_only_when_configured() {
-    let app = spawn_app_with(|s| s.ingest.auth.mode = AuthMode::None).await;
+    let app = spawn_app_with(&[("BRIDGE__INGEST__AUTH__MODE", "none".into())]).await;
     let response = post_with(&app, &[], BODY).await;
     assert_eq!(response.status().as_u16(), 202);
 }

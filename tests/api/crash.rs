@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tallyfy_bridge::sandbox::{Faults, Sandbox, SandboxConfig};
+use tallyfy_sandbox::{Faults, Sandbox, SandboxConfig};
 
 use crate::binary::BINARY;
 use crate::helpers::{SIGNING_SECRET, signed_post};

@@ -6,24 +6,39 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
+use tallyfy_bridge::delivery::Worker;
+use tallyfy_bridge::startup::BuildOptions;
 use tallyfy_bridge::{Application, Settings};
 use tempfile::TempDir;
-use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 
 pub const SIGNING_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// Settings a test changes, as `BRIDGE__SECTION__KEY` variables: they go through the same
+/// layering and validation as an operator's, so a test cannot run settings `serve` would refuse.
+pub type Overrides<'a> = &'a [(&'a str, String)];
 
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub settings: Settings,
+    /// The application's own worker when it was built without its delivery loop
+    /// ([`spawn_app_driven`]): tests drive it with `run_once`.
+    pub worker: Option<Arc<Worker>>,
+    options: BuildOptions,
     /// Kept so the database outlives one run of the app (restart tests).
     pub dir: Arc<TempDir>,
-    stop: Option<oneshot::Sender<()>>,
+    stop: CancellationToken,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
-/// Test settings: signature auth, a database in `dir`, port 0, two HTTP workers.
+/// Test settings: signature auth, a database in `dir`, port 0, two HTTP workers, no delivery.
 pub fn test_settings(dir: &Path) -> Settings {
+    test_settings_with(dir, &[])
+}
+
+/// The same with `overrides` applied last.
+pub fn test_settings_with(dir: &Path, overrides: Overrides) -> Settings {
     let env = [
         ("BRIDGE__HTTP__PORT", "0".to_string()),
         ("BRIDGE__HTTP__WORKERS", "2".into()),
@@ -36,44 +51,64 @@ pub fn test_settings(dir: &Path) -> Settings {
             "BRIDGE__INGEST__AUTH__SIGNING_SECRET",
             SIGNING_SECRET.into(),
         ),
-        // Ingest tests look at rows as ingest left them; delivery tests build their own worker.
+        // Ingest tests look at rows as ingest left them; delivery tests turn it on.
         ("BRIDGE__DELIVERY__ENABLED", "false".into()),
         (
             "BRIDGE__LOG__LEVEL",
             std::env::var("TEST_LOG").unwrap_or_else(|_| "off".into()),
         ),
     ]
+    .into_iter()
+    .chain(overrides.iter().cloned())
     .map(|(k, v)| (k.to_string(), v));
     Settings::from_sources(Path::new("config"), None, env).expect("test settings are valid")
 }
 
 pub async fn spawn_app() -> TestApp {
-    spawn_app_with(|_| {}).await
+    spawn_app_with(&[]).await
 }
 
-pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+/// The app as `serve` runs it, with `overrides` on the test settings.
+pub async fn spawn_app_with(overrides: Overrides<'_>) -> TestApp {
+    spawn(overrides, BuildOptions::default()).await
+}
+
+/// The app with delivery configured by `overrides` but its loop not started: the test drives
+/// the app's own worker (`app.worker`) with `run_once`, on `clock`.
+pub async fn spawn_app_driven(
+    overrides: Overrides<'_>,
+    clock: Arc<dyn tallyfy_bridge::delivery::policy::Clock>,
+) -> TestApp {
+    let options = BuildOptions {
+        clock,
+        delivery_loop: false,
+    };
+    spawn(overrides, options).await
+}
+
+async fn spawn(overrides: Overrides<'_>, options: BuildOptions) -> TestApp {
     let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
-    let mut settings = test_settings(dir.path());
-    configure(&mut settings);
-    start(settings, dir).await
+    let settings = test_settings_with(dir.path(), overrides);
+    start(settings, dir, options).await
 }
 
-async fn start(settings: Settings, dir: Arc<TempDir>) -> TestApp {
+async fn start(settings: Settings, dir: Arc<TempDir>, options: BuildOptions) -> TestApp {
     tallyfy_bridge::telemetry::init(&settings.log);
-    let app = Application::build(settings.clone())
+    let app = Application::build_with(settings.clone(), options.clone())
         .await
         .expect("application builds");
     let address = format!("http://127.0.0.1:{}", app.port());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(app.run_until_stopped(async {
-        let _ = stopped.await;
-    }));
+    let worker = app.worker().filter(|_| !options.delivery_loop);
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(app.run_until_stopped(stop.clone().cancelled_owned()));
     TestApp {
         address,
         client: reqwest::Client::new(),
         settings,
+        worker,
+        options,
         dir,
-        stop: Some(stop),
+        stop,
         task: Some(task),
     }
 }
@@ -82,13 +117,16 @@ impl TestApp {
     /// Stops gracefully and starts a new instance on the same database file.
     pub async fn restart(mut self) -> TestApp {
         self.shutdown().await;
-        start(self.settings.clone(), self.dir.clone()).await
+        start(
+            self.settings.clone(),
+            self.dir.clone(),
+            self.options.clone(),
+        )
+        .await
     }
 
     pub async fn shutdown(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.stop.cancel();
         if let Some(task) = self.task.take() {
             task.await
                 .expect("app task joins")
@@ -142,9 +180,7 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.stop.cancel();
     }
 }
 
@@ -192,9 +228,4 @@ pub async fn error_of(response: reqwest::Response) -> (u16, Value) {
     let status = response.status().as_u16();
     let body: Value = response.json().await.expect("JSON error body");
     (status, body["error"].clone())
-}
-
-/// A secret setting for a test, held to the same rules as one loaded from the environment.
-pub fn secret<const N: usize>(value: &str) -> tallyfy_bridge::configuration::Secret<N> {
-    value.parse().expect("a valid test secret")
 }

@@ -96,10 +96,7 @@ async fn events_without_any_id_are_each_stored() {
 }
 
 async fn spawn_app_unsigned() -> crate::helpers::TestApp {
-    crate::helpers::spawn_app_with(|s| {
-        s.ingest.auth.mode = tallyfy_bridge::configuration::AuthMode::None;
-    })
-    .await
+    crate::helpers::spawn_app_with(&[("BRIDGE__INGEST__AUTH__MODE", "none".into())]).await
 }
 
 #[tokio::test]
@@ -164,7 +161,8 @@ async fn malformed_json_gets_400() {
 
 #[tokio::test]
 async fn a_body_over_the_limit_gets_413() {
-    let app = crate::helpers::spawn_app_with(|s| s.http.max_body_bytes = 1024).await;
+    let app =
+        crate::helpers::spawn_app_with(&[("BRIDGE__HTTP__MAX_BODY_BYTES", "1024".into())]).await;
     let padding = "x".repeat(2000);
     let body = json!({"email": "a@example.com", "first_name": padding}).to_string();
 
@@ -179,7 +177,8 @@ async fn a_body_over_the_limit_gets_413() {
 async fn a_chunked_body_over_the_limit_gets_413() {
     // No Content-Length: the limit must hold while reading, not only for declared sizes.
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let app = crate::helpers::spawn_app_with(|s| s.http.max_body_bytes = 1024).await;
+    let app =
+        crate::helpers::spawn_app_with(&[("BRIDGE__HTTP__MAX_BODY_BYTES", "1024".into())]).await;
     let mut stream = tokio::net::TcpStream::connect(app.address.trim_start_matches("http://"))
         .await
         .expect("connect");

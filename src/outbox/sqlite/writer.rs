@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use sqlx::sqlite::SqliteConnection;
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use super::{DatabaseFile, append};
 use crate::outbox::now_ms;
@@ -13,13 +14,13 @@ use crate::outbox::writer::{Accepted, NewEvent, Queue, StoreError, WriterHandle,
 
 /// The running writer; [`WriterTask::shutdown`] commits what is queued, then stops.
 pub struct WriterTask {
-    stop: oneshot::Sender<()>,
+    stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl WriterTask {
     pub async fn shutdown(self) {
-        let _ = self.stop.send(());
+        self.stop.cancel();
         if let Err(error) = self.task.await {
             tracing::error!(%error, "The outbox writer task failed");
         }
@@ -40,12 +41,12 @@ pub struct WriterSetup {
 /// Starts the writer.
 pub fn spawn(setup: WriterSetup) -> (WriterHandle, WriterTask) {
     let (handle, queue) = queue(setup.queue_capacity);
-    let (stop, stopped) = oneshot::channel();
-    let task = tokio::spawn(run(setup, queue, stopped));
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(run(setup, queue, stop.clone()));
     (handle, WriterTask { stop, task })
 }
 
-async fn run(setup: WriterSetup, mut queue: Queue, mut stop: oneshot::Receiver<()>) {
+async fn run(setup: WriterSetup, mut queue: Queue, stop: CancellationToken) {
     let WriterSetup {
         mut conn,
         file,
@@ -58,7 +59,7 @@ async fn run(setup: WriterSetup, mut queue: Queue, mut stop: oneshot::Receiver<(
     loop {
         tokio::select! {
             received = queue.jobs.recv_many(&mut batch, max_batch) => if received == 0 { break },
-            _ = &mut stop, if !stopping => {
+            () = stop.cancelled(), if !stopping => {
                 // Refuse new events (their senders get 503) but still commit the queued ones.
                 stopping = true;
                 queue.jobs.close();

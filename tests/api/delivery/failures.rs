@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tallyfy_bridge::domain::outcome::{LearnedBy, Outcome};
-use tallyfy_bridge::sandbox::{Faults, SandboxConfig};
+use tallyfy_sandbox::{Faults, SandboxConfig};
 
 use super::{delivery_env, delivery_env_with};
 
@@ -53,7 +53,7 @@ async fn a_row_that_runs_out_of_attempts_fails_with_its_last_error_and_is_kept()
             error_rate: 1.0,
             ..Faults::default()
         }),
-        |s| s.delivery.max_attempts = 3,
+        &[("BRIDGE__DELIVERY__MAX_ATTEMPTS", "3".into())],
     )
     .await;
     let id = env.post(json!({"email": "doomed@example.com"})).await;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::json;
 use tallyfy_bridge::domain::outcome::{LearnedBy, Outcome};
 use tallyfy_bridge::outbox::Store;
-use tallyfy_bridge::sandbox::{DuplicateMode, Faults, SandboxConfig};
+use tallyfy_sandbox::{DuplicateMode, Faults, SandboxConfig};
 
 use super::{delivery_env, delivery_env_with};
 
@@ -126,7 +126,7 @@ async fn a_later_event_for_an_email_whose_create_was_uncertain_looks_up_first() 
             },
             ..SandboxConfig::default()
         },
-        |s| s.delivery.max_attempts = 1,
+        &[("BRIDGE__DELIVERY__MAX_ATTEMPTS", "1".into())],
     )
     .await;
     let gave_up = env.post(json!({"email": "unsure@example.com"})).await;

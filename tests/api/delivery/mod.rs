@@ -1,8 +1,11 @@
-//! The delivery worker against the sandbox over loopback, driven with `run_once()` and a manual
-//! clock: each email becomes exactly one guest, and the id comes back to the outbox and ledger.
+//! The delivery worker against the sandbox over loopback: the app's own worker driven with
+//! `run_once()` on a manual clock (and its real loop in `running.rs`): each email becomes exactly
+//! one guest, and the id comes back to the outbox and ledger.
 
+mod clock;
 mod failures;
 mod idempotency;
+mod running;
 mod signals;
 
 use std::net::SocketAddr;
@@ -12,59 +15,46 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sqlx::SqlitePool;
 use tallyfy_bridge::delivery::Worker;
-use tallyfy_bridge::delivery::policy::ManualClock;
 use tallyfy_bridge::outbox::sqlite::SqliteStore;
-use tallyfy_bridge::sandbox::{IdStyle, Sandbox, SandboxConfig, SandboxHandle};
-use tallyfy_bridge::startup::build_worker;
+use tallyfy_sandbox::{IdStyle, Sandbox, SandboxConfig, SandboxHandle};
 
-use crate::helpers::{TestApp, secret, spawn_app};
+use crate::helpers::{Overrides, TestApp, spawn_app_driven};
+use clock::ManualClock;
 
 pub struct DeliveryEnv {
     pub app: TestApp,
     pub sandbox: SandboxHandle,
-    pub worker: Worker,
+    /// The app's own worker (its loop not started), driven by the test.
+    pub worker: Arc<Worker>,
     pub clock: ManualClock,
     pub db: SqlitePool,
     pub store: Arc<SqliteStore>,
 }
 
 pub async fn delivery_env(config: SandboxConfig) -> DeliveryEnv {
-    delivery_env_with(config, |_| {}).await
+    delivery_env_with(config, &[]).await
 }
 
-/// Ingest (the real app), the sandbox, and a worker on the same database file with a clock the
-/// test moves. `tune` adjusts the worker's settings.
-pub async fn delivery_env_with(
-    config: SandboxConfig,
-    tune: impl FnOnce(&mut tallyfy_bridge::Settings),
-) -> DeliveryEnv {
-    delivery_env_on(spawn_app().await, config, tune).await
-}
-
-/// The same around an app the caller started (with its own settings, e.g. CRM sources).
-pub async fn delivery_env_on(
-    app: TestApp,
-    config: SandboxConfig,
-    tune: impl FnOnce(&mut tallyfy_bridge::Settings),
-) -> DeliveryEnv {
+/// The sandbox, and the app delivering to it with a clock the test moves and its worker driven
+/// by the test; `overrides` go on top of the delivery settings.
+pub async fn delivery_env_with(config: SandboxConfig, overrides: Overrides<'_>) -> DeliveryEnv {
     let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
     let (org, token) = (config.org_id.clone(), config.token.clone());
     let sandbox = Sandbox::start(config, addr).await.expect("sandbox starts");
-    let mut settings = app.settings.clone();
-    settings.tallyfy.base_url = sandbox.base_url();
-    settings.tallyfy.org_id = Some(org);
-    settings.tallyfy.token = Some(secret(&token));
-    settings.tallyfy.request_timeout_ms = 2000;
-    settings.delivery.concurrency = 8;
-    tune(&mut settings);
+    let mut settings = delivering_to(&sandbox, org, token);
+    settings.push(("BRIDGE__TALLYFY__REQUEST_TIMEOUT_MS", "2000".into()));
+    settings.push(("BRIDGE__DELIVERY__CONCURRENCY", "8".into()));
+    settings.extend(overrides.iter().cloned());
     let clock = ManualClock::new(chrono::Utc::now().timestamp_millis());
+    let app = spawn_app_driven(&settings, Arc::new(clock.clone())).await;
+    let worker = app.worker.clone().expect("delivery is enabled");
     let db = app.db().await;
+    // A second view of the same file, for tests that act as another (dying) worker.
     let store = Arc::new(
-        SqliteStore::open(&settings.database, false)
+        SqliteStore::open(&app.settings.database, false)
             .await
             .expect("store"),
     );
-    let worker = build_worker(&settings, store.clone(), Arc::new(clock.clone())).expect("worker");
     DeliveryEnv {
         app,
         sandbox,
@@ -73,6 +63,20 @@ pub async fn delivery_env_on(
         db,
         store,
     }
+}
+
+/// Settings that turn delivery on, to `sandbox` with its credentials.
+pub fn delivering_to(
+    sandbox: &SandboxHandle,
+    org_id: String,
+    token: String,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("BRIDGE__DELIVERY__ENABLED", "true".into()),
+        ("BRIDGE__TALLYFY__BASE_URL", sandbox.base_url()),
+        ("BRIDGE__TALLYFY__ORG_ID", org_id),
+        ("BRIDGE__TALLYFY__TOKEN", token),
+    ]
 }
 
 impl DeliveryEnv {
@@ -213,40 +217,6 @@ async fn every_attempt_is_logged() {
     assert_eq!((attempt, outcome.as_str(), status), (1, "delivered", None));
 }
 
-#[tokio::test]
-async fn the_running_service_delivers_a_posted_contact_without_being_driven() {
-    // The real loop inside `serve`: woken by the ingest commit, not by a test.
-    let sandbox = Sandbox::start(
-        SandboxConfig::default(),
-        "127.0.0.1:0".parse().expect("addr"),
-    )
-    .await
-    .expect("sandbox");
-    let app = crate::helpers::spawn_app_with(|s| {
-        s.delivery.enabled = true;
-        s.delivery.idle_poll_ms = 60_000;
-        s.tallyfy.base_url = sandbox.base_url();
-        s.tallyfy.org_id = Some("demo-org".into());
-        s.tallyfy.token = Some(secret("sandbox-token"));
-    })
-    .await;
-    let response = app.post_contact(json!({"email": "live@example.com"})).await;
-    assert_eq!(response.status().as_u16(), 202);
-
-    let mut status = Value::Null;
-    for _ in 0..100 {
-        status = app.get("/status").await.json().await.expect("json");
-        if status["outbox"]["counts"]["delivered"] == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(status["outbox"]["counts"]["delivered"], 1, "{status}");
-    assert!(status["delivery"]["last_delivered_at"].is_string());
-    assert!(status["delivery"]["heartbeat_at"].is_string());
-    assert_eq!(sandbox.create_count("live@example.com"), 1);
-}
-
 impl DeliveryEnv {
     pub fn clock_now(&self) -> i64 {
         use tallyfy_bridge::delivery::policy::Clock;
@@ -258,11 +228,14 @@ impl DeliveryEnv {
 async fn operators_look_up_a_delivery_and_a_guest_with_the_admin_token() {
     let env = delivery_env(SandboxConfig::default()).await;
     // A second app on the same database, with the admin endpoints open.
-    let app = crate::helpers::spawn_app_with(|s| {
-        s.database.path = env.app.db_path();
-        s.admin.token = Some(secret("admin-secret-for-tests"));
-        s.tallyfy.org_id = Some("demo-org".into());
-    })
+    let app = crate::helpers::spawn_app_with(&[
+        (
+            "BRIDGE__DATABASE__PATH",
+            env.app.db_path().display().to_string(),
+        ),
+        ("BRIDGE__ADMIN__TOKEN", "admin-secret-for-tests".into()),
+        ("BRIDGE__TALLYFY__ORG_ID", "demo-org".into()),
+    ])
     .await;
     let id = env.post(json!({"email": "Ops@Example.com"})).await;
     env.drain().await;

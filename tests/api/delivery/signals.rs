@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tallyfy_bridge::domain::outcome::Outcome;
-use tallyfy_bridge::sandbox::{Faults, Sandbox, SandboxConfig, SandboxHandle};
+use tallyfy_sandbox::{Faults, Sandbox, SandboxConfig, SandboxHandle};
 
-use super::delivery_env;
+use super::{delivering_to, delivery_env};
 use crate::binary::{bridge, start};
-use crate::helpers::{SIGNING_SECRET, secret, signed_post, spawn_app_with};
+use crate::helpers::{SIGNING_SECRET, signed_post, spawn_app_with};
 
 #[tokio::test]
 async fn a_refused_token_pauses_delivery_in_the_same_commit_that_gives_the_row_back() {
@@ -58,14 +58,9 @@ async fn a_refused_token_pauses_delivery_in_the_same_commit_that_gives_the_row_b
 async fn the_running_service_calls_once_on_a_refused_token_until_the_next_probe() {
     let sandbox = sandbox(SandboxConfig::default()).await;
     sandbox.set_token("rotated-token");
-    let app = spawn_app_with(|s| {
-        s.delivery.enabled = true;
-        s.delivery.paused_probe_secs = 3600;
-        s.tallyfy.base_url = sandbox.base_url();
-        s.tallyfy.org_id = Some("demo-org".into());
-        s.tallyfy.token = Some(secret("sandbox-token"));
-    })
-    .await;
+    let mut settings = delivering_to(&sandbox, "demo-org".into(), "sandbox-token".into());
+    settings.push(("BRIDGE__DELIVERY__PAUSED_PROBE_SECS", "3600".into()));
+    let app = spawn_app_with(&settings).await;
     let db = app.db().await;
     let attempts = || async {
         sqlx::query_scalar::<_, i64>("SELECT count(*) FROM delivery_attempts")

@@ -2,7 +2,7 @@
 //! stored, and an internationalised domain is one mailbox.
 
 use serde_json::{Value, json};
-use tallyfy_bridge::sandbox::SandboxConfig;
+use tallyfy_sandbox::SandboxConfig;
 
 use super::{GZIP, LATIN1, post_bytes, signed_headers};
 use crate::delivery::delivery_env;

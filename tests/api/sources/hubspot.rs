@@ -6,13 +6,10 @@ use std::time::Duration;
 use base64::Engine;
 use serde_json::{Value, json};
 
-use tallyfy_bridge::sandbox::SandboxConfig;
-
 use super::{
-    Bridge, HUBSPOT_SECRET, HUBSPOT_URL, crm_env, item_statuses, spawn_crm_app, spawn_crm_app_with,
+    Bridge, HUBSPOT_SECRET, HUBSPOT_URL, crm_env, crm_env_with, item_statuses, spawn_crm_app,
 };
-use crate::delivery::delivery_env_on;
-use crate::helpers::{error_of, secret};
+use crate::helpers::error_of;
 
 const PORTAL: u64 = 62515;
 
@@ -272,11 +269,7 @@ async fn hubspot_rate_limits_give_the_attempt_back_and_wait_for_the_window() {
 #[tokio::test]
 async fn while_hubspot_holds_us_off_other_contacts_wait_without_calling_it() {
     // Arrange: one delivery at a time, so the second contact is claimed after the 429.
-    let (app, hubspot) = spawn_crm_app().await;
-    let env = delivery_env_on(app, SandboxConfig::default(), |s| {
-        s.delivery.concurrency = 1
-    })
-    .await;
+    let (env, hubspot) = crm_env_with(&[("BRIDGE__DELIVERY__CONCURRENCY", "1".into())]).await;
     hubspot.add_contact("1", json!({"email": "one@example.com"}));
     hubspot.add_contact("2", json!({"email": "two@example.com"}));
     hubspot.rate_limit_next(1);
@@ -301,9 +294,11 @@ async fn while_hubspot_holds_us_off_other_contacts_wait_without_calling_it() {
 #[tokio::test]
 async fn a_refused_hubspot_token_keeps_its_contacts_waiting_without_pausing_tallyfy() {
     // Arrange
-    let (app, hubspot) =
-        spawn_crm_app_with(|s| s.sources.hubspot.api_token = Some(secret("expired-token"))).await;
-    let env = delivery_env_on(app, SandboxConfig::default(), |_| {}).await;
+    let (env, hubspot) = crm_env_with(&[(
+        "BRIDGE__SOURCES__HUBSPOT__API_TOKEN",
+        "expired-token".into(),
+    )])
+    .await;
     hubspot.add_contact("1", json!({"email": "one@example.com"}));
     let items = item_statuses(post_signed(&env.app, &json!([creation(1)])).await).await;
     env.post(json!({"email": "canonical@example.com"})).await;

@@ -11,10 +11,10 @@ mod salesforce_limits;
 
 use base64::Engine;
 use serde_json::{Value, json};
-use tallyfy_bridge::sandbox::SandboxConfig;
+use tallyfy_sandbox::SandboxConfig;
 
-use crate::delivery::{DeliveryEnv, delivery_env_on};
-use crate::helpers::{TestApp, error_of, secret, spawn_app, spawn_app_with};
+use crate::delivery::{DeliveryEnv, delivery_env_with};
+use crate::helpers::{Overrides, TestApp, error_of, spawn_app, spawn_app_with};
 pub use fake_crm::{FakeCrm, HUBSPOT_TOKEN, PIPEDRIVE_TOKEN};
 
 pub const PIPEDRIVE_USER: &str = "pipedrive-hook";
@@ -30,39 +30,68 @@ pub const SALESFORCE_TOKEN: &str = "9b2f7c4e1a8d3f6b0c5e2a9d7f4b1c8e3a6d0f5b2c9e
 
 /// The app with all three CRM sources configured, and the fake CRM APIs it reads from.
 pub async fn spawn_crm_app() -> (TestApp, FakeCrm) {
-    spawn_crm_app_with(|_| {}).await
+    spawn_crm_app_with(&[]).await
 }
 
-/// The same, with `tune` applied to the settings last.
-pub async fn spawn_crm_app_with(
-    tune: impl FnOnce(&mut tallyfy_bridge::Settings),
-) -> (TestApp, FakeCrm) {
+/// The same, with `overrides` applied last.
+pub async fn spawn_crm_app_with(overrides: Overrides<'_>) -> (TestApp, FakeCrm) {
     let crm = FakeCrm::start().await;
-    let api = crm.base_url.clone();
-    let app = spawn_app_with(|settings| {
-        let sources = &mut settings.sources;
-        sources.pipedrive.username = Some(PIPEDRIVE_USER.into());
-        sources.pipedrive.password = Some(secret(PIPEDRIVE_PASSWORD));
-        sources.pipedrive.api_token = Some(secret(PIPEDRIVE_TOKEN));
-        sources.pipedrive.api_base_url = api.clone();
-        sources.hubspot.client_secret = Some(secret(HUBSPOT_SECRET));
-        sources.hubspot.webhook_url = Some(HUBSPOT_URL.into());
-        sources.hubspot.api_token = Some(secret(HUBSPOT_TOKEN));
-        sources.hubspot.api_base_url = api;
-        sources.salesforce.organization_id = Some(SALESFORCE_ORG.into());
-        sources.salesforce.endpoint_token = Some(secret(SALESFORCE_TOKEN));
-        sources.salesforce.company_field = Some("Account_Name__c".into());
-        tune(settings);
-    })
-    .await;
+    let app = spawn_app_with(&crm_settings(&crm, overrides)).await;
     (app, crm)
 }
 
-/// The CRM app plus a worker and the sandbox, for end-to-end tests.
+/// The three sources, reading from `crm`, then `overrides`.
+fn crm_settings<'a>(crm: &FakeCrm, overrides: &[(&'a str, String)]) -> Vec<(&'a str, String)> {
+    let api = crm.base_url.clone();
+    let mut settings = vec![
+        (
+            "BRIDGE__SOURCES__PIPEDRIVE__USERNAME",
+            PIPEDRIVE_USER.into(),
+        ),
+        (
+            "BRIDGE__SOURCES__PIPEDRIVE__PASSWORD",
+            PIPEDRIVE_PASSWORD.into(),
+        ),
+        (
+            "BRIDGE__SOURCES__PIPEDRIVE__API_TOKEN",
+            PIPEDRIVE_TOKEN.into(),
+        ),
+        ("BRIDGE__SOURCES__PIPEDRIVE__API_BASE_URL", api.clone()),
+        (
+            "BRIDGE__SOURCES__HUBSPOT__CLIENT_SECRET",
+            HUBSPOT_SECRET.into(),
+        ),
+        ("BRIDGE__SOURCES__HUBSPOT__WEBHOOK_URL", HUBSPOT_URL.into()),
+        ("BRIDGE__SOURCES__HUBSPOT__API_TOKEN", HUBSPOT_TOKEN.into()),
+        ("BRIDGE__SOURCES__HUBSPOT__API_BASE_URL", api),
+        (
+            "BRIDGE__SOURCES__SALESFORCE__ORGANIZATION_ID",
+            SALESFORCE_ORG.into(),
+        ),
+        (
+            "BRIDGE__SOURCES__SALESFORCE__ENDPOINT_TOKEN",
+            SALESFORCE_TOKEN.into(),
+        ),
+        (
+            "BRIDGE__SOURCES__SALESFORCE__COMPANY_FIELD",
+            "Account_Name__c".into(),
+        ),
+    ];
+    settings.extend(overrides.iter().cloned());
+    settings
+}
+
+/// The CRM app plus its worker and the sandbox, for end-to-end tests.
 pub async fn crm_env() -> (DeliveryEnv, FakeCrm) {
-    let (app, crm) = spawn_crm_app().await;
+    crm_env_with(&[]).await
+}
+
+/// The same, with `overrides` applied last.
+pub async fn crm_env_with(overrides: Overrides<'_>) -> (DeliveryEnv, FakeCrm) {
+    let crm = FakeCrm::start().await;
+    let settings = crm_settings(&crm, overrides);
     (
-        delivery_env_on(app, SandboxConfig::default(), |_| {}).await,
+        delivery_env_with(SandboxConfig::default(), &settings).await,
         crm,
     )
 }
@@ -150,10 +179,8 @@ async fn a_source_that_is_not_configured_answers_404_and_stores_nothing() {
 
 #[tokio::test]
 async fn a_crm_only_deployment_can_turn_the_canonical_endpoint_off() {
-    let (app, _crm) = spawn_crm_app_with(|s| {
-        s.ingest.auth.mode = tallyfy_bridge::configuration::AuthMode::Disabled
-    })
-    .await;
+    let (app, _crm) =
+        spawn_crm_app_with(&[("BRIDGE__INGEST__AUTH__MODE", "disabled".into())]).await;
     let response = app.post_contact(json!({"email": "a@example.com"})).await;
     assert_eq!(response.status().as_u16(), 404);
     let items = pipedrive::post_person(&app, &pipedrive::v1_added_person(1, "a@example.com")).await;

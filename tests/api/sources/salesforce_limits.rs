@@ -17,7 +17,8 @@ fn nth(haystack: &str, needle: &str, n: usize) -> usize {
 #[tokio::test]
 async fn without_the_token_every_request_is_refused_before_its_body_is_read() {
     // A body limit below the body: read first, it would be 413.
-    let (app, _crm) = spawn_crm_app_with(|s| s.sources.salesforce.max_body_bytes = 1024).await;
+    let (app, _crm) =
+        spawn_crm_app_with(&[("BRIDGE__SOURCES__SALESFORCE__MAX_BODY_BYTES", "1024".into())]).await;
     let xml = message(SALESFORCE_ORG_18, &[contact("04l1", "a@example.com")]);
     let big = format!("{xml}{}", " ".repeat(2048));
     let last = SALESFORCE_TOKEN.chars().last().expect("a token");

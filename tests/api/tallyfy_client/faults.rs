@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tallyfy_bridge::sandbox::{Faults, SandboxConfig};
 use tallyfy_bridge::tallyfy::{CallError, GuestId};
+use tallyfy_sandbox::{Faults, SandboxConfig};
 
 use super::helpers::{
     ORG, canned_server, client_for, closed_port, config, guest, spawn, spawn_with_timeout,

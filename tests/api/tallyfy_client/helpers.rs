@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use serde_json::Value;
-use tallyfy_bridge::sandbox::{Sandbox, SandboxConfig, SandboxHandle};
 use tallyfy_bridge::tallyfy::{ClientConfig, GuestRequest, TallyfyClient};
+use tallyfy_sandbox::{Sandbox, SandboxConfig, SandboxHandle};
 
 pub const TOKEN: &str = "sandbox-token";
 pub const ORG: &str = "demo-org";

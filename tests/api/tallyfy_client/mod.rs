@@ -8,8 +8,8 @@ mod sandbox_api;
 use std::time::Duration;
 
 use self::helpers::{ORG, TOKEN, client_for, config, guest, spawn};
-use tallyfy_bridge::sandbox::{DuplicateMode, IdStyle, SandboxConfig};
 use tallyfy_bridge::tallyfy::CallError;
+use tallyfy_sandbox::{DuplicateMode, IdStyle, SandboxConfig};
 
 #[tokio::test]
 async fn a_new_guest_gets_a_numeric_id() {

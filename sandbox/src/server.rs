@@ -13,7 +13,8 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use super::state::Shared;
 use super::{control, guests};
@@ -32,7 +33,7 @@ pub(crate) enum Reply {
 pub(crate) async fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) {
     loop {
         tokio::select! {
@@ -46,17 +47,13 @@ pub(crate) async fn accept_loop(
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
             },
-            // Ok: shutdown asked; Err: the handle was dropped. Either way, stop.
-            _ = shutdown.changed() => break,
+            // Shutdown asked, or the handle was dropped.
+            () = shutdown.cancelled() => break,
         }
     }
 }
 
-async fn serve_connection(
-    stream: TcpStream,
-    shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+async fn serve_connection(stream: TcpStream, shared: Arc<Shared>, shutdown: CancellationToken) {
     let kill = Arc::new(Notify::new());
     let kill_from_handler = kill.clone();
     let service = service_fn(move |req| {
@@ -84,7 +81,7 @@ async fn serve_connection(
         }
         // Dropping `conn` closes the socket: the client gets EOF/RST and no response.
         _ = kill.notified() => {}
-        _ = shutdown.changed() => {}
+        () = shutdown.cancelled() => {}
     }
 }
 

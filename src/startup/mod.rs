@@ -1,35 +1,50 @@
-//! Wires settings, database, writer and HTTP server into an [`Application`] that tests start on
-//! port 0 and `main` runs until a signal arrives.
+//! Wires settings, database, writer, worker and HTTP server into an [`Application`] that tests
+//! start on port 0 and `main` runs until a signal arrives.
+
+mod http;
 
 use std::future::Future;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
-use actix_web::http::StatusCode;
-use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::middleware::{Next, from_fn};
-use actix_web::{App, HttpMessage, HttpResponse, HttpServer, web};
+use actix_web::dev::Server;
+use actix_web::web;
 use anyhow::Context;
-use tokio::sync::{Notify, watch};
-use tracing_actix_web::{RequestId, TracingLogger};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
-use crate::api_error::json_error;
 use crate::configuration::Settings;
 use crate::crm::CrmClients;
 use crate::delivery::Worker;
 use crate::delivery::policy::{Clock, SystemClock};
+use crate::ingest::IngestState;
 use crate::ingest::auth::InboundAuth;
 use crate::ingest::sources::Sources;
-use crate::ingest::{self, IngestState};
-use crate::ops::{self, OpsState};
+use crate::ops::OpsState;
 use crate::outbox::Store;
 use crate::outbox::sqlite::{self, SqliteStore, writer};
-use crate::request_span::RedactedRootSpan;
-use crate::status::{self, StatusState};
+use crate::status::StatusState;
 use crate::tallyfy::{ClientConfig, TallyfyClient};
+
+/// How [`Application::build_with`] differs from production, for tests that move time by hand.
+#[derive(Clone)]
+pub struct BuildOptions {
+    /// The clock every delivery decision reads.
+    pub clock: Arc<dyn Clock>,
+    /// False: `run_until_stopped` does not start the delivery loop, and a test drives the same
+    /// worker with [`Worker::run_once`] through [`Application::worker`].
+    pub delivery_loop: bool,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        Self {
+            clock: Arc::new(SystemClock),
+            delivery_loop: true,
+        }
+    }
+}
 
 pub struct Application {
     /// 0 when `http.enabled` is false.
@@ -38,6 +53,7 @@ pub struct Application {
     /// Owns the write connection; stopped after the HTTP server so queued events still commit.
     writer: writer::WriterTask,
     worker: Option<Arc<Worker>>,
+    delivery_loop: bool,
     /// Ingest commits wake the worker through this.
     wake: Arc<Notify>,
     store: Arc<SqliteStore>,
@@ -45,6 +61,12 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with(settings, BuildOptions::default()).await
+    }
+
+    pub async fn build_with(settings: Settings, options: BuildOptions) -> anyhow::Result<Self> {
+        // Settings made or changed in code get the checks `Settings::load` makes.
+        settings.validate()?;
         let auth = InboundAuth::from_settings(&settings.ingest.auth)?;
         if matches!(auth, InboundAuth::None) {
             tracing::warn!(
@@ -67,21 +89,23 @@ impl Application {
             Some(Arc::new(build_worker(
                 &settings,
                 store.clone(),
-                Arc::new(SystemClock),
+                options.clock,
             )?))
         } else {
             tracing::warn!("delivery.enabled = false: events are stored but not sent to Tallyfy");
             None
         };
+        let mut app = Self {
+            port: 0,
+            server: None,
+            writer,
+            worker,
+            delivery_loop: options.delivery_loop,
+            wake,
+            store,
+        };
         if !settings.http.enabled {
-            return Ok(Self {
-                port: 0,
-                server: None,
-                writer,
-                worker,
-                wake,
-                store,
-            });
+            return Ok(app);
         }
 
         let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))
@@ -91,7 +115,7 @@ impl Application {
                     settings.http.host, settings.http.port
                 )
             })?;
-        let port = listener.local_addr()?.port();
+        app.port = listener.local_addr()?.port();
 
         let sources = Sources::from_settings(&settings.sources);
         tracing::info!(sources = ?sources.names(), "CRM webhook sources configured");
@@ -106,62 +130,38 @@ impl Application {
                 "ingest.auth.mode = \"disabled\" and no [sources] configured: no webhook is accepted"
             );
         }
-        let ingest = web::Data::new(IngestState {
-            auth,
-            writer: writer_handle.clone(),
-            max_body_bytes: settings.http.max_body_bytes,
-            body_timeout: settings.http.body_timeout(),
-            sources,
-        });
-        let ops = web::Data::new(OpsState {
-            store: store.clone(),
-            admin_token: settings.admin.token.as_ref().map(|t| t.to_secret_string()),
-            org_id: settings.tallyfy.org_id.clone(),
-        });
-        let status = web::Data::new(StatusState {
-            store: store.clone(),
-            writer: writer_handle,
-            started: Instant::now(),
-            webhooks,
-        });
-        let mut server = HttpServer::new(move || {
-            App::new()
-                .wrap(from_fn(echo_request_id))
-                .wrap(TracingLogger::<RedactedRootSpan>::new())
-                .app_data(ingest.clone())
-                .app_data(status.clone())
-                .app_data(ops.clone())
-                .configure(ingest::routes)
-                .configure(status::routes)
-                .configure(ops::routes)
-                .default_service(web::to(not_found))
-        })
-        .listen(listener)?
-        .disable_signals()
-        .shutdown_timeout(settings.http.shutdown_timeout_secs);
-        let workers = match settings.http.workers {
-            0 => std::thread::available_parallelism().map_or(1, usize::from),
-            n => n,
+        let endpoints = http::Endpoints {
+            ingest: web::Data::new(IngestState {
+                auth,
+                writer: writer_handle.clone(),
+                max_body_bytes: settings.http.max_body_bytes,
+                body_timeout: settings.http.body_timeout(),
+                sources,
+            }),
+            ops: web::Data::new(OpsState {
+                store: app.store.clone(),
+                admin_token: settings.admin.token.as_ref().map(|t| t.to_secret_string()),
+                org_id: settings.tallyfy.org_id.clone(),
+            }),
+            status: web::Data::new(StatusState {
+                store: app.store.clone(),
+                writer: writer_handle,
+                started: Instant::now(),
+                webhooks,
+            }),
         };
-        let connections = max_connections(settings.http.max_connections);
-        server = server
-            .workers(workers)
-            // actix counts per worker; at least one each so no worker is starved.
-            .max_connections(connections.div_ceil(workers).max(1));
-        tracing::info!(workers, max_connections = connections, "HTTP limits");
-        tracing::info!(port, database = %settings.database.path.display(), "Listening");
-        Ok(Self {
-            port,
-            server: Some(server.run()),
-            writer,
-            worker,
-            wake,
-            store,
-        })
+        app.server = Some(http::server(&settings.http, listener, endpoints)?);
+        tracing::info!(port = app.port, database = %settings.database.path.display(), "Listening");
+        Ok(app)
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The worker this application delivers with (`None` when `delivery.enabled` is false).
+    pub fn worker(&self) -> Option<Arc<Worker>> {
+        self.worker.clone()
     }
 
     /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish,
@@ -171,25 +171,26 @@ impl Application {
             server,
             writer,
             worker,
+            delivery_loop,
             wake,
             store,
             ..
         } = self;
-        let (stop_worker, worker_stopped) = watch::channel(false);
-        let checkpointer = tokio::spawn(checkpoint_periodically(
-            store.clone(),
-            worker_stopped.clone(),
-        ));
-        let worker = worker.map(|worker| tokio::spawn(worker.run(wake, worker_stopped)));
+        // Stops the worker and the checkpointer once the HTTP server has stopped.
+        let stop = CancellationToken::new();
+        let checkpointer = tokio::spawn(checkpoint_periodically(store.clone(), stop.clone()));
+        let worker = worker
+            .filter(|_| delivery_loop)
+            .map(|worker| tokio::spawn(worker.run(wake, stop.clone())));
         let result = match server {
-            Some(server) => serve(server, shutdown).await,
+            Some(server) => http::serve(server, shutdown).await,
             None => {
                 shutdown.await;
                 Ok(())
             }
         };
         tracing::info!("Shutting down: letting running deliveries finish");
-        let _ = stop_worker.send(true);
+        stop.cancel();
         if let Some(worker) = worker
             && let Err(error) = worker.await
         {
@@ -207,10 +208,10 @@ impl Application {
 }
 
 /// Keeps the WAL short without making any webhook's commit pay for it.
-async fn checkpoint_periodically(store: Arc<SqliteStore>, mut stop: watch::Receiver<bool>) {
+async fn checkpoint_periodically(store: Arc<SqliteStore>, stop: CancellationToken) {
     loop {
         tokio::select! {
-            _ = stop.changed() => return,
+            () = stop.cancelled() => return,
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
         if let Err(error) = store.maintain(false).await {
@@ -219,22 +220,8 @@ async fn checkpoint_periodically(store: Arc<SqliteStore>, mut stop: watch::Recei
     }
 }
 
-async fn serve(server: Server, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let handle = server.handle();
-    let mut server = std::pin::pin!(server);
-    tokio::select! {
-        result = &mut server => result.context("The HTTP server failed"),
-        () = shutdown => {
-            tracing::info!("Shutting down: finishing in-flight requests");
-            // The server future must keep being polled for the stop command to run.
-            let ((), result) = tokio::join!(handle.stop(true), &mut server);
-            result.context("The HTTP server failed while stopping")
-        }
-    }
-}
-
 /// The worker with a Tallyfy client made from the validated settings.
-pub fn build_worker(
+fn build_worker(
     settings: &Settings,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
@@ -263,45 +250,4 @@ pub fn build_worker(
         clock,
         CrmClients::from_settings(&settings.sources)?,
     ))
-}
-
-/// `http.max_connections`, or with 0 three quarters of the open-file limit: the rest stays for
-/// the database, the Tallyfy and CRM clients and the listening socket.
-fn max_connections(configured: usize) -> usize {
-    if configured > 0 {
-        return configured;
-    }
-    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
-        .current
-        .unwrap_or(u64::MAX);
-    usize::try_from(limit / 4 * 3)
-        .unwrap_or(usize::MAX)
-        .clamp(16, 25_000)
-}
-
-/// Returns the request id of the tracing span as `x-request-id`, so a caller can quote it.
-async fn echo_request_id(
-    request: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let id = request
-        .extensions()
-        .get::<RequestId>()
-        .and_then(|id| HeaderValue::from_str(&id.to_string()).ok());
-    let mut response = next.call(request).await?;
-    if let Some(id) = id {
-        response
-            .headers_mut()
-            .insert(HeaderName::from_static("x-request-id"), id);
-    }
-    Ok(response)
-}
-
-async fn not_found() -> HttpResponse {
-    json_error(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        "no such endpoint".into(),
-        None,
-    )
 }

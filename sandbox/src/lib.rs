@@ -16,8 +16,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 pub use config::{DuplicateMode, Faults, IdStyle, SandboxConfig};
 pub use guest::SandboxGuest;
@@ -42,12 +42,12 @@ impl Sandbox {
             .local_addr()
             .context("Failed to read the sandbox's bound address")?;
         let shared = Arc::new(Shared::new(config));
-        let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(server::accept_loop(listener, shared.clone(), stopped));
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(server::accept_loop(listener, shared.clone(), stop.clone()));
         Ok(SandboxHandle {
             addr,
             shared,
-            stop,
+            stop: stop.drop_guard(),
             task,
         })
     }
@@ -56,8 +56,8 @@ impl Sandbox {
 pub struct SandboxHandle {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    /// Dropping this (with the handle) also stops the server.
-    stop: watch::Sender<bool>,
+    /// Cancels the server's token when dropped (with the handle), so the server stops too.
+    stop: DropGuard,
     task: JoinHandle<()>,
 }
 
@@ -116,7 +116,7 @@ impl SandboxHandle {
 
     /// Stops accepting and closes open connections (in-flight requests get no response).
     pub async fn shutdown(self) {
-        let _ = self.stop.send(true); // Err only if the server already stopped
+        drop(self.stop);
         if let Err(err) = self.task.await {
             tracing::warn!(error = %err, "sandbox server task failed");
         }
