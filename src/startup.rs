@@ -116,7 +116,7 @@ impl Application {
             auth,
             writer: writer_handle.clone(),
             max_body_bytes: settings.http.max_body_bytes,
-            body_timeout: settings.http.body_timeout(),
+            body_timeout: settings.http.body_timeout,
             sources,
         });
         let ops = web::Data::new(OpsState {
@@ -145,7 +145,7 @@ impl Application {
         })
         .listen(listener)?
         .disable_signals()
-        .shutdown_timeout(settings.http.shutdown_timeout_secs);
+        .shutdown_timeout(settings.http.shutdown_timeout.as_secs());
         let workers = match settings.http.workers {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             n => n,
@@ -259,8 +259,8 @@ pub fn build_worker(
         base_url: tallyfy.base_url.clone(),
         org_id: org_id.clone(),
         token,
-        connect_timeout: Duration::from_millis(tallyfy.connect_timeout_ms),
-        request_timeout: Duration::from_millis(tallyfy.request_timeout_ms),
+        connect_timeout: tallyfy.connect_timeout,
+        request_timeout: tallyfy.request_timeout,
     })?;
     Ok(Worker::new(
         pool,

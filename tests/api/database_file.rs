@@ -110,7 +110,8 @@ async fn a_database_swapped_for_another_one_is_refused_at_start() {
 
 #[tokio::test]
 async fn readiness_is_false_while_a_write_cannot_commit() {
-    let app = spawn_app_with(|s| s.database.busy_timeout_ms = 50).await;
+    let app =
+        spawn_app_with(|s| s.database.busy_timeout = std::time::Duration::from_millis(50)).await;
     assert_eq!(app.get("/health/ready").await.status().as_u16(), 200);
 
     let lock = hold_write_lock(&app).await;

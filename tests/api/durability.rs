@@ -33,7 +33,8 @@ pub async fn hold_write_lock(app: &TestApp) -> WriteLock {
 
 #[tokio::test]
 async fn a_locked_database_gets_503_and_stores_nothing_then_recovers() {
-    let app = spawn_app_with(|s| s.database.busy_timeout_ms = 100).await;
+    let app =
+        spawn_app_with(|s| s.database.busy_timeout = std::time::Duration::from_millis(100)).await;
     let lock = hold_write_lock(&app).await;
 
     let response = app

@@ -68,7 +68,10 @@ async fn live_and_ready_answer_200_on_a_healthy_bridge() {
 
 #[tokio::test]
 async fn ready_is_503_while_the_database_cannot_take_writes() {
-    let app = crate::helpers::spawn_app_with(|s| s.database.busy_timeout_ms = 100).await;
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.database.busy_timeout = std::time::Duration::from_millis(100)
+    })
+    .await;
     let lock = crate::durability::hold_write_lock(&app).await;
 
     let response = app.get("/health/ready").await;

@@ -52,7 +52,7 @@ pub async fn delivery_env_on(
     settings.tallyfy.base_url = sandbox.base_url();
     settings.tallyfy.org_id = Some(org);
     settings.tallyfy.token = Some(secret(&token));
-    settings.tallyfy.request_timeout_ms = 2000;
+    settings.tallyfy.request_timeout = Duration::from_millis(2000);
     settings.delivery.concurrency = 8;
     tune(&mut settings);
     let clock = ManualClock::new(chrono::Utc::now().timestamp_millis());
@@ -216,7 +216,7 @@ async fn the_running_service_delivers_a_posted_contact_without_being_driven() {
     .expect("sandbox");
     let app = crate::helpers::spawn_app_with(|s| {
         s.delivery.enabled = true;
-        s.delivery.idle_poll_ms = 60_000;
+        s.delivery.idle_poll = Duration::from_millis(60_000);
         s.tallyfy.base_url = sandbox.base_url();
         s.tallyfy.org_id = Some("demo-org".into());
         s.tallyfy.token = Some(secret("sandbox-token"));

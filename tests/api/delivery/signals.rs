@@ -60,7 +60,7 @@ async fn the_running_service_calls_once_on_a_refused_token_until_the_next_probe(
     sandbox.set_token("rotated-token");
     let app = spawn_app_with(|s| {
         s.delivery.enabled = true;
-        s.delivery.paused_probe_secs = 3600;
+        s.delivery.paused_probe = Duration::from_secs(3600);
         s.tallyfy.base_url = sandbox.base_url();
         s.tallyfy.org_id = Some("demo-org".into());
         s.tallyfy.token = Some(secret("sandbox-token"));

@@ -17,7 +17,7 @@ Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"email\":";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_that_stalls_gets_408_and_its_connection_closed() {
-    let app = spawn_app_with(|s| s.http.body_timeout_ms = 200).await;
+    let app = spawn_app_with(|s| s.http.body_timeout = Duration::from_millis(200)).await;
     let address = app.address.trim_start_matches("http://").to_owned();
 
     let answer = tokio::task::spawn_blocking(move || {

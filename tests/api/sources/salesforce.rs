@@ -164,7 +164,9 @@ async fn notifications_about_other_objects_are_acknowledged_and_ignored() {
 
 #[tokio::test]
 async fn when_the_outbox_cannot_commit_the_answer_is_a_fault_not_an_ack() {
-    let (app, _crm) = spawn_crm_app_with(|s| s.database.busy_timeout_ms = 100).await;
+    let (app, _crm) =
+        spawn_crm_app_with(|s| s.database.busy_timeout = std::time::Duration::from_millis(100))
+            .await;
     let xml = message(SALESFORCE_ORG_18, &[contact("04l1", "locked@example.com")]);
     let lock = hold_write_lock(&app).await;
     let (status, fault) = answer(post(&app, &xml).await).await;
