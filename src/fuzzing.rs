@@ -4,6 +4,7 @@
 //! Inputs that carry headers are read as a tiny HTTP message, so seeds stay readable fixtures:
 //! a first line of switches, `name: value` lines, a blank line, then the body (docs/fuzzing.md).
 
+use std::sync::LazyLock;
 use std::time::{Duration, SystemTime};
 
 use actix_web::HttpRequest;
@@ -13,7 +14,9 @@ use actix_web::test::TestRequest;
 use base64::Engine;
 use secrecy::SecretString;
 
-use crate::configuration::{HubSpotSettings, PipedriveSettings, SalesforceSettings, Secret};
+use crate::configuration::{
+    HubSpotSettings, PipedriveSettings, SalesforceSettings, Secret, Settings, SourcesSettings,
+};
 use crate::crm::Pending;
 use crate::ingest::auth::{InboundAuth, basic_credentials};
 use crate::ingest::contact::{self, normalise_email};
@@ -37,6 +40,16 @@ const SALESFORCE_ORG: &str = "00D5e000000AbCd";
 const TALLYFY_TOKEN: &str = "tok_VERY_SECRET_value_42";
 /// Longest excerpt `tallyfy::error` keeps, plus its `…`.
 const EXCERPT_MAX: usize = 201;
+
+/// `[sources]` as `config/default.toml` sets it, read once.
+fn default_sources() -> &'static SourcesSettings {
+    static SOURCES: LazyLock<SourcesSettings> = LazyLock::new(|| {
+        Settings::defaults()
+            .expect("config/default.toml loads")
+            .sources
+    });
+    &SOURCES
+}
 
 /// A secret setting, held to the rules of one loaded from the environment.
 fn secret<const N: usize>(value: &str) -> Secret<N> {
@@ -214,7 +227,7 @@ pub fn pipedrive(data: &[u8]) {
         username: Some("crm".into()),
         password: Some(secret(PIPEDRIVE_PASSWORD)),
         api_token: message.has("reads-orgs").then(|| secret("pipedrive-token")),
-        ..PipedriveSettings::default()
+        ..default_sources().pipedrive.clone()
     };
     let adapter = pipedrive::Pipedrive::from_settings(&settings).expect("configured");
     let mut request = message.request();
@@ -235,7 +248,7 @@ pub fn hubspot(data: &[u8]) {
     let settings = HubSpotSettings {
         client_secret: Some(secret(HUBSPOT_SECRET)),
         webhook_url: Some(HUBSPOT_URL.into()),
-        ..HubSpotSettings::default()
+        ..default_sources().hubspot.clone()
     };
     let adapter = hubspot::HubSpot::from_settings(&settings).expect("configured");
     let mut request = message.request();
@@ -281,7 +294,7 @@ pub fn salesforce(data: &[u8]) {
         organization_id: Some(SALESFORCE_ORG.into()),
         endpoint_token: Some(secret(SALESFORCE_TOKEN)),
         company_field: Some("Account_Name__c".into()),
-        ..SalesforceSettings::default()
+        ..default_sources().salesforce.clone()
     };
     let adapter = salesforce::Salesforce::from_settings(&settings).expect("configured");
     let request = message.request().to_http_request();

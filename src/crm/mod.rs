@@ -26,13 +26,12 @@ pub struct CrmClients {
 impl CrmClients {
     pub fn from_settings(sources: &SourcesSettings) -> anyhow::Result<Self> {
         let (hubspot, pipedrive) = (&sources.hubspot, &sources.pipedrive);
-        let timeout = Duration::from_millis;
         Ok(Self {
             hubspot: match &hubspot.api_token {
                 Some(token) => Some(HubSpotClient::new(
                     &hubspot.api_base_url,
                     token.to_secret_string(),
-                    timeout(hubspot.request_timeout_ms),
+                    hubspot.request_timeout,
                 )?),
                 None => None,
             },
@@ -40,7 +39,7 @@ impl CrmClients {
                 Some(token) => Some(PipedriveClient::new(
                     &pipedrive.api_base_url,
                     &token.to_secret_string(),
-                    timeout(pipedrive.request_timeout_ms),
+                    pipedrive.request_timeout,
                 )?),
                 None => None,
             },

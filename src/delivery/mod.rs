@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::configuration::{DeliverySettings, LEASE_MARGIN_MS};
+use crate::configuration::DeliverySettings;
 use crate::crm::CrmClients;
 use crate::domain::outcome::{LeaseLost, Outcome};
 use crate::outbox::{Claimed, Store};
@@ -61,7 +61,7 @@ impl Worker {
         clock: Arc<dyn Clock>,
         crms: CrmClients,
     ) -> Self {
-        let lease = Duration::from_secs(settings.lease_secs);
+        let lease = settings.lease;
         Self {
             store,
             client,
@@ -70,9 +70,9 @@ impl Worker {
             clock,
             concurrency: settings.concurrency,
             lease,
-            call_budget: lease.saturating_sub(Duration::from_millis(LEASE_MARGIN_MS)),
-            paused_probe: Duration::from_secs(settings.paused_probe_secs),
-            idle_poll: Duration::from_millis(settings.idle_poll_ms),
+            call_budget: lease.saturating_sub(policy::LEASE_MARGIN),
+            paused_probe: settings.paused_probe,
+            idle_poll: settings.idle_poll,
             paused: AtomicBool::new(false),
             recorder: recorder::Recorder::default(),
             crms,

@@ -7,6 +7,10 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 
 use crate::configuration::DeliverySettings;
 
+/// Time a worker keeps between its last call's deadline and the end of its lease: start-up
+/// refuses a lease that leaves less, and each attempt's calls must end this long before it.
+pub const LEASE_MARGIN: Duration = Duration::from_secs(5);
+
 /// Milliseconds since the Unix epoch, as stored in the outbox.
 pub trait Clock: Send + Sync {
     fn now_ms(&self) -> i64;
@@ -33,14 +37,14 @@ impl RetryPolicy {
     pub fn from_settings(settings: &DeliverySettings) -> Self {
         Self {
             backoff: ExponentialBuilder::new()
-                .with_min_delay(Duration::from_millis(settings.retry_base_ms))
-                .with_max_delay(Duration::from_millis(settings.retry_cap_ms))
+                .with_min_delay(settings.retry_base)
+                .with_max_delay(settings.retry_cap)
                 .with_factor(2.0)
                 .with_jitter()
                 .without_max_times(),
             max_attempts: settings.max_attempts,
-            max_age: Duration::from_secs(settings.max_age_secs),
-            rate_limit_default: Duration::from_secs(settings.rate_limit_default_secs),
+            max_age: settings.max_age,
+            rate_limit_default: settings.rate_limit_default,
         }
     }
 
@@ -75,14 +79,14 @@ mod tests {
         RetryPolicy::from_settings(&DeliverySettings {
             enabled: true,
             concurrency: 1,
-            lease_secs: 90,
-            retry_base_ms: 1000,
-            retry_cap_ms: 60_000,
+            lease: Duration::from_secs(90),
+            retry_base: Duration::from_millis(1000),
+            retry_cap: Duration::from_millis(60_000),
             max_attempts: 5,
-            max_age_secs: 3600,
-            rate_limit_default_secs: 60,
-            paused_probe_secs: 60,
-            idle_poll_ms: 1000,
+            max_age: Duration::from_secs(3600),
+            rate_limit_default: Duration::from_secs(60),
+            paused_probe: Duration::from_secs(60),
+            idle_poll: Duration::from_millis(1000),
         })
     }
 

@@ -52,7 +52,7 @@ pub(super) fn server(
     })
     .listen(listener)?
     .disable_signals()
-    .shutdown_timeout(settings.shutdown_timeout_secs);
+    .shutdown_timeout(settings.shutdown_timeout.as_secs());
     let workers = match settings.workers {
         0 => std::thread::available_parallelism().map_or(1, usize::from),
         n => n,

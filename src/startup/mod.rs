@@ -135,7 +135,7 @@ impl Application {
                 auth,
                 writer: writer_handle.clone(),
                 max_body_bytes: settings.http.max_body_bytes,
-                body_timeout: settings.http.body_timeout(),
+                body_timeout: settings.http.body_timeout,
                 sources,
             }),
             ops: web::Data::new(OpsState {
@@ -239,8 +239,8 @@ fn build_worker(
         base_url: tallyfy.base_url.clone(),
         org_id: org_id.clone(),
         token,
-        connect_timeout: Duration::from_millis(tallyfy.connect_timeout_ms),
-        request_timeout: Duration::from_millis(tallyfy.request_timeout_ms),
+        connect_timeout: tallyfy.connect_timeout,
+        request_timeout: tallyfy.request_timeout,
     })?;
     Ok(Worker::new(
         store,

@@ -208,6 +208,15 @@ fn primary(list: Option<&Value>) -> Option<String> {
         .or_else(|| entries.iter().find_map(value))
 }
 
+/// Pipedrive's webhook username, as settings give it: HTTP Basic joins the pair with `:`, so
+/// a username holding one could never match. The reason, for the key's error line.
+pub fn check_username(username: &str) -> Result<(), &'static str> {
+    if username.contains(':') {
+        return Err("must not contain ':' (HTTP Basic auth cannot carry it)");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -200,6 +200,30 @@ fn require_xml(request: &HttpRequest) -> Result<(), IngestError> {
     }
 }
 
+/// An organisation id as Salesforce shows it (Setup > Company Information): 15 or 18 letters
+/// and digits. The reason, for the key's error line.
+pub fn check_organization_id(id: &str) -> Result<(), &'static str> {
+    if !matches!(id.len(), 15 | 18) || !id.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err("must be the org's 15- or 18-character id (Setup > Company Information)");
+    }
+    Ok(())
+}
+
+/// The endpoint token is a URL path segment: made of unreserved characters only, the URL
+/// Salesforce calls and the path compared here are the same bytes. Its length is the settings
+/// type's rule.
+pub fn check_endpoint_token(token: &str) -> Result<(), &'static str> {
+    if !token
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+    {
+        return Err(
+            "may hold only letters, digits, '-', '.', '_' and '~' (it is a URL path segment)",
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -44,7 +44,7 @@ fn connect_options(settings: &DatabaseSettings) -> anyhow::Result<SqliteConnectO
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(synchronous)
-        .busy_timeout(settings.busy_timeout())
+        .busy_timeout(settings.busy_timeout)
         .foreign_keys(true)
         // Checkpoints run in the background (`checkpoint`), never inside a webhook's commit.
         .pragma("wal_autocheckpoint", "0")
