@@ -20,7 +20,8 @@ use crate::ingest::contact::{self, normalise_email};
 use crate::ingest::sources::{Adapter, Item, hubspot, pipedrive, salesforce, salesforce_xml};
 use crate::tallyfy::fields::{NAME_MAX, PHONE_MAX, mailbox};
 use crate::tallyfy::types::GuestId;
-use crate::tallyfy::{CallError, GuestRequest, error, parse_retry_after};
+use crate::tallyfy::{CallError, GuestRequest, error};
+use crate::upstream::{self, parse_retry_after};
 
 const SIGNING_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const SHARED_SECRET: &str = "s3cret";
@@ -35,7 +36,7 @@ const HUBSPOT_URL: &str = "https://bridge.example.com/webhooks/hubspot?tag=a%3Ab
 const SALESFORCE_ORG: &str = "00D5e000000AbCd";
 /// Never in an answer once scrubbed; long enough not to hide inside `[REDACTED]`.
 const TALLYFY_TOKEN: &str = "tok_VERY_SECRET_value_42";
-/// Longest excerpt `tallyfy::error` keeps, plus its `…`.
+/// Longest excerpt `upstream` keeps, plus its `…`.
 const EXCERPT_MAX: usize = 201;
 
 /// A secret setting, held to the rules of one loaded from the environment.
@@ -401,7 +402,7 @@ pub fn tallyfy_response(data: &[u8]) {
         assert_tidy(id.as_str(), usize::MAX);
         assert_eq!(GuestId::from_body(message.body), Some(id));
     }
-    let _ = crate::tallyfy::excerpt(message.body);
+    let _ = upstream::excerpt(message.body);
     let Some(status) = message
         .switches
         .first()
@@ -420,16 +421,29 @@ pub fn tallyfy_response(data: &[u8]) {
         }
     }
     let code = status.as_u16();
-    let classified = error::from_response(status, &headers, message.body);
+    let classified = match upstream::classify(status, &headers, message.body, None) {
+        Ok(()) => {
+            assert!(status.is_success(), "{code} taken for a success");
+            return;
+        }
+        Err(failure) => error::from_failure(failure, message.body),
+    };
     assert_eq!(classified.status(), Some(code));
-    let expected = match code {
+    let class_of_status = match code {
         429 => "rate_limited",
         401 | 403 => "unauthorized",
         422 => "unprocessable",
         408 | 500..=599 => "transient",
         _ => "permanent",
     };
-    assert_eq!(classified.class(), expected);
+    let class = match &classified {
+        CallError::RateLimited { .. } => "rate_limited",
+        CallError::Unauthorized { .. } => "unauthorized",
+        CallError::Unprocessable { .. } => "unprocessable",
+        CallError::Transient { .. } => "transient",
+        CallError::Permanent { .. } => "permanent",
+    };
+    assert_eq!(class, class_of_status);
     match &classified {
         CallError::Unprocessable { message: text }
         | CallError::Transient { detail: text, .. }

@@ -19,6 +19,7 @@ pub mod status;
 pub mod tallyfy;
 pub mod telemetry;
 pub mod timefmt;
+pub mod upstream;
 
 pub use configuration::Settings;
 pub use startup::Application;

@@ -492,7 +492,7 @@ impl Ending {
 /// A reason fit for one log line: redacted before it is cut (so no half address survives), then
 /// Tallyfy's excerpt: one line, at most 200 characters.
 fn short(reason: &str) -> String {
-    crate::tallyfy::excerpt(redact(reason).as_bytes())
+    crate::upstream::excerpt(redact(reason).as_bytes())
 }
 
 /// A local database error before any call: retried like a failure that never reached Tallyfy.

@@ -11,6 +11,7 @@ use reqwest::{Method, RequestBuilder, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::error::{self, CallError};
+use crate::upstream::{self, Failure};
 use super::types::{GuestId, GuestRequest};
 
 /// Everything but RFC 3986 unreserved characters, so `@`, `+` and `/` are escaped in a segment.
@@ -47,6 +48,13 @@ struct Received {
     status: StatusCode,
     headers: HeaderMap,
     body: Vec<u8>,
+}
+
+impl Received {
+    /// The shared classification; Tallyfy has no rate-limit window header.
+    fn sorted(&self) -> Result<(), Failure> {
+        upstream::classify(self.status, &self.headers, &self.body, None)
+    }
 }
 
 impl TallyfyClient {
@@ -92,13 +100,11 @@ impl TallyfyClient {
         tracing::debug!(email = %guest.email, "creating Tallyfy guest");
         let request = self.request(Method::POST, &self.guests_url).json(guest);
         let received = self.execute(request).await?;
-        if received.status.is_success() {
-            return id_or_protocol_error(&received).map_err(|e| e.scrub(self.secret()));
+        match received.sorted() {
+            Ok(()) => id_or_protocol_error(&received),
+            Err(failure) => Err(error::from_failure(failure, &received.body)),
         }
-        Err(
-            error::from_response(received.status, &received.headers, &received.body)
-                .scrub(self.secret()),
-        )
+        .map_err(|e| e.scrub(self.secret()))
     }
 
     /// `GET /organizations/{org}/guests/{email}`: any 2xx is found, 404 is not found.
@@ -112,18 +118,12 @@ impl TallyfyClient {
             utf8_percent_encode(email, SEGMENT)
         );
         let received = self.execute(self.request(Method::GET, &url)).await?;
-        if received.status == StatusCode::NOT_FOUND {
-            return Ok(None);
+        match received.sorted() {
+            Ok(()) => id_or_protocol_error(&received).map(Some),
+            Err(Failure::NotFound) => Ok(None),
+            Err(failure) => Err(error::from_failure(failure, &received.body)),
         }
-        if received.status.is_success() {
-            return id_or_protocol_error(&received)
-                .map(Some)
-                .map_err(|e| e.scrub(self.secret()));
-        }
-        Err(
-            error::from_response(received.status, &received.headers, &received.body)
-                .scrub(self.secret()),
-        )
+        .map_err(|e| e.scrub(self.secret()))
     }
 
     fn secret(&self) -> &str {
@@ -144,7 +144,8 @@ impl TallyfyClient {
     }
 
     async fn execute(&self, request: RequestBuilder) -> Result<Received, CallError> {
-        let transport = |e: reqwest::Error| error::from_transport(e).scrub(self.secret());
+        let transport =
+            |e: reqwest::Error| error::from_failure(upstream::transport(e), &[]).scrub(self.secret());
         let response = request.send().await.map_err(transport)?;
         let status = response.status();
         tracing::Span::current().record("status", status.as_u16());
@@ -193,7 +194,7 @@ fn id_or_protocol_error(received: &Received) -> Result<GuestId, CallError> {
         status: Some(received.status.as_u16()),
         detail: format!(
             "success response without a guest id: {}",
-            error::excerpt(&received.body)
+            upstream::excerpt(&received.body)
         ),
     })
 }
@@ -260,8 +261,9 @@ mod tests {
         // Scrubbing the excerpt alone missed a token straddling its 200th character.
         let body = format!("{}{TOKEN} and {TOKEN}", "x".repeat(190)).into_bytes();
         let redacted = redact(body, TOKEN);
-        let text =
-            error::from_response(StatusCode::BAD_REQUEST, &HeaderMap::new(), &redacted).to_string();
+        let failure = upstream::classify(StatusCode::BAD_REQUEST, &HeaderMap::new(), &redacted, None)
+            .expect_err("a 400");
+        let text = error::from_failure(failure, &redacted).to_string();
         assert!(!text.contains(&TOKEN[..6]), "{text}");
         assert!(text.contains("xxx[REDACT"), "{text}");
         assert_eq!(

@@ -5,11 +5,8 @@ mod client;
 mod email;
 pub(crate) mod error;
 pub mod fields;
-mod retry_after;
 pub(crate) mod types;
 
 pub use client::{ClientConfig, TallyfyClient};
 pub use error::CallError;
-pub(crate) use error::excerpt;
-pub use retry_after::parse_retry_after;
 pub use types::{GuestId, GuestRequest};
