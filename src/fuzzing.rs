@@ -15,7 +15,8 @@ use secrecy::SecretString;
 
 use crate::configuration::{HubSpotSettings, PipedriveSettings, SalesforceSettings, Secret};
 use crate::crm::Pending;
-use crate::ingest::auth::{InboundAuth, basic_credentials};
+use crate::http_auth::basic_credentials;
+use crate::ingest::auth::InboundAuth;
 use crate::ingest::contact::{self, normalise_email};
 use crate::ingest::sources::{Adapter, Item, hubspot, pipedrive, salesforce, salesforce_xml};
 use crate::tallyfy::fields::{NAME_MAX, PHONE_MAX, mailbox};

@@ -2,14 +2,13 @@
 //! entry (Tallyfy guest id) of an email. Answer 404 when no admin token is configured.
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::AUTHORIZATION;
 use actix_web::{HttpRequest, HttpResponse, web};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use sqlx::SqlitePool;
 
 use crate::api_error::json_error;
-use crate::ingest::auth::secrets_match;
+use crate::http_auth::{bearer, secrets_match};
 use crate::ingest::contact::normalise_email;
 use crate::outbox::delivery as store;
 
@@ -39,12 +38,7 @@ fn refuse(request: &HttpRequest, state: &OpsState) -> Option<HttpResponse> {
     let Some(expected) = &state.admin_token else {
         return Some(not_found("endpoint"));
     };
-    let presented = request
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+    let presented = bearer(request.headers()).unwrap_or("");
     if secrets_match(presented.as_bytes(), expected.expose_secret().as_bytes()) {
         None
     } else {

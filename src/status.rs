@@ -10,7 +10,8 @@ use serde_json::json;
 use sqlx::SqlitePool;
 
 use crate::api_error::json_error;
-use crate::outbox::{self, DatabaseFile, WriterHandle, now_ms};
+use crate::outbox::{self, DatabaseFile, WriterHandle};
+use crate::time::now_ms;
 
 pub struct StatusState {
     pub pool: SqlitePool,
@@ -30,7 +31,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 fn iso(ms: Option<i64>) -> Option<String> {
-    ms.and_then(crate::timefmt::rfc3339)
+    ms.and_then(crate::time::rfc3339)
 }
 
 fn age_secs(ms: Option<i64>, now: i64) -> Option<f64> {

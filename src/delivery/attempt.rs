@@ -478,7 +478,7 @@ impl Ending {
     fn log(&self, outbox_id: i64, attempt: i64, status: Option<u16>) {
         match self {
             Self::Retry { reason, at } => {
-                let retry_at = crate::timefmt::rfc3339(*at).unwrap_or_default();
+                let retry_at = crate::time::rfc3339(*at).unwrap_or_default();
                 tracing::warn!(outbox_id, attempt, status, %reason, %retry_at, "Delivery attempt failed; will retry");
             }
             Self::Failed { reason } => {

@@ -398,22 +398,22 @@ pub struct DeliveryView {
     pub email: String,
     pub state: String,
     pub attempts: i64,
-    #[serde(serialize_with = "crate::timefmt::serialize_ms")]
+    #[serde(serialize_with = "crate::time::serialize_ms")]
     pub next_attempt_at: i64,
-    #[serde(serialize_with = "crate::timefmt::serialize_opt_ms")]
+    #[serde(serialize_with = "crate::time::serialize_opt_ms")]
     pub lease_until: Option<i64>,
     pub guest_id: Option<String>,
     pub last_error: Option<String>,
-    #[serde(serialize_with = "crate::timefmt::serialize_ms")]
+    #[serde(serialize_with = "crate::time::serialize_ms")]
     pub received_at: i64,
-    #[serde(serialize_with = "crate::timefmt::serialize_opt_ms")]
+    #[serde(serialize_with = "crate::time::serialize_opt_ms")]
     pub delivered_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
 pub struct AttemptView {
     pub attempt: i64,
-    #[serde(serialize_with = "crate::timefmt::serialize_ms")]
+    #[serde(serialize_with = "crate::time::serialize_ms")]
     pub started_at: i64,
     pub duration_ms: i64,
     pub http_status: Option<i64>,
@@ -453,7 +453,7 @@ pub struct LedgerEntry {
     pub guest_id: String,
     pub outbox_id: i64,
     pub learned_by: String,
-    #[serde(serialize_with = "crate::timefmt::serialize_ms")]
+    #[serde(serialize_with = "crate::time::serialize_ms")]
     pub created_at: i64,
 }
 

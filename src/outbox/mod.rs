@@ -18,6 +18,7 @@ use sqlx::sqlite::{
 };
 
 use crate::configuration::{DatabaseSettings, Synchronous};
+use crate::time::now_ms;
 
 pub use identity::{DatabaseFile, FileLost};
 pub use snapshot::{Snapshot, StateCounts, snapshot};
@@ -25,11 +26,6 @@ pub use writer::{Accepted, NewEvent, StoreError, WriterHandle};
 
 /// Schema changes, embedded in the binary.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
-
-/// Milliseconds since the Unix epoch: the time unit of every column.
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
 
 fn connect_options(settings: &DatabaseSettings) -> anyhow::Result<SqliteConnectOptions> {
     if let Some(dir) = settings.path.parent().filter(|d| !d.as_os_str().is_empty()) {

@@ -8,7 +8,8 @@ use anyhow::Context;
 use sqlx::sqlite::SqliteConnection;
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use super::{DatabaseFile, append, now_ms};
+use super::{DatabaseFile, append};
+use crate::time::now_ms;
 
 /// After a failed commit, how long readiness stays false even if a small probe write works:
 /// a full disk may still take one page and refuse a batch.

@@ -11,8 +11,8 @@ use reqwest::{Method, RequestBuilder, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::error::{self, CallError};
-use crate::upstream::{self, Failure};
 use super::types::{GuestId, GuestRequest};
+use crate::upstream::{self, Failure};
 
 /// Everything but RFC 3986 unreserved characters, so `@`, `+` and `/` are escaped in a segment.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -144,8 +144,9 @@ impl TallyfyClient {
     }
 
     async fn execute(&self, request: RequestBuilder) -> Result<Received, CallError> {
-        let transport =
-            |e: reqwest::Error| error::from_failure(upstream::transport(e), &[]).scrub(self.secret());
+        let transport = |e: reqwest::Error| {
+            error::from_failure(upstream::transport(e), &[]).scrub(self.secret())
+        };
         let response = request.send().await.map_err(transport)?;
         let status = response.status();
         tracing::Span::current().record("status", status.as_u16());
@@ -261,8 +262,9 @@ mod tests {
         // Scrubbing the excerpt alone missed a token straddling its 200th character.
         let body = format!("{}{TOKEN} and {TOKEN}", "x".repeat(190)).into_bytes();
         let redacted = redact(body, TOKEN);
-        let failure = upstream::classify(StatusCode::BAD_REQUEST, &HeaderMap::new(), &redacted, None)
-            .expect_err("a 400");
+        let failure =
+            upstream::classify(StatusCode::BAD_REQUEST, &HeaderMap::new(), &redacted, None)
+                .expect_err("a 400");
         let text = error::from_failure(failure, &redacted).to_string();
         assert!(!text.contains(&TOKEN[..6]), "{text}");
         assert!(text.contains("xxx[REDACT"), "{text}");

@@ -213,7 +213,10 @@ mod tests {
                 excerpt: "gone".into()
             }
         );
-        assert_eq!(sorted(403, &h, b""), CallError::Unauthorized { status: 403 });
+        assert_eq!(
+            sorted(403, &h, b""),
+            CallError::Unauthorized { status: 403 }
+        );
         assert!(matches!(
             sorted(502, &h, b""),
             CallError::Transient {

@@ -102,7 +102,11 @@ pub fn transport(error: reqwest::Error) -> Failure {
 
 /// Retry-After if sent; otherwise the API's rate-limit window, after which the burst that hit
 /// the limit is gone.
-fn rate_limit_wait(headers: &HeaderMap, window: Option<Window>, now: SystemTime) -> Option<Duration> {
+fn rate_limit_wait(
+    headers: &HeaderMap,
+    window: Option<Window>,
+    now: SystemTime,
+) -> Option<Duration> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     header(RETRY_AFTER.as_str())
         .and_then(|v| parse_retry_after(v, now))
@@ -167,6 +171,9 @@ mod tests {
                 retry_after: Some(Duration::from_secs(3))
             })
         );
-        assert_eq!(rate_limit_wait(&HeaderMap::new(), Some(MS_WINDOW), now), None);
+        assert_eq!(
+            rate_limit_wait(&HeaderMap::new(), Some(MS_WINDOW), now),
+            None
+        );
     }
 }

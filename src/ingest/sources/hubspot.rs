@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::{Adapter, IngestError, Item, RecordIds, json_body, refused};
 use crate::configuration::HubSpotSettings;
 use crate::crm::{ContactRef, Pending};
-use crate::ingest::auth::secrets_match;
+use crate::http_auth::secrets_match;
 
 pub const SOURCE: &str = "hubspot";
 
@@ -83,7 +83,7 @@ impl HubSpot {
 
 impl Adapter for HubSpot {
     fn receive(&self, request: &HttpRequest, body: &[u8]) -> Result<Vec<Item>, IngestError> {
-        self.verify(request, body, crate::outbox::now_ms())
+        self.verify(request, body, crate::time::now_ms())
             .map_err(|reason| refused(SOURCE, reason))?;
         let Value::Array(events) = json_body(request, body)? else {
             return Err(IngestError::MalformedJson {

@@ -15,9 +15,9 @@ use futures_util::future::{LocalBoxFuture, join_all};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
-use super::auth::secrets_match;
 use super::{IngestError, IngestState, check_encoding, read_body};
 use crate::configuration::SourcesSettings;
+use crate::http_auth::secrets_match;
 use crate::outbox::NewEvent;
 use crate::tallyfy::fields::{Drafted, FieldProblem};
 use report::log_report;

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use super::{Adapter, IngestError, Item, RecordIds, Report, json_body, json_reply, refused};
 use crate::configuration::PipedriveSettings;
 use crate::crm::{OrgRef, Pending};
-use crate::ingest::auth::{basic_credentials, secrets_match};
+use crate::http_auth::{basic_credentials, secrets_match};
 use crate::tallyfy::fields::{ContactDraft, LIST_MAX};
 
 pub const SOURCE: &str = "pipedrive";
