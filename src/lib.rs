@@ -7,6 +7,7 @@ pub mod api_error;
 pub mod configuration;
 pub mod crm;
 pub mod delivery;
+pub mod domain;
 #[cfg(fuzzing)]
 pub mod fuzzing;
 pub mod http_auth;

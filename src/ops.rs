@@ -8,8 +8,8 @@ use serde_json::json;
 use sqlx::SqlitePool;
 
 use crate::api_error::json_error;
+use crate::domain::lookup_key;
 use crate::http_auth::{bearer, secrets_match};
-use crate::ingest::contact::normalise_email;
 use crate::outbox::delivery as store;
 
 pub struct OpsState {
@@ -93,7 +93,7 @@ async fn guest(
     let Some(org_id) = &state.org_id else {
         return not_found("guest");
     };
-    match store::ledger_entry(&state.pool, org_id, &normalise_email(&email)).await {
+    match store::ledger_entry(&state.pool, org_id, &lookup_key(&email)).await {
         Ok(Some(entry)) => HttpResponse::Ok().json(entry),
         Ok(None) => not_found("guest"),
         Err(error) => internal(error),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::configuration::SourcesSettings;
-use crate::tallyfy::GuestRequest;
+use crate::domain::Guest;
 use crate::upstream::{self, Failure, Window, excerpt};
 pub use hubspot::{ContactRef, HubSpotClient};
 pub use pipedrive::{OrgRef, PipedriveClient};
@@ -56,7 +56,7 @@ pub enum Pending {
     /// The guest is known but for its company: the person's organisation is to be fetched.
     PipedriveOrg {
         pipedrive_org: OrgRef,
-        guest: Box<GuestRequest>,
+        guest: Box<Guest>,
     },
 }
 
@@ -178,20 +178,28 @@ mod tests {
             pipedrive_org: OrgRef {
                 org_id: "42".into(),
             },
-            guest: Box::new(GuestRequest::new("a@example.com")),
+            guest: Box::new(Guest::new("a@example.com")),
         };
         for pending in [hubspot, pipedrive] {
             let json = serde_json::to_string(&pending).expect("json");
-            assert!(
-                serde_json::from_str::<GuestRequest>(&json).is_err(),
-                "{json}"
-            );
+            assert!(serde_json::from_str::<Guest>(&json).is_err(), "{json}");
             assert_eq!(
                 serde_json::from_str::<Pending>(&json).expect("back"),
                 pending
             );
         }
-        let guest = serde_json::to_string(&GuestRequest::new("a@example.com")).expect("json");
+        let guest = serde_json::to_string(&Guest::new("a@example.com")).expect("json");
         assert!(serde_json::from_str::<Pending>(&guest).is_err());
+    }
+
+    #[test]
+    fn pending_rows_of_the_current_release_read_back_and_write_the_same_bytes() {
+        for stored in [
+            r#"{"hubspot_contact":{"portal_id":"62515","contact_id":"5012"}}"#,
+            r#"{"pipedrive_org":{"org_id":"42"},"guest":{"email":"G@example.com","first_name":"Grace","associated_members":[7]}}"#,
+        ] {
+            let pending: Pending = serde_json::from_str(stored).expect("a pending row");
+            assert_eq!(serde_json::to_string(&pending).expect("json"), stored);
+        }
     }
 }

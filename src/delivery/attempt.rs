@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 
 use crate::crm::{ContactRef, FetchError, OrgRef, Pending};
+use crate::domain::{Guest, NAME_MAX, has_control};
 use crate::outbox::delivery::{AttemptLog, AttemptResult, Claimed, GateChange, Resolution};
-use crate::tallyfy::fields::{NAME_MAX, has_control};
-use crate::tallyfy::{CallError, GuestRequest};
+use crate::tallyfy::CallError;
 
 use super::{Outcome, Worker, redact};
 
@@ -19,7 +19,7 @@ use super::{Outcome, Worker, redact};
 #[serde(untagged)]
 enum Stored {
     Pending(Pending),
-    Guest(Box<GuestRequest>),
+    Guest(Box<Guest>),
 }
 
 /// What the calls established, before retry policy is applied.
@@ -49,7 +49,7 @@ enum Verdict {
 
 impl Verdict {
     /// A completed row: its email and the guest to create.
-    fn fetched(email: String, guest: &GuestRequest) -> Self {
+    fn fetched(email: String, guest: &Guest) -> Self {
         match serde_json::to_string(guest) {
             Ok(payload) => Self::Fetched { email, payload },
             Err(error) => Self::Unusable(format!("the fetched guest is unusable: {error}")),
@@ -219,7 +219,7 @@ impl Worker {
                     let left_out: Vec<&str> = drafted.dropped.iter().map(|p| p.field).collect();
                     tracing::info!(?left_out, "Fields over Tallyfy's limits left out");
                 }
-                Verdict::fetched(drafted.normalised_email, &drafted.guest)
+                Verdict::fetched(drafted.normalised_email.into(), &drafted.guest)
             }
             Err(problem) => Verdict::Unusable(format!(
                 "HubSpot contact {}: {}",
@@ -231,11 +231,7 @@ impl Worker {
     /// The guest with its Pipedrive organisation's name as company. Without a token (any more),
     /// a deleted organisation or a name over Tallyfy's limit (or with a control character), the
     /// guest goes without one.
-    async fn fetch_company(
-        &self,
-        org: &OrgRef,
-        mut guest: GuestRequest,
-    ) -> Result<GuestRequest, FetchError> {
+    async fn fetch_company(&self, org: &OrgRef, mut guest: Guest) -> Result<Guest, FetchError> {
         match &self.crms.pipedrive {
             Some(pipedrive) => {
                 guest.company_name = pipedrive

@@ -6,9 +6,9 @@ use std::str::FromStr;
 use serde_json::{Map, Value};
 
 use super::error::IngestError;
-use crate::tallyfy::GuestRequest;
-pub use crate::tallyfy::fields::normalise_email;
-use crate::tallyfy::fields::{EMAIL_MAX, LIST_MAX, NAME_MAX, PHONE_MAX, has_control, mailbox};
+use crate::domain::{
+    EMAIL_MAX, Guest, LIST_MAX, NAME_MAX, NormalisedEmail, PHONE_MAX, has_control,
+};
 /// Not documented by Tallyfy; a sanity bound for URLs and other free text.
 const TEXT_MAX: usize = 2000;
 /// Largest member id accepted: 2^53 − 1, the largest integer Tallyfy's JavaScript clients (its
@@ -21,10 +21,10 @@ pub const EVENT_ID_MAX: usize = 255;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Contact {
     pub event_id: Option<String>,
-    pub normalised_email: String,
+    pub normalised_email: NormalisedEmail,
     /// The guest fields, stored with the email as the CRM wrote it (trimmed) for operators;
     /// delivery sends `normalised_email` instead, the identity it also looks guests up by.
-    pub guest: GuestRequest,
+    pub guest: Guest,
 }
 
 /// Parses and validates the body of `POST /webhooks/contacts`.
@@ -40,9 +40,9 @@ pub fn parse(body: &[u8]) -> Result<Contact, IngestError> {
     let email = reader
         .text("email", EMAIL_MAX)?
         .ok_or_else(|| IngestError::invalid("email", "missing_field", "email is required"))?;
-    let normalised_email =
-        mailbox(&email).map_err(|why| IngestError::invalid("email", "invalid_email", &why))?;
-    let guest = GuestRequest {
+    let normalised_email = NormalisedEmail::parse(&email)
+        .map_err(|why| IngestError::invalid("email", "invalid_email", &why))?;
+    let guest = Guest {
         first_name: reader.text("first_name", NAME_MAX)?,
         last_name: reader.text("last_name", NAME_MAX)?,
         company_name: reader.text("company_name", NAME_MAX)?,
@@ -195,7 +195,7 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(contact.event_id.as_deref(), Some("evt_1"));
-        assert_eq!(contact.normalised_email, "ada@example.com");
+        assert_eq!(contact.normalised_email.as_str(), "ada@example.com");
         assert_eq!(contact.guest.email, "Ada@Example.COM");
         assert_eq!(contact.guest.last_name, None);
         assert_eq!(contact.guest.associated_members, Some(vec![12, 34]));

@@ -12,6 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::error::{self, CallError};
 use super::types::{GuestId, GuestRequest};
+use crate::domain::Guest;
 use crate::upstream::{self, Failure};
 
 /// Everything but RFC 3986 unreserved characters, so `@`, `+` and `/` are escaped in a segment.
@@ -96,9 +97,10 @@ impl TallyfyClient {
     /// A 2xx without a readable id is reported as `Transient { may_have_reached: true }`:
     /// Tallyfy did act, so the worker must look the guest up rather than fail or re-POST.
     #[tracing::instrument(name = "tallyfy.create_guest", skip_all, fields(status))]
-    pub async fn create_guest(&self, guest: &GuestRequest) -> Result<GuestId, CallError> {
+    pub async fn create_guest(&self, guest: &Guest) -> Result<GuestId, CallError> {
         tracing::debug!(email = %guest.email, "creating Tallyfy guest");
-        let request = self.request(Method::POST, &self.guests_url).json(guest);
+        let body = GuestRequest::from(guest);
+        let request = self.request(Method::POST, &self.guests_url).json(&body);
         let received = self.execute(request).await?;
         match received.sorted() {
             Ok(()) => id_or_protocol_error(&received),

@@ -6,8 +6,10 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::domain::Guest;
+
 /// Body of `POST /organizations/{org}/guests`. Only set fields are sent.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Serialize, Clone, Debug, Default, PartialEq, Eq)]
 pub struct GuestRequest {
     pub email: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -41,6 +43,42 @@ impl GuestRequest {
         Self {
             email: email.into(),
             ..Self::default()
+        }
+    }
+}
+
+/// Tallyfy's request for the bridge's guest: today field for field.
+impl From<&Guest> for GuestRequest {
+    fn from(guest: &Guest) -> Self {
+        let Guest {
+            email,
+            first_name,
+            last_name,
+            company_name,
+            phone_1,
+            phone_2,
+            timezone,
+            company_url,
+            contact_url,
+            image_url,
+            opportunity_name,
+            opportunity_url,
+            associated_members,
+        } = guest.clone();
+        Self {
+            email,
+            first_name,
+            last_name,
+            company_name,
+            phone_1,
+            phone_2,
+            timezone,
+            company_url,
+            contact_url,
+            image_url,
+            opportunity_name,
+            opportunity_url,
+            associated_members,
         }
     }
 }
@@ -102,6 +140,19 @@ mod tests {
         assert_eq!(GuestId::from_body(br#"{"data":{"id":""}}"#), None);
         assert_eq!(GuestId::from_body(br#"{"data":{"id":null}}"#), None);
         assert_eq!(GuestId::from_body(b"<html>ok</html>"), None);
+    }
+
+    #[test]
+    fn the_request_carries_the_guest_as_stored() {
+        let guest = Guest {
+            first_name: Some("Ada".into()),
+            associated_members: Some(vec![7]),
+            ..Guest::new("a@example.com")
+        };
+        assert_eq!(
+            serde_json::to_string(&GuestRequest::from(&guest)).expect("json"),
+            serde_json::to_string(&guest).expect("json")
+        );
     }
 
     #[test]

@@ -9,8 +9,8 @@ use serde_json::{Map, Value};
 use super::{Adapter, IngestError, Item, RecordIds, Report, json_body, json_reply, refused};
 use crate::configuration::PipedriveSettings;
 use crate::crm::{OrgRef, Pending};
+use crate::domain::{ContactDraft, LIST_MAX};
 use crate::http_auth::{basic_credentials, secrets_match};
-use crate::tallyfy::fields::{ContactDraft, LIST_MAX};
 
 pub const SOURCE: &str = "pipedrive";
 
@@ -153,7 +153,7 @@ fn person_event(body: &Map<String, Value>, reads_orgs: bool) -> Result<Item, Ing
         (Some(org_id), Ok(drafted)) => Item::event(
             SOURCE,
             event_id,
-            drafted.normalised_email,
+            drafted.normalised_email.into(),
             &Pending::PipedriveOrg {
                 pipedrive_org: OrgRef { org_id },
                 guest: Box::new(drafted.guest),

@@ -1,0 +1,10 @@
+//! The pipeline's own vocabulary, shared by ingest, the CRM readers, delivery and the admin
+//! endpoints: a normalised email, the contact a CRM sent, the guest to create and its limits.
+
+mod contact;
+mod email;
+mod guest;
+
+pub use contact::{ContactDraft, Drafted, FieldProblem};
+pub use email::{EMAIL_MAX, LOCAL_MAX, NormalisedEmail, lookup_key};
+pub use guest::{Guest, LIST_MAX, NAME_MAX, PHONE_MAX, has_control};
