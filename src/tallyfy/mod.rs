@@ -4,6 +4,7 @@
 
 mod client;
 pub(crate) mod error;
+mod redact;
 pub(crate) mod types;
 
 pub use client::{ClientConfig, TallyfyClient};
