@@ -10,6 +10,7 @@ pub mod delivery;
 pub mod domain;
 #[cfg(fuzzing)]
 pub mod fuzzing;
+pub mod http_auth;
 pub mod ingest;
 pub mod ops;
 pub mod outbox;
@@ -18,7 +19,8 @@ pub mod startup;
 pub mod status;
 pub mod tallyfy;
 pub mod telemetry;
-pub mod timefmt;
+pub mod time;
+pub mod upstream;
 
 pub use configuration::Settings;
 pub use startup::Application;

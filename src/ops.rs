@@ -4,15 +4,14 @@
 use std::sync::Arc;
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::AUTHORIZATION;
 use actix_web::{HttpRequest, HttpResponse, web};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
 use crate::api_error::json_error;
+use crate::domain::lookup_key;
 use crate::domain::outcome::{AttemptClass, LearnedBy};
-use crate::ingest::auth::secrets_match;
-use crate::ingest::contact::normalise_email;
+use crate::http_auth::{bearer, secrets_match};
 use crate::outbox::{RowState, Store};
 
 pub struct OpsState {
@@ -41,12 +40,7 @@ fn refuse(request: &HttpRequest, state: &OpsState) -> Option<HttpResponse> {
     let Some(expected) = &state.admin_token else {
         return Some(not_found("endpoint"));
     };
-    let presented = request
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+    let presented = bearer(request.headers()).unwrap_or("");
     if secrets_match(presented.as_bytes(), expected.expose_secret().as_bytes()) {
         None
     } else {
@@ -101,11 +95,7 @@ async fn guest(
     let Some(org_id) = &state.org_id else {
         return not_found("guest");
     };
-    match state
-        .store
-        .ledger_entry(org_id, &normalise_email(&email))
-        .await
-    {
+    match state.store.ledger_entry(org_id, &lookup_key(&email)).await {
         Ok(Some(entry)) => HttpResponse::Ok().json(entry),
         Ok(None) => not_found("guest"),
         Err(error) => internal(error),
@@ -121,15 +111,15 @@ pub struct DeliveryView {
     pub email: String,
     pub state: RowState,
     pub attempts: i64,
-    #[serde(serialize_with = "crate::timefmt::serialize_ms")]
+    #[serde(serialize_with = "crate::time::serialize_ms")]
     pub next_attempt_at: i64,
-    #[serde(serialize_with = "crate::timefmt::serialize_opt_ms")]
+    #[serde(serialize_with = "crate::time::serialize_opt_ms")]
     pub lease_until: Option<i64>,
     pub guest_id: Option<String>,
     pub last_error: Option<String>,
-    #[serde(serialize_with = "crate::timefmt::serialize_ms")]
+    #[serde(serialize_with = "crate::time::serialize_ms")]
     pub received_at: i64,
-    #[serde(serialize_with = "crate::timefmt::serialize_opt_ms")]
+    #[serde(serialize_with = "crate::time::serialize_opt_ms")]
     pub delivered_at: Option<i64>,
 }
 
@@ -137,7 +127,7 @@ pub struct DeliveryView {
 #[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
 pub struct AttemptView {
     pub attempt: i64,
-    #[serde(serialize_with = "crate::timefmt::serialize_ms")]
+    #[serde(serialize_with = "crate::time::serialize_ms")]
     pub started_at: i64,
     pub duration_ms: i64,
     pub http_status: Option<i64>,
@@ -153,6 +143,6 @@ pub struct LedgerEntry {
     pub guest_id: String,
     pub outbox_id: i64,
     pub learned_by: LearnedBy,
-    #[serde(serialize_with = "crate::timefmt::serialize_ms")]
+    #[serde(serialize_with = "crate::time::serialize_ms")]
     pub created_at: i64,
 }

@@ -9,7 +9,8 @@ use actix_web::{HttpResponse, web};
 use serde_json::json;
 
 use crate::api_error::json_error;
-use crate::outbox::{Store, WriterHandle, now_ms};
+use crate::outbox::{Store, WriterHandle};
+use crate::time::now_ms;
 
 pub struct StatusState {
     /// `/status` and readiness fail while it reports a problem (a deleted or replaced file).
@@ -52,7 +53,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 fn iso(ms: Option<i64>) -> Option<String> {
-    ms.and_then(crate::timefmt::rfc3339)
+    ms.and_then(crate::time::rfc3339)
 }
 
 fn age_secs(ms: Option<i64>, now: i64) -> Option<f64> {

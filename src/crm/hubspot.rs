@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{FetchError, Window, fetch, http_client};
-use crate::tallyfy::fields::ContactDraft;
+use crate::domain::ContactDraft;
 
 /// One HubSpot contact: the account (portal) and the contact's id in it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

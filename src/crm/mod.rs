@@ -4,14 +4,13 @@
 pub mod hubspot;
 pub mod pipedrive;
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use reqwest::StatusCode;
-use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde::{Deserialize, Serialize};
 
 use crate::configuration::SourcesSettings;
-use crate::tallyfy::{GuestRequest, excerpt, parse_retry_after};
+use crate::domain::Guest;
+use crate::upstream::{self, Failure, Window, excerpt};
 pub use hubspot::{ContactRef, HubSpotClient};
 pub use pipedrive::{OrgRef, PipedriveClient};
 
@@ -56,7 +55,7 @@ pub enum Pending {
     /// The guest is known but for its company: the person's organisation is to be fetched.
     PipedriveOrg {
         pipedrive_org: OrgRef,
-        guest: Box<GuestRequest>,
+        guest: Box<Guest>,
     },
 }
 
@@ -88,6 +87,25 @@ pub enum FetchError {
 }
 
 impl FetchError {
+    /// A CRM's reading of a failed read: a 404 is a record deleted or merged, a 422 a refusal
+    /// like any other 4xx. `body` is the response's (empty without one).
+    fn from_failure(failure: Failure, body: &[u8]) -> Self {
+        match failure {
+            Failure::NotFound => Self::NotFound,
+            Failure::RateLimited { retry_after } => Self::RateLimited { retry_after },
+            Failure::Unauthorized { status } => Self::Unauthorized { status },
+            Failure::Transient { status, detail, .. } => Self::Transient { status, detail },
+            Failure::Unprocessable => Self::Permanent {
+                status: 422,
+                detail: excerpt(body),
+            },
+            Failure::Permanent { status, excerpt } => Self::Permanent {
+                status,
+                detail: excerpt,
+            },
+        }
+    }
+
     pub fn status(&self) -> Option<u16> {
         match self {
             Self::NotFound => Some(404),
@@ -111,9 +129,6 @@ fn http_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
         .context("Failed to build a CRM HTTP client")
 }
 
-/// A CRM's rate-limit window header and its unit: the wait after a 429 without Retry-After.
-type Window = (&'static str, fn(u64) -> Duration);
-
 /// Sends `request` and sorts the answer: the body of a 2xx, or the error class of anything else.
 async fn fetch(request: reqwest::RequestBuilder, window: Window) -> Result<Vec<u8>, FetchError> {
     let response = request.send().await.map_err(transport)?;
@@ -121,76 +136,33 @@ async fn fetch(request: reqwest::RequestBuilder, window: Window) -> Result<Vec<u
     tracing::Span::current().record("status", status.as_u16());
     let headers = response.headers().clone();
     let body = response.bytes().await.map_err(transport)?.to_vec();
-    match status {
-        s if s.is_success() => Ok(body),
-        StatusCode::NOT_FOUND => Err(FetchError::NotFound),
-        StatusCode::TOO_MANY_REQUESTS => Err(FetchError::RateLimited {
-            retry_after: rate_limit_wait(&headers, window),
-        }),
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(FetchError::Unauthorized {
-            status: status.as_u16(),
-        }),
-        s if s.as_u16() == 408 || s.is_server_error() => Err(FetchError::Transient {
-            status: Some(s.as_u16()),
-            detail: excerpt(&body),
-        }),
-        s => Err(FetchError::Permanent {
-            status: s.as_u16(),
-            detail: excerpt(&body),
-        }),
+    match upstream::classify(status, &headers, &body, Some(window)) {
+        Ok(()) => Ok(body),
+        Err(failure) => Err(FetchError::from_failure(failure, &body)),
     }
-}
-
-/// Retry-After if the CRM sends one; otherwise its rate-limit window, after which the burst
-/// that hit the limit is gone.
-fn rate_limit_wait(headers: &HeaderMap, (window, unit): Window) -> Option<Duration> {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    header(RETRY_AFTER.as_str())
-        .and_then(|v| parse_retry_after(v, SystemTime::now()))
-        .or_else(|| Some(unit(header(window)?.trim().parse().ok()?)))
 }
 
 fn transport(error: reqwest::Error) -> FetchError {
-    // Keep URLs (ids, and for some CRMs tokens) out of error text.
-    let error = error.without_url();
-    let kind = if error.is_timeout() {
-        "timed out"
-    } else if error.is_connect() {
-        "connect failed"
-    } else {
-        "request failed"
-    };
-    FetchError::Transient {
-        status: None,
-        detail: format!("{kind}: {error}"),
-    }
+    FetchError::from_failure(upstream::transport(error), &[])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const HUBSPOT_WINDOW: Window = hubspot::WINDOW;
-
     #[test]
-    fn a_429_waits_for_retry_after_else_the_rolling_window() {
-        let mut headers = HeaderMap::new();
-        headers.insert(HUBSPOT_WINDOW.0, "10000".parse().expect("value"));
-        headers.insert(pipedrive::WINDOW.0, "2".parse().expect("value"));
+    fn a_404_is_a_missing_record_and_a_422_a_refusal() {
         assert_eq!(
-            rate_limit_wait(&headers, HUBSPOT_WINDOW),
-            Some(Duration::from_secs(10))
+            FetchError::from_failure(Failure::NotFound, b""),
+            FetchError::NotFound
         );
         assert_eq!(
-            rate_limit_wait(&headers, pipedrive::WINDOW),
-            Some(Duration::from_secs(2))
+            FetchError::from_failure(Failure::Unprocessable, b"bad"),
+            FetchError::Permanent {
+                status: 422,
+                detail: "bad".into()
+            }
         );
-        headers.insert(RETRY_AFTER, "3".parse().expect("value"));
-        assert_eq!(
-            rate_limit_wait(&headers, HUBSPOT_WINDOW),
-            Some(Duration::from_secs(3))
-        );
-        assert_eq!(rate_limit_wait(&HeaderMap::new(), HUBSPOT_WINDOW), None);
     }
 
     #[test]
@@ -205,20 +177,28 @@ mod tests {
             pipedrive_org: OrgRef {
                 org_id: "42".into(),
             },
-            guest: Box::new(GuestRequest::new("a@example.com")),
+            guest: Box::new(Guest::new("a@example.com")),
         };
         for pending in [hubspot, pipedrive] {
             let json = serde_json::to_string(&pending).expect("json");
-            assert!(
-                serde_json::from_str::<GuestRequest>(&json).is_err(),
-                "{json}"
-            );
+            assert!(serde_json::from_str::<Guest>(&json).is_err(), "{json}");
             assert_eq!(
                 serde_json::from_str::<Pending>(&json).expect("back"),
                 pending
             );
         }
-        let guest = serde_json::to_string(&GuestRequest::new("a@example.com")).expect("json");
+        let guest = serde_json::to_string(&Guest::new("a@example.com")).expect("json");
         assert!(serde_json::from_str::<Pending>(&guest).is_err());
+    }
+
+    #[test]
+    fn pending_rows_of_the_current_release_read_back_and_write_the_same_bytes() {
+        for stored in [
+            r#"{"hubspot_contact":{"portal_id":"62515","contact_id":"5012"}}"#,
+            r#"{"pipedrive_org":{"org_id":"42"},"guest":{"email":"G@example.com","first_name":"Grace","associated_members":[7]}}"#,
+        ] {
+            let pending: Pending = serde_json::from_str(stored).expect("a pending row");
+            assert_eq!(serde_json::to_string(&pending).expect("json"), stored);
+        }
     }
 }

@@ -9,9 +9,9 @@ use serde::Deserialize;
 
 use crate::crm::{ContactRef, FetchError, OrgRef, Pending};
 use crate::domain::outcome::{LearnedBy, LeaseLost, Outcome};
+use crate::domain::{Guest, NAME_MAX, has_control};
 use crate::outbox::{AttemptLog, AttemptResult, Claimed};
-use crate::tallyfy::fields::{NAME_MAX, has_control};
-use crate::tallyfy::{CallError, GuestRequest};
+use crate::tallyfy::CallError;
 
 use super::Worker;
 use super::resolve::{Failure, storage_error};
@@ -21,11 +21,11 @@ use super::resolve::{Failure, storage_error};
 #[serde(untagged)]
 enum Stored {
     Pending(Pending),
-    Guest(Box<GuestRequest>),
+    Guest(Box<Guest>),
 }
 
 /// A completed row: its email and the guest to create.
-fn fetched(email: String, guest: &GuestRequest) -> Result<Outcome, Failure> {
+fn fetched(email: String, guest: &Guest) -> Result<Outcome, Failure> {
     match serde_json::to_string(guest) {
         Ok(payload) => Ok(Outcome::Fetched { email, payload }),
         Err(error) => Err(Failure::Unusable(format!(
@@ -191,7 +191,7 @@ impl Worker {
                     let left_out: Vec<&str> = drafted.dropped.iter().map(|p| p.field).collect();
                     tracing::info!(?left_out, "Fields over Tallyfy's limits left out");
                 }
-                fetched(drafted.normalised_email, &drafted.guest)
+                fetched(drafted.normalised_email.into(), &drafted.guest)
             }
             Err(problem) => Err(Failure::Unusable(format!(
                 "HubSpot contact {}: {}",
@@ -203,11 +203,7 @@ impl Worker {
     /// The guest with its Pipedrive organisation's name as company. Without a token (any more),
     /// a deleted organisation or a name over Tallyfy's limit (or with a control character), the
     /// guest goes without one.
-    async fn fetch_company(
-        &self,
-        org: &OrgRef,
-        mut guest: GuestRequest,
-    ) -> Result<GuestRequest, FetchError> {
+    async fn fetch_company(&self, org: &OrgRef, mut guest: Guest) -> Result<Guest, FetchError> {
         match &self.crms.pipedrive {
             Some(pipedrive) => {
                 guest.company_name = pipedrive

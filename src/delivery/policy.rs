@@ -20,7 +20,7 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now_ms(&self) -> i64 {
-        crate::outbox::now_ms()
+        crate::time::now_ms()
     }
 }
 

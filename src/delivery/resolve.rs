@@ -190,7 +190,7 @@ pub(super) fn log_ending(outbox_id: i64, attempt: i64, outcome: &Outcome) {
             ..
         } => {
             let reason = short(reason);
-            let retry_at = crate::timefmt::rfc3339(*at).unwrap_or_default();
+            let retry_at = crate::time::rfc3339(*at).unwrap_or_default();
             tracing::warn!(outbox_id, attempt, status, %reason, %retry_at, "Delivery attempt failed; will retry");
         }
         Outcome::Failed { reason, .. } => {
@@ -204,5 +204,5 @@ pub(super) fn log_ending(outbox_id: i64, attempt: i64, outcome: &Outcome) {
 /// A reason fit for one log line: redacted before it is cut (so no half address survives), then
 /// Tallyfy's excerpt: one line, at most 200 characters.
 fn short(reason: &str) -> String {
-    crate::tallyfy::excerpt(redact(reason).as_bytes())
+    crate::upstream::excerpt(redact(reason).as_bytes())
 }

@@ -1,13 +1,12 @@
 //! Proves a webhook comes from the CRM: Standard Webhooks signatures (verified by the
 //! specification's reference crate) or a shared secret, compared in constant time.
 
-use actix_web::http::header::{AUTHORIZATION, HeaderMap};
-use base64::Engine;
+use actix_web::http::header::HeaderMap;
 use secrecy::{ExposeSecret, SecretString};
 use standardwebhooks::{HEADER_WEBHOOK_ID, HEADER_WEBHOOK_SIGNATURE, HEADER_WEBHOOK_TIMESTAMP};
-use subtle::ConstantTimeEq;
 
 use crate::configuration::{AuthMode, InboundAuthSettings, InventedSecret, Secret};
+use crate::http_auth::{basic_credentials, bearer, secrets_match};
 
 pub enum InboundAuth {
     Signature(standardwebhooks::Webhook),
@@ -87,16 +86,6 @@ impl InboundAuth {
     }
 }
 
-/// Constant-time comparison that also hides the secret's length: digests are compared, not the
-/// secrets themselves.
-pub fn secrets_match(presented: &[u8], expected: &[u8]) -> bool {
-    let (presented, expected) = (
-        hmac_sha256::Hash::hash(presented),
-        hmac_sha256::Hash::hash(expected),
-    );
-    bool::from(presented.ct_eq(&expected))
-}
-
 /// The three Standard Webhooks headers, moved into the `http` 1.x map the verifier takes.
 fn signature_headers(headers: &HeaderMap) -> http::HeaderMap {
     let mut map = http::HeaderMap::new();
@@ -128,29 +117,10 @@ fn refuse_pre_epoch_timestamp(headers: &http::HeaderMap) -> Result<(), AuthFailu
     }
 }
 
-/// The scheme and the credentials of the `Authorization` header.
-fn authorization(headers: &HeaderMap) -> Option<(&str, &str)> {
-    let value = headers.get(AUTHORIZATION)?.to_str().ok()?.trim();
-    let (scheme, credentials) = value.split_once(' ')?;
-    Some((scheme, credentials.trim()))
-}
-
-/// HTTP Basic credentials, decoded: the bytes of `user:password`.
-pub fn basic_credentials(headers: &HeaderMap) -> Option<Vec<u8>> {
-    let (scheme, credentials) = authorization(headers)?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    base64::engine::general_purpose::STANDARD
-        .decode(credentials)
-        .ok()
-}
-
 /// `Bearer <secret>`, or `Basic base64(user:secret)` (the user name is ignored).
 fn presented_secret(headers: &HeaderMap) -> Option<Vec<u8>> {
-    let (scheme, credentials) = authorization(headers)?;
-    if scheme.eq_ignore_ascii_case("bearer") {
-        return Some(credentials.as_bytes().to_vec());
+    if let Some(token) = bearer(headers) {
+        return Some(token.as_bytes().to_vec());
     }
     let decoded = basic_credentials(headers)?;
     let colon = decoded.iter().position(|b| *b == b':')?;
@@ -160,7 +130,8 @@ fn presented_secret(headers: &HeaderMap) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use actix_web::http::header::HeaderValue;
+    use actix_web::http::header::{AUTHORIZATION, HeaderValue};
+    use base64::Engine;
 
     const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     const BODY: &[u8] = br#"{"email":"a@example.com"}"#;
@@ -248,14 +219,6 @@ mod tests {
                 "{ts}"
             );
         }
-    }
-
-    #[test]
-    fn secrets_match_only_when_equal_whatever_the_lengths() {
-        assert!(secrets_match(b"s3cret", b"s3cret"));
-        assert!(!secrets_match(b"s3cre", b"s3cret"));
-        assert!(!secrets_match(b"", b"s3cret"));
-        assert!(!secrets_match(b"s3cret-and-more", b"s3cret"));
     }
 
     #[test]

@@ -1,19 +1,16 @@
 //! The canonical contact-created event: parsed from JSON field by field so every rejection names
 //! the field, and checked against Tallyfy's own limits before anything is stored.
 
-use std::str::FromStr;
+mod fields;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::error::IngestError;
-use crate::tallyfy::GuestRequest;
-pub use crate::tallyfy::fields::normalise_email;
-use crate::tallyfy::fields::{EMAIL_MAX, LIST_MAX, NAME_MAX, PHONE_MAX, has_control, mailbox};
+use crate::domain::{EMAIL_MAX, Guest, NAME_MAX, NormalisedEmail, PHONE_MAX};
+use fields::Fields;
+
 /// Not documented by Tallyfy; a sanity bound for URLs and other free text.
 const TEXT_MAX: usize = 2000;
-/// Largest member id accepted: 2^53 − 1, the largest integer Tallyfy's JavaScript clients (its
-/// web app, n8n node) hold exactly, so no real Tallyfy id is above it.
-const MEMBER_ID_MAX: u64 = (1 << 53) - 1;
 /// Longest accepted CRM event id.
 pub const EVENT_ID_MAX: usize = 255;
 
@@ -21,10 +18,10 @@ pub const EVENT_ID_MAX: usize = 255;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Contact {
     pub event_id: Option<String>,
-    pub normalised_email: String,
+    pub normalised_email: NormalisedEmail,
     /// The guest fields, stored with the email as the CRM wrote it (trimmed) for operators;
     /// delivery sends `normalised_email` instead, the identity it also looks guests up by.
-    pub guest: GuestRequest,
+    pub guest: Guest,
 }
 
 /// Parses and validates the body of `POST /webhooks/contacts`.
@@ -40,9 +37,9 @@ pub fn parse(body: &[u8]) -> Result<Contact, IngestError> {
     let email = reader
         .text("email", EMAIL_MAX)?
         .ok_or_else(|| IngestError::invalid("email", "missing_field", "email is required"))?;
-    let normalised_email =
-        mailbox(&email).map_err(|why| IngestError::invalid("email", "invalid_email", &why))?;
-    let guest = GuestRequest {
+    let normalised_email = NormalisedEmail::parse(&email)
+        .map_err(|why| IngestError::invalid("email", "invalid_email", &why))?;
+    let guest = Guest {
         first_name: reader.text("first_name", NAME_MAX)?,
         last_name: reader.text("last_name", NAME_MAX)?,
         company_name: reader.text("company_name", NAME_MAX)?,
@@ -65,119 +62,10 @@ pub fn parse(body: &[u8]) -> Result<Contact, IngestError> {
     })
 }
 
-/// Takes fields out of the object one by one so that whatever is left over is unknown.
-struct Fields<'a>(&'a mut Map<String, Value>);
-
-impl Fields<'_> {
-    /// A trimmed string of at most `max` characters and no control character; absent, null and
-    /// "" all mean "not set".
-    fn text(&mut self, field: &'static str, max: usize) -> Result<Option<String>, IngestError> {
-        match self.0.remove(field) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => {
-                let s = s.trim();
-                if has_control(s) {
-                    return Err(IngestError::invalid(
-                        field,
-                        "control_character",
-                        &format!(
-                            "{field} must not contain control characters (U+0000–U+001F, U+007F–U+009F)"
-                        ),
-                    ));
-                }
-                if s.chars().count() > max {
-                    return Err(IngestError::invalid(
-                        field,
-                        "too_long",
-                        &format!("{field} must be at most {max} characters"),
-                    ));
-                }
-                Ok((!s.is_empty()).then(|| s.to_owned()))
-            }
-            Some(other) => Err(wrong_type(field, "a string", &other)),
-        }
-    }
-
-    fn timezone(&mut self, field: &'static str) -> Result<Option<String>, IngestError> {
-        let Some(tz) = self.text(field, NAME_MAX)? else {
-            return Ok(None);
-        };
-        chrono_tz::Tz::from_str(&tz).map_err(|_| {
-            IngestError::invalid(
-                field,
-                "invalid_timezone",
-                &format!("{field} must be an IANA time zone name such as Europe/Paris"),
-            )
-        })?;
-        Ok(Some(tz))
-    }
-
-    fn member_ids(&mut self, field: &'static str) -> Result<Option<Vec<u64>>, IngestError> {
-        match self.0.remove(field) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Array(items)) => {
-                if items.len() > LIST_MAX {
-                    return Err(IngestError::invalid(
-                        field,
-                        "too_many",
-                        &format!("{field} may hold at most {LIST_MAX} member ids"),
-                    ));
-                }
-                let ids = items
-                    .iter()
-                    .map(|item| item.as_u64().filter(|id| (1..=MEMBER_ID_MAX).contains(id)))
-                    .collect::<Option<Vec<u64>>>()
-                    .ok_or_else(|| {
-                        IngestError::invalid(
-                            field,
-                            "invalid_type",
-                            &format!(
-                                "{field} must be an array of member ids, integers from 1 to {MEMBER_ID_MAX}"
-                            ),
-                        )
-                    })?;
-                Ok((!ids.is_empty()).then_some(ids))
-            }
-            Some(other) => Err(wrong_type(field, "an array of member ids", &other)),
-        }
-    }
-
-    fn refuse_leftovers(self) -> Result<(), IngestError> {
-        let Some(field) = self.0.keys().next() else {
-            return Ok(());
-        };
-        let hint = if field == "phone" {
-            " (Tallyfy has no `phone` field and would drop it silently: use phone_1)"
-        } else {
-            ""
-        };
-        Err(IngestError::invalid(
-            field,
-            "unknown_field",
-            &format!("{field} is not a field of a contact event{hint}"),
-        ))
-    }
-}
-
-fn wrong_type(field: &str, expected: &str, got: &Value) -> IngestError {
-    let got = match got {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    };
-    IngestError::invalid(
-        field,
-        "invalid_type",
-        &format!("{field} must be {expected}, not {got}"),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::LIST_MAX;
 
     fn field_of(body: &str) -> String {
         match parse(body.as_bytes()) {
@@ -195,7 +83,7 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(contact.event_id.as_deref(), Some("evt_1"));
-        assert_eq!(contact.normalised_email, "ada@example.com");
+        assert_eq!(contact.normalised_email.as_str(), "ada@example.com");
         assert_eq!(contact.guest.email, "Ada@Example.COM");
         assert_eq!(contact.guest.last_name, None);
         assert_eq!(contact.guest.associated_members, Some(vec![12, 34]));

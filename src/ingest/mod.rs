@@ -132,7 +132,7 @@ async fn accept(
         .append(NewEvent {
             source: CANONICAL_SOURCE,
             event_id,
-            email: contact.normalised_email,
+            email: contact.normalised_email.into(),
             payload,
         })
         .await?;

@@ -12,11 +12,6 @@ use crate::status::Snapshot;
 
 pub use writer::{Accepted, NewEvent, StoreError, WriterHandle};
 
-/// Milliseconds since the Unix epoch: the time unit of every column.
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 /// Where a row is in its life (see docs/DESIGN: queued → in_flight → delivered, or back to
 /// retrying, or failed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, sqlx::Type)]

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::now_ms;
+use crate::time::now_ms;
 
 /// After a failed commit, how long readiness stays false even if a small probe write works:
 /// a full disk may still take one page and refuse a batch.

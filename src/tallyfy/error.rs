@@ -1,17 +1,13 @@
-//! Outcome classes of a Tallyfy call and how HTTP statuses and transport failures map to them.
-//! `may_have_reached` is the one bit the worker needs to avoid a second create.
+//! Tallyfy's own view of a failed call: the shared upstream classes, plus the 422 that may mean
+//! "already a guest". The worker picks retry, look-up or fail from the class and its attempt
+//! counter; `may_have_reached` is told to operators in the error text.
 
-use std::error::Error as _;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use reqwest::StatusCode;
-use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde_json::Value;
 
-use super::retry_after::parse_retry_after;
+use crate::upstream::{EXCERPT_CHARS, Failure, excerpt, one_line, truncate};
 
-/// Longest excerpt of a response body or error chain kept in an error.
-const EXCERPT_CHARS: usize = 200;
 /// Laravel's generic 422 message: says nothing the field errors don't.
 const GENERIC_422: &str = "The given data was invalid.";
 
@@ -27,7 +23,8 @@ pub enum CallError {
     /// 422: ambiguous (the email may already be a guest): look it up before failing.
     #[error("Tallyfy rejected the data (HTTP 422): {message}")]
     Unprocessable { message: String },
-    /// Worth retrying. If `may_have_reached`, look the guest up before creating again.
+    /// Worth retrying. `may_have_reached`: Tallyfy may have acted although no usable answer came
+    /// back (the worker looks up before any later create in any case; operators read it here).
     #[error("transient failure{}: {detail} (may have reached Tallyfy: {may_have_reached})", fmt_status(.status))]
     Transient {
         may_have_reached: bool,
@@ -48,28 +45,6 @@ impl CallError {
             Self::Unprocessable { .. } => Some(422),
             Self::Transient { status, .. } => *status,
         }
-    }
-
-    /// Short class name for attempt logs and metrics.
-    pub fn class(&self) -> &'static str {
-        match self {
-            Self::RateLimited { .. } => "rate_limited",
-            Self::Unauthorized { .. } => "unauthorized",
-            Self::Unprocessable { .. } => "unprocessable",
-            Self::Transient { .. } => "transient",
-            Self::Permanent { .. } => "permanent",
-        }
-    }
-
-    /// True when Tallyfy may have acted on the request although we got no usable answer.
-    pub fn may_have_reached(&self) -> bool {
-        matches!(
-            self,
-            Self::Transient {
-                may_have_reached: true,
-                ..
-            }
-        )
     }
 
     /// Replaces `secret` in every free-text field (defence in case a body echoes it).
@@ -98,60 +73,30 @@ fn fmt_status(status: &Option<u16>) -> String {
     status.map_or_else(String::new, |s| format!(" (HTTP {s})"))
 }
 
-/// Classifies a non-2xx response. (404 on a look-up is handled by the caller.)
-pub(crate) fn from_response(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> CallError {
-    let code = status.as_u16();
-    match code {
-        429 => CallError::RateLimited {
-            retry_after: headers
-                .get(RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| parse_retry_after(v, SystemTime::now())),
-        },
-        401 | 403 => CallError::Unauthorized { status: code },
-        422 => CallError::Unprocessable {
+/// Tallyfy's reading of a failed call; `body` is the response's (empty without one).
+/// (A 404 on a look-up means "no such guest" and is handled by the caller.)
+pub(crate) fn from_failure(failure: Failure, body: &[u8]) -> CallError {
+    match failure {
+        Failure::RateLimited { retry_after } => CallError::RateLimited { retry_after },
+        Failure::Unauthorized { status } => CallError::Unauthorized { status },
+        // Ambiguous: the email may already be a guest.
+        Failure::Unprocessable => CallError::Unprocessable {
             message: unprocessable_message(body),
         },
-        // 408: the server gave up on us mid-request; it may or may not have acted.
-        408 | 500..=599 => CallError::Transient {
-            may_have_reached: true,
-            status: Some(code),
-            detail: excerpt(body),
-        },
-        _ => CallError::Permanent {
-            status: code,
+        Failure::NotFound => CallError::Permanent {
+            status: 404,
             excerpt: excerpt(body),
         },
-    }
-}
-
-/// Classifies a failure with no (complete) response.
-/// Only a failure to connect proves the request never left; anything else may have reached.
-pub(crate) fn from_transport(err: reqwest::Error) -> CallError {
-    let err = err.without_url(); // the URL carries the email: keep it out of error text
-    let may_have_reached = !(err.is_connect() || err.is_builder());
-    let kind = if err.is_connect() {
-        "connect failed"
-    } else if err.is_timeout() {
-        "timed out"
-    } else if err.is_builder() {
-        "request not built"
-    } else if err.is_body() || err.is_decode() {
-        "response body failed"
-    } else {
-        "request failed"
-    };
-    let mut detail = format!("{kind}: {err}");
-    let mut source = err.source();
-    while let Some(cause) = source {
-        detail.push_str(": ");
-        detail.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    CallError::Transient {
-        may_have_reached,
-        status: None,
-        detail: truncate(&one_line(&detail), EXCERPT_CHARS * 2),
+        Failure::Transient {
+            status,
+            may_have_reached,
+            detail,
+        } => CallError::Transient {
+            may_have_reached,
+            status,
+            detail,
+        },
+        Failure::Permanent { status, excerpt } => CallError::Permanent { status, excerpt },
     }
 }
 
@@ -202,25 +147,12 @@ fn field_errors(errors: &Value) -> String {
     }
 }
 
-/// At most `EXCERPT_CHARS` characters of a body, on one line.
-pub(crate) fn excerpt(body: &[u8]) -> String {
-    truncate(&one_line(&String::from_utf8_lossy(body)), EXCERPT_CHARS)
-}
-
-fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-fn truncate(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upstream;
+    use reqwest::StatusCode;
+    use reqwest::header::{HeaderMap, RETRY_AFTER};
 
     #[test]
     fn laravel_shape_gives_field_message() {
@@ -259,29 +191,52 @@ mod tests {
         assert!(got.starts_with("<html> xxx"));
     }
 
+    fn sorted(code: u16, headers: &HeaderMap, body: &[u8]) -> CallError {
+        let status = StatusCode::from_u16(code).expect("a status");
+        let failure = upstream::classify(status, headers, body, None).expect_err("a failure");
+        from_failure(failure, body)
+    }
+
     #[test]
-    fn statuses_map_to_classes() {
+    fn a_422_is_unprocessable_and_a_404_permanent_for_tallyfy() {
         let h = HeaderMap::new();
-        let class =
-            |code: u16| from_response(StatusCode::from_u16(code).unwrap(), &h, b"{}").class();
-        assert_eq!(class(429), "rate_limited");
-        assert_eq!(class(401), "unauthorized");
-        assert_eq!(class(403), "unauthorized");
-        assert_eq!(class(422), "unprocessable");
-        assert_eq!(class(500), "transient");
-        assert_eq!(class(503), "transient");
-        assert_eq!(class(400), "permanent");
-        assert_eq!(class(404), "permanent");
-        assert_eq!(class(302), "permanent");
-        assert!(from_response(StatusCode::BAD_GATEWAY, &h, b"").may_have_reached());
+        assert_eq!(
+            sorted(422, &h, br#"{"message":"Nope"}"#),
+            CallError::Unprocessable {
+                message: "Nope".into()
+            }
+        );
+        assert_eq!(
+            sorted(404, &h, b"gone"),
+            CallError::Permanent {
+                status: 404,
+                excerpt: "gone".into()
+            }
+        );
+        assert_eq!(
+            sorted(403, &h, b""),
+            CallError::Unauthorized { status: 403 }
+        );
+        assert!(matches!(
+            sorted(502, &h, b""),
+            CallError::Transient {
+                may_have_reached: true,
+                status: Some(502),
+                ..
+            }
+        ));
+        assert!(matches!(
+            sorted(302, &h, b""),
+            CallError::Permanent { status: 302, .. }
+        ));
     }
 
     #[test]
     fn rate_limit_reads_retry_after_header() {
         let mut h = HeaderMap::new();
-        h.insert(RETRY_AFTER, "7".parse().unwrap());
+        h.insert(RETRY_AFTER, "7".parse().expect("a value"));
         assert_eq!(
-            from_response(StatusCode::TOO_MANY_REQUESTS, &h, b""),
+            sorted(429, &h, b""),
             CallError::RateLimited {
                 retry_after: Some(Duration::from_secs(7))
             }

@@ -1,15 +1,12 @@
-//! Typed client for Tallyfy's guest API: builds authenticated requests and sorts every
-//! outcome into a `CallError` class so the delivery worker can choose retry, look-up or fail.
+//! Typed client for Tallyfy's guest API: maps the domain's guest to Tallyfy's request, builds
+//! authenticated requests and sorts every outcome into a `CallError` so the delivery worker can
+//! choose retry, look-up or fail.
 
 mod client;
-mod email;
 pub(crate) mod error;
-pub mod fields;
-mod retry_after;
+mod redact;
 pub(crate) mod types;
 
 pub use client::{ClientConfig, TallyfyClient};
 pub use error::CallError;
-pub(crate) use error::excerpt;
-pub use retry_after::parse_retry_after;
 pub use types::{GuestId, GuestRequest};

@@ -6,8 +6,10 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::domain::Guest;
+
 /// Body of `POST /organizations/{org}/guests`. Only set fields are sent.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Serialize, Clone, Debug, Default, PartialEq, Eq)]
 pub struct GuestRequest {
     pub email: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -41,6 +43,27 @@ impl GuestRequest {
         Self {
             email: email.into(),
             ..Self::default()
+        }
+    }
+}
+
+/// Tallyfy's request for the bridge's guest: today field for field (a test checks none is lost).
+impl From<&Guest> for GuestRequest {
+    fn from(guest: &Guest) -> Self {
+        Self {
+            email: guest.email.clone(),
+            first_name: guest.first_name.clone(),
+            last_name: guest.last_name.clone(),
+            company_name: guest.company_name.clone(),
+            phone_1: guest.phone_1.clone(),
+            phone_2: guest.phone_2.clone(),
+            timezone: guest.timezone.clone(),
+            company_url: guest.company_url.clone(),
+            contact_url: guest.contact_url.clone(),
+            image_url: guest.image_url.clone(),
+            opportunity_name: guest.opportunity_name.clone(),
+            opportunity_url: guest.opportunity_url.clone(),
+            associated_members: guest.associated_members.clone(),
         }
     }
 }
@@ -102,6 +125,29 @@ mod tests {
         assert_eq!(GuestId::from_body(br#"{"data":{"id":""}}"#), None);
         assert_eq!(GuestId::from_body(br#"{"data":{"id":null}}"#), None);
         assert_eq!(GuestId::from_body(b"<html>ok</html>"), None);
+    }
+
+    #[test]
+    fn the_request_carries_every_field_of_the_guest() {
+        let guest = Guest {
+            email: "a@example.com".into(),
+            first_name: Some("Ada".into()),
+            last_name: Some("Lovelace".into()),
+            company_name: Some("Engines".into()),
+            phone_1: Some("1".into()),
+            phone_2: Some("2".into()),
+            timezone: Some("Europe/London".into()),
+            company_url: Some("https://c.example".into()),
+            contact_url: Some("https://k.example".into()),
+            image_url: Some("https://i.example".into()),
+            opportunity_name: Some("Deal".into()),
+            opportunity_url: Some("https://o.example".into()),
+            associated_members: Some(vec![7]),
+        };
+        assert_eq!(
+            serde_json::to_value(GuestRequest::from(&guest)).expect("json"),
+            serde_json::to_value(&guest).expect("json")
+        );
     }
 
     #[test]

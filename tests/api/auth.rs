@@ -176,3 +176,31 @@ async fn secrets_appear_in_no_response() {
         assert!(!body.contains(secret_core), "{body}");
     }
 }
+
+#[tokio::test]
+async fn the_admin_token_is_read_by_the_same_authorization_parser_as_webhooks() {
+    let app = spawn_app_with(&[("BRIDGE__ADMIN__TOKEN", "admin-secret-for-tests".into())]).await;
+    let get = |value: &'static str| {
+        app.client
+            .get(format!("{}/deliveries/1", app.address))
+            .header("authorization", value)
+            .send()
+    };
+
+    // Past authentication, there is no delivery 1.
+    for value in [
+        "Bearer admin-secret-for-tests",
+        "bearer admin-secret-for-tests",
+        "BEARER  admin-secret-for-tests",
+    ] {
+        let response = get(value).await.expect("sent");
+        assert_eq!(response.status().as_u16(), 404, "{value}");
+    }
+    for value in [
+        "Bearer wrong",
+        "Basic admin-secret-for-tests",
+        "admin-secret-for-tests",
+    ] {
+        assert_refused(get(value).await.expect("sent")).await;
+    }
+}

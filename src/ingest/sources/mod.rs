@@ -15,11 +15,11 @@ use futures_util::future::{LocalBoxFuture, join_all};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
-use super::auth::secrets_match;
 use super::{IngestError, IngestState, check_encoding, read_body};
 use crate::configuration::SourcesSettings;
+use crate::domain::{Drafted, FieldProblem};
+use crate::http_auth::secrets_match;
 use crate::outbox::NewEvent;
-use crate::tallyfy::fields::{Drafted, FieldProblem};
 use report::log_report;
 pub use report::{ItemReport, RecordIds, Report};
 
@@ -55,7 +55,7 @@ impl Item {
             Ok(drafted) => Item::event(
                 source,
                 event_id,
-                drafted.normalised_email,
+                drafted.normalised_email.into(),
                 &drafted.guest,
                 drafted.dropped.iter().map(|p| p.field).collect(),
             ),

@@ -10,8 +10,8 @@ use secrecy::SecretString;
 use super::salesforce_xml::{self, Notification, OutboundMessage, ParseError};
 use super::{Adapter, IngestError, Item, RecordIds, Report, refused};
 use crate::configuration::SalesforceSettings;
+use crate::domain::ContactDraft;
 use crate::ingest::media_type;
-use crate::tallyfy::fields::ContactDraft;
 
 pub const SOURCE: &str = "salesforce";
 /// Salesforce sends at most 100 notifications per message (the WSDL's maxOccurs); checked here

@@ -21,7 +21,7 @@ use sqlx::sqlite::{
 };
 
 use crate::configuration::{DatabaseSettings, Synchronous};
-use crate::outbox::now_ms;
+use crate::time::now_ms;
 
 pub use identity::{DatabaseFile, FileLost};
 pub use store::SqliteStore;

@@ -9,8 +9,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::{DatabaseFile, append};
-use crate::outbox::now_ms;
 use crate::outbox::writer::{Accepted, NewEvent, Queue, StoreError, WriterHandle, queue};
+use crate::time::now_ms;
 
 /// The running writer; [`WriterTask::shutdown`] commits what is queued, then stops.
 pub struct WriterTask {

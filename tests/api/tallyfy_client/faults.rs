@@ -263,5 +263,14 @@ async fn shutdown_stops_the_sandbox() {
 
     let client = client_for(&base, ORG, Duration::from_secs(2));
     let err = client.find_guest("gone@example.com").await.unwrap_err();
-    assert!(!err.may_have_reached(), "got {err:?}");
+    assert!(
+        matches!(
+            err,
+            CallError::Transient {
+                may_have_reached: false,
+                ..
+            }
+        ),
+        "got {err:?}"
+    );
 }

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use serde_json::Value;
-use tallyfy_bridge::tallyfy::{ClientConfig, GuestRequest, TallyfyClient};
+use tallyfy_bridge::domain::Guest;
+use tallyfy_bridge::tallyfy::{ClientConfig, TallyfyClient};
 use tallyfy_sandbox::{Sandbox, SandboxConfig, SandboxHandle};
 
 pub const TOKEN: &str = "sandbox-token";
@@ -48,11 +49,11 @@ pub fn client_for(base_url: &str, org: &str, request_timeout: Duration) -> Tally
     .expect("client builds")
 }
 
-pub fn guest(email: &str) -> GuestRequest {
-    GuestRequest {
+pub fn guest(email: &str) -> Guest {
+    Guest {
         first_name: Some("Jane".to_owned()),
         last_name: Some("Doe".to_owned()),
-        ..GuestRequest::new(email)
+        ..Guest::new(email)
     }
 }
 

@@ -1,4 +1,4 @@
-//! `Retry-After` parsing: delta-seconds or an HTTP date, as Tallyfy may send either.
+//! `Retry-After` parsing: delta-seconds or an HTTP date, as an upstream API may send either.
 //! Pure (the caller passes `now`) so it is testable without a clock.
 
 use std::time::{Duration, SystemTime};

@@ -1,40 +1,79 @@
 //! The one rule for a guest's email: the plain `local@domain` forms Tallyfy can take, and the
 //! single identity (lowercase, ASCII domain) each mailbox is keyed, looked up and sent by.
 
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
 /// The longest address SMTP carries (RFC 5321 §4.5.3.1.3: a 256-octet path minus its brackets),
 /// in octets of the ASCII form.
 pub const EMAIL_MAX: usize = 254;
 /// RFC 5321 §4.5.3.1.1.
 pub const LOCAL_MAX: usize = 64;
 
-/// The mailbox's identity, or why no guest can have this address (a message for the sender).
-///
-/// Only an RFC 5322 addr-spec with a dot-atom local part and a DNS domain name is accepted: a
-/// display name, angle brackets, a quoted local part, comments, whitespace or a domain literal
-/// are all forms Tallyfy refuses ("must pass RFC/DNS validation"), so storing them would only
-/// make a row that fails later. The domain is mapped by IDNA (UTS #46) to its ASCII form, so
-/// `a@bücher.de` and `a@xn--bcher-kva.de` are one mailbox; that form is also what Tallyfy gets,
-/// since it is the DNS name Tallyfy validates and the one every later look-up uses.
-pub fn mailbox(email: &str) -> Result<String, String> {
-    let email = email.trim();
-    let Some((local, domain)) = email.rsplit_once('@') else {
-        return Err("email must be a plain address such as name@example.com (no @ found)".into());
-    };
-    check_local(local)?;
-    let domain = ascii_domain(domain)?;
-    let identity = format!("{}@{domain}", local.to_ascii_lowercase());
-    if identity.len() > EMAIL_MAX {
-        return Err(format!(
-            "email must be at most {EMAIL_MAX} octets (with its domain in ASCII form)"
-        ));
+/// A mailbox's identity: only made by [`NormalisedEmail::parse`], so holding one proves the
+/// address passed the rule (and is in its lowercase, ASCII-domain form).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct NormalisedEmail(String);
+
+impl NormalisedEmail {
+    /// The mailbox's identity, or why no guest can have this address (a message for the sender).
+    ///
+    /// Only an RFC 5322 addr-spec with a dot-atom local part and a DNS domain name is accepted:
+    /// a display name, angle brackets, a quoted local part, comments, whitespace or a domain
+    /// literal are all forms Tallyfy refuses ("must pass RFC/DNS validation"), so storing them
+    /// would only make a row that fails later. The domain is mapped by IDNA (UTS #46) to its
+    /// ASCII form, so `a@bücher.de` and `a@xn--bcher-kva.de` are one mailbox; that form is also
+    /// what Tallyfy gets, since it is the DNS name Tallyfy validates and the one every later
+    /// look-up uses.
+    pub fn parse(email: &str) -> Result<Self, String> {
+        let email = email.trim();
+        let Some((local, domain)) = email.rsplit_once('@') else {
+            return Err(
+                "email must be a plain address such as name@example.com (no @ found)".into(),
+            );
+        };
+        check_local(local)?;
+        let domain = ascii_domain(domain)?;
+        let identity = format!("{}@{domain}", local.to_ascii_lowercase());
+        if identity.len() > EMAIL_MAX {
+            return Err(format!(
+                "email must be at most {EMAIL_MAX} octets (with its domain in ASCII form)"
+            ));
+        }
+        Ok(Self(identity))
     }
-    Ok(identity)
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
-/// The identity of an email, for look-ups by operators: [`mailbox`] when the address is one,
-/// else its trimmed lowercase form (which then matches nothing stored).
-pub fn normalise_email(email: &str) -> String {
-    mailbox(email).unwrap_or_else(|_| email.trim().to_lowercase())
+impl fmt::Display for NormalisedEmail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<NormalisedEmail> for String {
+    fn from(email: NormalisedEmail) -> Self {
+        email.0
+    }
+}
+
+impl TryFrom<String> for NormalisedEmail {
+    type Error = String;
+
+    fn try_from(email: String) -> Result<Self, String> {
+        Self::parse(&email)
+    }
+}
+
+/// What an operator's text names, for look-ups: its identity when it is an address, else its
+/// trimmed lowercase form (which then matches nothing stored).
+pub fn lookup_key(email: &str) -> String {
+    NormalisedEmail::parse(email).map_or_else(|_| email.trim().to_lowercase(), String::from)
 }
 
 /// A dot-atom of RFC 5322 atext, ASCII only.
@@ -94,6 +133,11 @@ fn ascii_domain(domain: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The identity as text, as the rule's callers store it.
+    fn mailbox(email: &str) -> Result<String, String> {
+        NormalisedEmail::parse(email).map(String::from)
+    }
 
     #[test]
     fn plain_addresses_are_accepted_with_a_lowercase_identity() {
@@ -192,8 +236,20 @@ mod tests {
                 "{email}"
             );
         }
-        assert_eq!(normalise_email("a@Bücher.de"), "a@xn--bcher-kva.de");
+        assert_eq!(lookup_key("a@Bücher.de"), "a@xn--bcher-kva.de");
         // Punycode that does not decode is not a domain name.
         assert!(mailbox("a@xn--zz.de").is_err());
+    }
+
+    #[test]
+    fn deserialising_goes_through_the_rule() {
+        let email: NormalisedEmail = serde_json::from_str(r#"" Ada@Example.com""#).expect("valid");
+        assert_eq!(email.as_str(), "ada@example.com");
+        assert_eq!(
+            serde_json::to_string(&email).expect("json"),
+            r#""ada@example.com""#
+        );
+        assert!(serde_json::from_str::<NormalisedEmail>(r#""Name <a@example.com>""#).is_err());
+        assert_eq!(lookup_key(" Not An Email "), "not an email");
     }
 }

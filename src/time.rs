@@ -1,8 +1,13 @@
-//! Times as operators read them: the database keeps Unix milliseconds, every HTTP answer shows
-//! RFC 3339 in UTC.
+//! The bridge's one clock and its unit: the database keeps Unix milliseconds, every HTTP answer
+//! shows them as RFC 3339 in UTC.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serializer;
+
+/// Milliseconds since the Unix epoch: the time unit of every column.
+pub fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
 
 pub fn rfc3339(ms: i64) -> Option<String> {
     DateTime::<Utc>::from_timestamp_millis(ms)

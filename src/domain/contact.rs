@@ -1,23 +1,8 @@
-//! Tallyfy's limits on guest fields, and the one way a CRM's contact becomes a guest request:
-//! the email must be usable, optional fields that break a limit are left out and reported.
+//! A contact as a CRM described it, and the one way it becomes a guest: the email must be
+//! usable, optional fields that break Tallyfy's limits are left out and reported.
 
-use super::GuestRequest;
-pub use super::email::{EMAIL_MAX, mailbox, normalise_email};
-
-/// Tallyfy's documented limits, in characters.
-pub const NAME_MAX: usize = 200;
-pub const PHONE_MAX: usize = 20;
-/// Longest list a contact may carry (member ids, a CRM person's emails or phones): a guest is
-/// associated with a few members and a person has a few addresses, so anything near 100 is not
-/// a real contact, and the bound keeps the work and the stored row per contact small.
-pub const LIST_MAX: usize = 100;
-
-/// Whether `text` holds a C0 control (U+0000–U+001F, tab and newline included), DEL or a C1
-/// control (U+0080–U+009F): none belongs in a name, phone or URL, and a NUL or an escape sent
-/// on to Tallyfy (or a log) is never what the CRM's user typed.
-pub fn has_control(text: &str) -> bool {
-    text.chars().any(char::is_control)
-}
+use super::email::NormalisedEmail;
+use super::guest::{Guest, NAME_MAX, PHONE_MAX, has_control};
 
 /// A contact as a CRM described it, before Tallyfy's limits are applied.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -37,11 +22,11 @@ pub struct FieldProblem {
     pub message: String,
 }
 
-/// A guest request made from a draft, with the optional fields that had to be left out.
+/// A guest made from a draft, with the optional fields that had to be left out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Drafted {
-    pub normalised_email: String,
-    pub guest: GuestRequest,
+    pub normalised_email: NormalisedEmail,
+    pub guest: Guest,
     pub dropped: Vec<FieldProblem>,
 }
 
@@ -54,7 +39,7 @@ impl ContactDraft {
             code: "missing_field",
             message: "the contact has no email address".into(),
         })?;
-        let normalised_email = mailbox(&email).map_err(|message| FieldProblem {
+        let normalised_email = NormalisedEmail::parse(&email).map_err(|message| FieldProblem {
             field: "email",
             code: "invalid_email",
             message,
@@ -80,12 +65,12 @@ impl ContactDraft {
             }
             Some(value)
         };
-        let guest = GuestRequest {
+        let guest = Guest {
             first_name: limited("first_name", self.first_name, NAME_MAX),
             last_name: limited("last_name", self.last_name, NAME_MAX),
             phone_1: limited("phone_1", self.phone, PHONE_MAX),
             company_name: limited("company_name", self.company, NAME_MAX),
-            ..GuestRequest::new(email)
+            ..Guest::new(email)
         };
         Ok(Drafted {
             normalised_email,
@@ -122,7 +107,7 @@ mod tests {
         }
         .into_guest()
         .expect("valid");
-        assert_eq!(drafted.normalised_email, "ada@example.com");
+        assert_eq!(drafted.normalised_email.as_str(), "ada@example.com");
         assert_eq!(drafted.guest.email, "Ada@Example.com");
         assert_eq!(drafted.guest.first_name.as_deref(), Some("Ada"));
         assert_eq!(drafted.guest.last_name, None);
@@ -178,7 +163,7 @@ mod tests {
     #[test]
     fn the_identity_has_the_domain_in_ascii_and_the_guest_keeps_the_email_as_sent() {
         let drafted = draft("Ada@Bücher.de").into_guest().expect("valid");
-        assert_eq!(drafted.normalised_email, "ada@xn--bcher-kva.de");
+        assert_eq!(drafted.normalised_email.as_str(), "ada@xn--bcher-kva.de");
         assert_eq!(drafted.guest.email, "Ada@Bücher.de");
     }
 
@@ -193,7 +178,7 @@ mod tests {
         }
         .into_guest()
         .expect("email is fine");
-        assert_eq!(drafted.guest, GuestRequest::new("a@example.com"));
+        assert_eq!(drafted.guest, Guest::new("a@example.com"));
         let dropped: Vec<(&str, &str)> =
             drafted.dropped.iter().map(|p| (p.field, p.code)).collect();
         assert_eq!(
