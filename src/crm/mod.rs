@@ -6,10 +6,7 @@ pub mod pipedrive;
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 use crate::configuration::SourcesSettings;
-use crate::domain::Guest;
 use crate::upstream::{self, Failure, Window, excerpt};
 pub use hubspot::{ContactRef, HubSpotClient};
 pub use pipedrive::{OrgRef, PipedriveClient};
@@ -43,28 +40,6 @@ impl CrmClients {
                 None => None,
             },
         })
-    }
-}
-
-/// The outbox payload of an event the worker must complete from its CRM first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged, deny_unknown_fields)]
-pub enum Pending {
-    /// Everything but the contact's id is to be fetched (its email included).
-    HubSpotContact { hubspot_contact: ContactRef },
-    /// The guest is known but for its company: the person's organisation is to be fetched.
-    PipedriveOrg {
-        pipedrive_org: OrgRef,
-        guest: Box<Guest>,
-    },
-}
-
-impl Pending {
-    pub fn crm(&self) -> &'static str {
-        match self {
-            Self::HubSpotContact { .. } => "HubSpot",
-            Self::PipedriveOrg { .. } => "Pipedrive",
-        }
     }
 }
 
@@ -163,42 +138,5 @@ mod tests {
                 detail: "bad".into()
             }
         );
-    }
-
-    #[test]
-    fn pending_payloads_are_not_guest_requests_and_read_back() {
-        let hubspot = Pending::HubSpotContact {
-            hubspot_contact: ContactRef {
-                portal_id: "62515".into(),
-                contact_id: "5012".into(),
-            },
-        };
-        let pipedrive = Pending::PipedriveOrg {
-            pipedrive_org: OrgRef {
-                org_id: "42".into(),
-            },
-            guest: Box::new(Guest::new("a@example.com")),
-        };
-        for pending in [hubspot, pipedrive] {
-            let json = serde_json::to_string(&pending).expect("json");
-            assert!(serde_json::from_str::<Guest>(&json).is_err(), "{json}");
-            assert_eq!(
-                serde_json::from_str::<Pending>(&json).expect("back"),
-                pending
-            );
-        }
-        let guest = serde_json::to_string(&Guest::new("a@example.com")).expect("json");
-        assert!(serde_json::from_str::<Pending>(&guest).is_err());
-    }
-
-    #[test]
-    fn pending_rows_of_the_current_release_read_back_and_write_the_same_bytes() {
-        for stored in [
-            r#"{"hubspot_contact":{"portal_id":"62515","contact_id":"5012"}}"#,
-            r#"{"pipedrive_org":{"org_id":"42"},"guest":{"email":"G@example.com","first_name":"Grace","associated_members":[7]}}"#,
-        ] {
-            let pending: Pending = serde_json::from_str(stored).expect("a pending row");
-            assert_eq!(serde_json::to_string(&pending).expect("json"), stored);
-        }
     }
 }

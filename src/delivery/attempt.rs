@@ -5,9 +5,8 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
-
-use crate::crm::{ContactRef, FetchError, OrgRef, Pending};
+use crate::crm::{FetchError, OrgRef};
+use crate::domain::event::StoredEvent;
 use crate::domain::outcome::{LearnedBy, LeaseLost, Outcome};
 use crate::domain::{Guest, NAME_MAX, has_control};
 use crate::outbox::{AttemptLog, AttemptResult, Claimed};
@@ -16,21 +15,11 @@ use crate::tallyfy::CallError;
 use super::Worker;
 use super::resolve::{Failure, storage_error};
 
-/// An outbox payload: the guest to create, or a CRM contact to fetch first.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Stored {
-    Pending(Pending),
-    Guest(Box<Guest>),
-}
-
 /// A completed row: its email and the guest to create.
-fn fetched(email: String, guest: &Guest) -> Result<Outcome, Failure> {
-    match serde_json::to_string(guest) {
-        Ok(payload) => Ok(Outcome::Fetched { email, payload }),
-        Err(error) => Err(Failure::Unusable(format!(
-            "the fetched guest is unusable: {error}"
-        ))),
+fn fetched(email: String, guest: Guest) -> Outcome {
+    Outcome::Fetched {
+        email,
+        payload: StoredEvent::Guest { guest }.encode(),
     }
 }
 
@@ -102,26 +91,24 @@ impl Worker {
 
     /// The Tallyfy side of the attempt. Never creates when an earlier attempt may have.
     async fn call(&self, row: &Claimed) -> Result<Outcome, Failure> {
-        let mut guest = match serde_json::from_str(&row.payload) {
-            Ok(Stored::Guest(guest)) => *guest,
-            Ok(Stored::Pending(pending)) => return self.complete(row, pending).await,
-            Err(error) => {
-                return Err(Failure::Unusable(format!(
-                    "stored payload is unreadable: {error}"
-                )));
-            }
+        let mut guest = match StoredEvent::decode(&row.payload).map_err(Failure::Unusable)? {
+            StoredEvent::Guest { guest } => guest,
+            pending => return self.complete(row, pending).await,
         };
-        let known = self.store.ledger_lookup(&self.org_id, &row.email).await;
+        let Some(email) = &row.email else {
+            return Err(Failure::Unusable("the row has a guest but no email".into()));
+        };
+        let known = self.store.ledger_lookup(&self.org_id, email).await;
         if let Some(guest_id) = known.map_err(storage_error)? {
             return Ok(delivered(guest_id, LearnedBy::Ledger));
         }
         // Tallyfy sees the normalised email, the same one we look it up by.
-        guest.email = row.email.clone();
+        guest.email = email.clone();
 
         let look_first = row.attempts > 1
             || self
                 .store
-                .email_attempted_before(&row.email, row.id)
+                .email_attempted_before(email, row.id)
                 .await
                 .map_err(storage_error)?;
         if look_first
@@ -149,8 +136,8 @@ impl Worker {
 
     /// Completes an event its CRM's webhook only named (no Tallyfy call in this attempt; the row
     /// is then delivered as an ordinary one), unless that CRM holds us off after a 429.
-    async fn complete(&self, row: &Claimed, pending: Pending) -> Result<Outcome, Failure> {
-        let crm = pending.crm();
+    async fn complete(&self, row: &Claimed, pending: StoredEvent) -> Result<Outcome, Failure> {
+        let crm = pending.crm().unwrap_or("CRM");
         let hold = self.crm_hold(crm) - self.clock.now_ms();
         if hold > 0 {
             let retry_after = Some(Duration::from_millis(hold as u64));
@@ -159,17 +146,19 @@ impl Worker {
                 error: FetchError::RateLimited { retry_after },
             });
         }
-        let read = match pending {
-            Pending::HubSpotContact { hubspot_contact } => {
-                self.fetch_contact(&hubspot_contact).await
+        let read = match (pending, &row.email) {
+            (StoredEvent::HubspotContact { contact_id, .. }, _) => {
+                self.fetch_contact(&contact_id).await
             }
-            Pending::PipedriveOrg {
-                pipedrive_org,
-                guest,
-            } => self
-                .fetch_company(&pipedrive_org, *guest)
+            (StoredEvent::PipedrivePerson { org_id, guest }, Some(email)) => self
+                .fetch_company(&OrgRef { org_id }, guest)
                 .await
-                .map(|guest| fetched(row.email.clone(), &guest)),
+                .map(|guest| Ok(fetched(email.clone(), guest))),
+            (StoredEvent::PipedrivePerson { .. }, None) | (StoredEvent::Guest { .. }, _) => {
+                return Err(Failure::Unusable(
+                    "the row has no email for its guest".into(),
+                ));
+            }
         };
         read.unwrap_or_else(|error| Err(Failure::Fetch { crm, error }))
     }
@@ -177,25 +166,25 @@ impl Worker {
     /// The HubSpot contact as the row's guest, under the email it turns out to have.
     async fn fetch_contact(
         &self,
-        contact: &ContactRef,
+        contact_id: &str,
     ) -> Result<Result<Outcome, Failure>, FetchError> {
         let hubspot = self
             .crms
             .hubspot
             .as_ref()
             .ok_or(FetchError::NotConfigured)?;
-        let draft = hubspot.fetch_contact(&contact.contact_id).await?;
+        let draft = hubspot.fetch_contact(contact_id).await?;
         Ok(match draft.into_guest() {
             Ok(drafted) => {
                 if !drafted.dropped.is_empty() {
                     let left_out: Vec<&str> = drafted.dropped.iter().map(|p| p.field).collect();
                     tracing::info!(?left_out, "Fields over Tallyfy's limits left out");
                 }
-                fetched(drafted.normalised_email.into(), &drafted.guest)
+                Ok(fetched(drafted.normalised_email.into(), drafted.guest))
             }
             Err(problem) => Err(Failure::Unusable(format!(
-                "HubSpot contact {}: {}",
-                contact.contact_id, problem.message
+                "HubSpot contact {contact_id}: {}",
+                problem.message
             ))),
         })
     }

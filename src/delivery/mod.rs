@@ -85,10 +85,24 @@ impl Worker {
         if limit == 0 {
             return Ok(Vec::new());
         }
+        // Nothing is claimed from a lost file: results written there would be lost with it,
+        // ledger included.
+        if let Some(problem) = self.store.problem() {
+            anyhow::bail!(problem);
+        }
         let now = self.clock.now_ms();
+        let paused_before = self.paused.load(Ordering::Relaxed);
         let gate = self.store.gate().await?;
-        self.paused
-            .store(gate.paused_reason.is_some(), Ordering::Relaxed);
+        // An attempt of this worker that paused delivery while the gate was read knows better
+        // than the gate it read: claim nothing now, the loop looks again.
+        let paused = gate.paused_reason.is_some();
+        if self
+            .paused
+            .compare_exchange(paused_before, paused, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return Ok(Vec::new());
+        }
         if gate.rate_limited_until.is_some_and(|until| until > now) {
             return Ok(Vec::new());
         }

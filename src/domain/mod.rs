@@ -4,6 +4,7 @@
 
 mod contact;
 mod email;
+pub mod event;
 mod guest;
 pub mod outcome;
 

@@ -10,8 +10,7 @@ use super::{Message, assert_guest, assert_tidy, secret};
 use crate::configuration::{
     HubSpotSettings, PipedriveSettings, SalesforceSettings, Settings, SourcesSettings,
 };
-use crate::crm::Pending;
-use crate::domain::Guest;
+use crate::domain::event::StoredEvent;
 use crate::ingest::sources::{self, Adapter, Item, salesforce_xml};
 
 /// `[sources]` as `config/default.toml` sets it, read once.
@@ -171,22 +170,28 @@ fn assert_items(items: &[Item], source: &str) {
             Item::Event { event, .. } => {
                 assert_eq!(event.source, source);
                 assert!(event.event_id.as_deref().is_some_and(|id| !id.is_empty()));
-                if let Ok(pending) = serde_json::from_str::<Pending>(&event.payload) {
-                    match pending {
-                        Pending::HubSpotContact { hubspot_contact } => {
-                            assert_eq!(hubspot_contact.key(), event.email);
-                            assert_eq!(
-                                event.event_id.as_deref(),
-                                Some(format!("{}:created", &event.email["hubspot:".len()..]))
-                                    .as_deref()
-                            );
-                        }
-                        Pending::PipedriveOrg { guest, .. } => assert_guest(&guest, &event.email),
+                let stored = StoredEvent::decode(&event.payload).expect("a stored event");
+                match (stored, &event.email, &event.crm_record) {
+                    (
+                        StoredEvent::HubspotContact {
+                            portal_id,
+                            contact_id,
+                        },
+                        None,
+                        Some(record),
+                    ) => {
+                        assert_eq!(*record, format!("hubspot:{portal_id}:{contact_id}"));
+                        assert_eq!(
+                            event.event_id.as_deref(),
+                            Some(format!("{portal_id}:{contact_id}:created")).as_deref()
+                        );
                     }
-                } else {
-                    let guest: Guest =
-                        serde_json::from_str(&event.payload).expect("a stored guest");
-                    assert_guest(&guest, &event.email);
+                    (
+                        StoredEvent::PipedrivePerson { guest, .. } | StoredEvent::Guest { guest },
+                        Some(email),
+                        None,
+                    ) => assert_guest(&guest, email),
+                    other => panic!("a row keyed unlike its event: {other:?}"),
                 }
             }
             Item::Rejected { field, .. } => assert!(!field.is_empty()),

@@ -11,6 +11,7 @@ use actix_web::http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, He
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
+use crate::domain::event::StoredEvent;
 use crate::outbox::{NewEvent, WriterHandle};
 use auth::InboundAuth;
 pub use error::IngestError;
@@ -126,13 +127,17 @@ async fn accept(
         tracing::Span::current().record("event_id", id.as_str());
     }
 
-    let payload = serde_json::to_string(&contact.guest).map_err(|_| IngestError::BodyRead)?;
+    let payload = StoredEvent::Guest {
+        guest: contact.guest,
+    }
+    .encode();
     let accepted = state
         .writer
         .append(NewEvent {
             source: CANONICAL_SOURCE,
             event_id,
-            email: contact.normalised_email.into(),
+            email: Some(contact.normalised_email.into()),
+            crm_record: None,
             payload,
         })
         .await?;

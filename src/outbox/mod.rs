@@ -29,7 +29,9 @@ pub enum RowState {
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Claimed {
     pub id: i64,
-    pub email: String,
+    /// `None` while the row names a CRM record whose email is not read yet.
+    pub email: Option<String>,
+    /// The [`StoredEvent`](crate::domain::event::StoredEvent), encoded.
     pub payload: String,
     /// This attempt's number (already persisted): above 1 means an earlier attempt may have
     /// reached Tallyfy. It is also the fencing token for recording the result.

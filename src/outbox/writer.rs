@@ -17,9 +17,11 @@ const FAILED_COMMIT_UNREADY_MS: i64 = 10_000;
 pub struct NewEvent {
     pub source: &'static str,
     pub event_id: Option<String>,
-    /// Normalised email (the guest's identity).
-    pub email: String,
-    /// Guest fields as JSON.
+    /// Normalised email (the guest's identity); `None` until the CRM record is read.
+    pub email: Option<String>,
+    /// The CRM record the event names while its email is not known, e.g. `hubspot:62515:5012`.
+    pub crm_record: Option<String>,
+    /// The [`StoredEvent`](crate::domain::event::StoredEvent), encoded.
     pub payload: String,
 }
 

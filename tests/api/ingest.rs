@@ -38,8 +38,12 @@ async fn a_valid_contact_is_queued_and_stored_as_sent() {
     assert_eq!(event_id, "msg_ada");
     assert_eq!(state, "queued");
     let payload: Value = serde_json::from_str(&payload).expect("payload json");
-    assert_eq!(payload["email"], "Ada.Lovelace@Example.COM");
-    assert_eq!(payload["associated_members"], json!([7]));
+    assert_eq!(
+        (&payload["v"], &payload["kind"]),
+        (&json!(1), &json!("guest"))
+    );
+    assert_eq!(payload["guest"]["email"], "Ada.Lovelace@Example.COM");
+    assert_eq!(payload["guest"]["associated_members"], json!([7]));
 }
 
 #[tokio::test]

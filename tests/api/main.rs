@@ -12,3 +12,4 @@ mod ingest;
 mod sources;
 mod status;
 mod tallyfy_client;
+mod upgrade;

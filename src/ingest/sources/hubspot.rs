@@ -6,9 +6,10 @@ mod signature;
 use actix_web::HttpRequest;
 use serde_json::Value;
 
-use super::{Adapter, IngestError, Item, RecordIds, json_body, refused};
+use super::{Adapter, IngestError, Item, RecordIds, RowKey, json_body, refused};
 use crate::configuration::HubSpotSettings;
-use crate::crm::{ContactRef, Pending};
+use crate::crm::ContactRef;
+use crate::domain::event::StoredEvent;
 use signature::Signature;
 
 pub const SOURCE: &str = "hubspot";
@@ -91,11 +92,12 @@ fn item(index: usize, event: &Value) -> Item {
     };
     // eventId is documented as not unique; a contact is created once.
     let event_id = format!("{}:{}:created", contact.portal_id, contact.contact_id);
-    let key = contact.key();
-    let pending = Pending::HubSpotContact {
-        hubspot_contact: contact,
+    let key = RowKey::CrmRecord(contact.key());
+    let stored = StoredEvent::HubspotContact {
+        portal_id: contact.portal_id,
+        contact_id: contact.contact_id,
     };
-    Item::event(SOURCE, event_id, key, &pending, Vec::new())
+    Item::event(SOURCE, event_id, key, stored, Vec::new())
 }
 
 #[cfg(test)]
@@ -112,7 +114,8 @@ mod tests {
         let Item::Event { event, .. } = stored else {
             panic!("an event: {stored:?}")
         };
-        assert_eq!(event.email, "hubspot:62515:5012");
+        assert_eq!(event.email, None);
+        assert_eq!(event.crm_record.as_deref(), Some("hubspot:62515:5012"));
         assert_eq!(event.event_id.as_deref(), Some("62515:5012:created"));
         assert!(matches!(
             item(

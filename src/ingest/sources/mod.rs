@@ -13,10 +13,10 @@ use std::collections::HashMap;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use futures_util::future::{LocalBoxFuture, join_all};
 use secrecy::{ExposeSecret, SecretString};
-use serde::Serialize;
 
 use super::{IngestError, IngestState, check_encoding, read_body};
 use crate::configuration::SourcesSettings;
+use crate::domain::event::StoredEvent;
 use crate::domain::{Drafted, FieldProblem};
 use crate::http_auth::secrets_match;
 use crate::outbox::NewEvent;
@@ -42,6 +42,14 @@ pub enum Item {
     },
 }
 
+/// What a row is known by when it is stored.
+enum RowKey {
+    /// The contact's normalised email.
+    Email(String),
+    /// The CRM record the webhook names, until its email is read.
+    CrmRecord(String),
+}
+
 impl Item {
     /// A contact event of `source`, or its rejection naming the CRM's own field for the email.
     fn contact(
@@ -55,37 +63,38 @@ impl Item {
             Ok(drafted) => Item::event(
                 source,
                 event_id,
-                drafted.normalised_email.into(),
-                &drafted.guest,
+                RowKey::Email(drafted.normalised_email.into()),
+                StoredEvent::Guest {
+                    guest: drafted.guest,
+                },
                 drafted.dropped.iter().map(|p| p.field).collect(),
             ),
             Err(problem) => Item::rejected(email_field, problem.code, &problem.message, record),
         }
     }
 
-    /// An event whose row is keyed by `email` and stores `payload` (a guest, or what the worker
+    /// An event whose row is keyed by `key` and stores `stored` (a guest, or what the worker
     /// must complete first).
     fn event(
         source: &'static str,
         event_id: String,
-        email: String,
-        payload: &impl Serialize,
+        key: RowKey,
+        stored: StoredEvent,
         left_out: Vec<&'static str>,
     ) -> Self {
-        match serde_json::to_string(payload) {
-            Ok(payload) => Item::Event {
-                event: NewEvent {
-                    source,
-                    event_id: Some(event_id),
-                    email,
-                    payload,
-                },
-                left_out,
+        let (email, crm_record) = match key {
+            RowKey::Email(email) => (Some(email), None),
+            RowKey::CrmRecord(record) => (None, Some(record)),
+        };
+        Item::Event {
+            event: NewEvent {
+                source,
+                event_id: Some(event_id),
+                email,
+                crm_record,
+                payload: stored.encode(),
             },
-            // Our own types always serialise; this only keeps the error path total.
-            Err(error) => {
-                Item::rejected("", "invalid_type", &error.to_string(), RecordIds::default())
-            }
+            left_out,
         }
     }
 

@@ -14,7 +14,7 @@ struct Inserted {
     id: i64,
     source: String,
     event_id: Option<String>,
-    email: String,
+    email: Option<String>,
 }
 
 type Key = (String, String);
@@ -27,12 +27,13 @@ pub(super) async fn insert_batch(
     now: i64,
 ) -> anyhow::Result<Vec<Accepted>> {
     let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
-        "INSERT INTO outbox (source, event_id, email, payload, next_attempt_at, received_at, updated_at) ",
+        "INSERT INTO outbox (source, event_id, email, crm_record, payload, next_attempt_at, received_at, updated_at) ",
     );
     insert.push_values(events, |mut row, event| {
         row.push_bind(event.source)
             .push_bind(event.event_id.as_deref())
-            .push_bind(event.email.as_str())
+            .push_bind(event.email.as_deref())
+            .push_bind(event.crm_record.as_deref())
             .push_bind(event.payload.as_str())
             .push_bind(now)
             .push_bind(now)
@@ -131,7 +132,8 @@ mod tests {
         NewEvent {
             source: "canonical",
             event_id: event_id.map(str::to_owned),
-            email: email.into(),
+            email: Some(email.into()),
+            crm_record: None,
             payload: "{}".into(),
         }
     }
@@ -141,7 +143,7 @@ mod tests {
             id,
             source: "canonical".into(),
             event_id: event_id.map(str::to_owned),
-            email: email.into(),
+            email: Some(email.into()),
         }
     }
 

@@ -6,15 +6,16 @@ use sqlx::SqlitePool;
 
 use crate::outbox::Claimed;
 
-/// ?1 now, ?2 how many, ?3 look-ahead window, ?4 lease end. Index-only: see the plan test.
+/// ?1 now, ?2 how many, ?3 look-ahead window, ?4 lease end. One row per claim key (an email,
+/// or a CRM record until its email is known). Index-only: see the plan test.
 const CLAIM: &str = "WITH candidates AS (
          SELECT * FROM (
-             SELECT id, email, next_attempt_at AS due_at FROM outbox
+             SELECT id, claim_key, next_attempt_at AS due_at FROM outbox
              WHERE state IN ('queued', 'retrying') AND next_attempt_at <= ?1
              ORDER BY next_attempt_at LIMIT ?3)
          UNION ALL
          SELECT * FROM (
-             SELECT id, email, lease_until AS due_at FROM outbox
+             SELECT id, claim_key, lease_until AS due_at FROM outbox
              WHERE state = 'in_flight' AND lease_until <= ?1
              ORDER BY lease_until LIMIT ?3)
      ),
@@ -22,11 +23,11 @@ const CLAIM: &str = "WITH candidates AS (
          SELECT min(c.id) AS id, min(c.due_at) AS due_at FROM candidates c
          WHERE NOT EXISTS (
              -- The first state test repeats the index's WHERE so SQLite may use
-             -- outbox_email_attempted; the second is the one meant.
+             -- outbox_key_attempted; the second is the one meant.
              SELECT 1 FROM outbox b
-             WHERE b.email = c.email AND b.state IN ('in_flight', 'retrying', 'failed')
+             WHERE b.claim_key = c.claim_key AND b.state IN ('in_flight', 'retrying', 'failed')
                AND b.state = 'in_flight' AND b.lease_until > ?1)
-         GROUP BY c.email
+         GROUP BY c.claim_key
          ORDER BY due_at
          LIMIT ?2
      )
@@ -73,14 +74,14 @@ pub(super) async fn ledger_lookup(
 /// True when another row of this email was attempted and not delivered (in flight, retrying or
 /// failed): its create may have reached Tallyfy, so this delivery must look the guest up before
 /// creating it. (A delivered row put its id in the ledger, which is checked first.) The state
-/// list is the `outbox_email_attempted` index's, so the query uses that index.
+/// list is the `outbox_key_attempted` index's, so the query uses that index.
 pub(super) async fn email_attempted_before(
     pool: &SqlitePool,
     email: &str,
     except_id: i64,
 ) -> anyhow::Result<bool> {
     sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM outbox WHERE email = ?1 AND id <> ?2
+        "SELECT EXISTS (SELECT 1 FROM outbox WHERE claim_key = ?1 AND id <> ?2
              AND state IN ('in_flight', 'retrying', 'failed'))",
     )
     .bind(email)
@@ -116,7 +117,7 @@ mod tests {
             !detail.iter().any(|d| d.starts_with("SCAN outbox")),
             "{detail:?}"
         );
-        for index in ["outbox_due", "outbox_leases", "outbox_email_attempted"] {
+        for index in ["outbox_due", "outbox_leases", "outbox_key_attempted"] {
             assert!(
                 detail.iter().any(|d| d.contains(index)),
                 "{index}: {detail:?}"

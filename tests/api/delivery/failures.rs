@@ -85,7 +85,11 @@ async fn a_422_for_a_guest_that_does_not_exist_fails_with_tallyfys_message() {
         "INSERT INTO outbox (source, email, payload, next_attempt_at, received_at, updated_at)
          VALUES ('canonical', 'long@example.com', ?1, 0, 0, 0)",
     )
-    .bind(json!({"email": "long@example.com", "first_name": "x".repeat(300)}).to_string())
+    .bind(
+        json!({"v": 1, "kind": "guest",
+               "guest": {"email": "long@example.com", "first_name": "x".repeat(300)}})
+        .to_string(),
+    )
     .execute(&env.db)
     .await
     .expect("insert");

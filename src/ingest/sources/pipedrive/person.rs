@@ -5,10 +5,10 @@ use serde_json::{Map, Value};
 
 use super::SOURCE;
 use super::values::{id_of, primary, string, text};
-use crate::crm::{OrgRef, Pending};
+use crate::domain::event::StoredEvent;
 use crate::domain::{ContactDraft, LIST_MAX};
 use crate::ingest::IngestError;
-use crate::ingest::sources::{Item, RecordIds};
+use crate::ingest::sources::{Item, RecordIds, RowKey};
 
 /// The webhook's one item: a person creation, or anything else (ignored).
 /// `reads_orgs`: a person whose organisation is named only by id waits for the worker to read
@@ -101,10 +101,10 @@ pub(super) fn person_event(
         (Some(org_id), Ok(drafted)) => Item::event(
             SOURCE,
             event_id,
-            drafted.normalised_email.into(),
-            &Pending::PipedriveOrg {
-                pipedrive_org: OrgRef { org_id },
-                guest: Box::new(drafted.guest),
+            RowKey::Email(drafted.normalised_email.into()),
+            StoredEvent::PipedrivePerson {
+                org_id,
+                guest: drafted.guest,
             },
             drafted.dropped.iter().map(|p| p.field).collect(),
         ),
@@ -142,14 +142,15 @@ mod tests {
         else {
             panic!("an event")
         };
-        assert_eq!(event.email, "g.hopper@example.com");
+        assert_eq!(event.email.as_deref(), Some("g.hopper@example.com"));
         assert_eq!(
             event.event_id.as_deref(),
             Some("7654321:person:4711:created")
         );
         let payload: Value = serde_json::from_str(&event.payload).expect("json");
+        let payload = &payload["guest"];
         assert_eq!(
-            payload,
+            *payload,
             json!({"email": "G.Hopper@example.com", "first_name": "Grace", "last_name": "Hopper",
                    "phone_1": "+1 415 555 0100", "company_name": "Navy Labs"})
         );
@@ -173,8 +174,9 @@ mod tests {
             Some("7654321:person:4711:created")
         );
         let payload: Value = serde_json::from_str(&event.payload).expect("json");
+        let payload = &payload["guest"];
         assert_eq!(
-            payload,
+            *payload,
             json!({"email": "grace@example.com", "first_name": "Grace", "company_name": "Navy Labs"})
         );
     }
@@ -193,22 +195,21 @@ mod tests {
         let Ok(Item::Event { event, .. }) = person_event(&body, true) else {
             panic!("an event")
         };
-        assert_eq!(event.email, "grace@example.com");
-        let pending: Pending = serde_json::from_str(&event.payload).expect("pending");
-        let Pending::PipedriveOrg {
-            pipedrive_org,
-            guest,
-        } = pending
-        else {
+        assert_eq!(event.email.as_deref(), Some("grace@example.com"));
+        let stored = StoredEvent::decode(&event.payload).expect("a stored event");
+        let StoredEvent::PipedrivePerson { org_id, guest } = stored else {
             panic!("a Pipedrive organisation to read: {}", event.payload)
         };
-        assert_eq!(pipedrive_org.org_id, "42");
+        assert_eq!(org_id, "42");
         assert_eq!(guest.first_name.as_deref(), Some("Grace"));
         // Without a token the same person is an ordinary guest with no company.
         let Ok(Item::Event { event, .. }) = person_event(&body, false) else {
             panic!("an event")
         };
-        assert!(serde_json::from_str::<Pending>(&event.payload).is_err());
+        assert!(matches!(
+            StoredEvent::decode(&event.payload),
+            Ok(StoredEvent::Guest { .. })
+        ));
     }
 
     #[test]
@@ -218,7 +219,7 @@ mod tests {
         }))) else {
             panic!("an event")
         };
-        assert_eq!(event.email, "a@example.com");
+        assert_eq!(event.email.as_deref(), Some("a@example.com"));
     }
 
     #[test]
