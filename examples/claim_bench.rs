@@ -35,7 +35,15 @@ async fn claim(
     Ok(claimed.len())
 }
 
-/// The worker's lease in the default settings, as the old timer bound it.
+/// Unix milliseconds, the unit of every outbox time column.
+fn now_ms() -> i64 {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    since_epoch.as_millis() as i64
+}
+
+/// `delivery.lease_secs`' default, in milliseconds.
 const LEASE_MS: i64 = 90_000;
 const WARM_UP: usize = 5;
 
@@ -121,7 +129,7 @@ async fn time(db: &Path, limit: usize, reps: usize, samples_file: &Path) -> anyh
         .connect_with(options(db)?.create_if_missing(false))
         .await
         .with_context(|| format!("Failed to open {}", db.display()))?;
-    let now = tallyfy_bridge::outbox::now_ms();
+    let now = now_ms();
     print_plan(db, now, limit).await?;
     let mut samples = Vec::with_capacity(reps);
     let mut rows = 0;
