@@ -1,6 +1,6 @@
 -- wrk script for the CRM webhooks (part `sources`): replays pre-generated requests.
 -- usage: wrk ... -s bench/sources.lua URL -- REQUESTS_FILE NTHREADS
--- One request per line (bench/gen_sources.py), tab-separated: path, headers as "Name: value",
+-- One request per line (written by bench/bench.py), tab-separated: path, headers as "Name: value",
 -- the body last. Thread t of n takes every n-th line (from line t), so no two threads send the
 -- same request. If a thread runs out it starts over: every request sent again is counted in
 -- `wrapped` (those are answered as duplicates: 200, nothing stored).

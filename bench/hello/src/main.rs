@@ -1,4 +1,4 @@
-//! `bench-hello PORT WORKERS`: the HTTP ceiling for `bench/run.sh`. Same server stack as the
+//! `bench-hello PORT WORKERS`: the HTTP ceiling for `bench/bench.py`. Same server stack as the
 //! bridge (actix-web 4, no default features), one route, `GET`/`POST /hello`, a short body.
 
 use actix_web::{App, HttpResponse, HttpServer, web};

@@ -6,7 +6,7 @@
 //! Sends COUNT `POST URL` requests, at most CONCURRENCY in flight, with the headers the bridge
 //! sends (`Authorization: Bearer sandbox-token`, `Accept: application/json`,
 //! `X-Tallyfy-Client: APIClient`, `Content-Type: application/json`) and the body shape it sends
-//! (the contact fields of bench/gen_signed.py, email normalised, one distinct email per request).
+//! (the contact fields bench/bench.py signs, email normalised, one distinct email per request).
 //! Like the bridge it reads every answer's body and parses the guest id out of it.
 //! Prints one line: `RAW requests=… ok=… errors=… elapsed_s=… rps=…`; exits 1 on any error.
 
