@@ -31,7 +31,7 @@ async fn claim(
     lease_until: i64,
 ) -> anyhow::Result<usize> {
     let claimed =
-        tallyfy_bridge::outbox::delivery::claim_due(pool, now, limit, lease_until).await?;
+        tallyfy_bridge::outbox::sqlite::claim_due(pool, now, limit, lease_until).await?;
     Ok(claimed.len())
 }
 

@@ -38,7 +38,7 @@ const CLAIM: &str = "WITH candidates AS (
 
 /// Claims up to `limit` due rows, at most one per email, skipping emails already in flight.
 /// Rows whose lease expired (their worker died) are due again.
-pub(super) async fn claim_due(
+pub async fn claim_due(
     pool: &SqlitePool,
     now: i64,
     limit: usize,
