@@ -1,6 +1,7 @@
 //! tallyfy-bridge: CRM contact webhooks in, Tallyfy guests out, exactly once per email.
-//! Data flows one way: `ingest` → `outbox` → `delivery` → `tallyfy` (and `crm`, the CRM APIs the
-//! worker reads when a webhook names a record instead of carrying it); `status` only reads.
+//! Data flows one way: `ingest` → `outbox` (storage) → `delivery` → `tallyfy` (and `crm`, the
+//! CRM APIs the worker reads when a webhook names a record instead of carrying it), all in the
+//! vocabulary of `domain`; `status` and `ops` only read.
 //! The fake Tallyfy for tests and demos is the `tallyfy-sandbox` crate, not part of this one.
 
 pub mod api_error;
