@@ -30,8 +30,7 @@ async fn claim(
     limit: usize,
     lease_until: i64,
 ) -> anyhow::Result<usize> {
-    let claimed =
-        tallyfy_bridge::outbox::sqlite::claim_due(pool, now, limit, lease_until).await?;
+    let claimed = tallyfy_bridge::outbox::sqlite::claim_due(pool, now, limit, lease_until).await?;
     Ok(claimed.len())
 }
 

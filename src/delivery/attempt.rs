@@ -137,7 +137,11 @@ impl Worker {
     /// Completes an event its CRM's webhook only named (no Tallyfy call in this attempt; the row
     /// is then delivered as an ordinary one), unless that CRM holds us off after a 429.
     async fn complete(&self, row: &Claimed, pending: StoredEvent) -> Result<Outcome, Failure> {
-        let crm = pending.crm().unwrap_or("CRM");
+        let Some(crm) = pending.crm() else {
+            return Err(Failure::Unusable(
+                "the row has nothing to read from a CRM".into(),
+            ));
+        };
         let hold = self.crm_hold(crm) - self.clock.now_ms();
         if hold > 0 {
             let retry_after = Some(Duration::from_millis(hold as u64));
