@@ -108,7 +108,9 @@ pub struct DeliveryView {
     pub id: i64,
     pub source: String,
     pub event_id: Option<String>,
-    pub email: String,
+    /// `None` until the CRM record the event names (`crm_record`) is read.
+    pub email: Option<String>,
+    pub crm_record: Option<String>,
     pub state: RowState,
     pub attempts: i64,
     #[serde(serialize_with = "crate::time::serialize_ms")]

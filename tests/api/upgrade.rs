@@ -9,6 +9,8 @@ use sqlx::migrate::Migrator;
 
 use crate::sources::crm_env_with;
 
+const ADMIN_TOKEN: &str = "admin-token-for-upgrade-tests";
+
 /// The last migration of the release that stored untagged payloads.
 const PREVIOUS_RELEASE: i64 = 20261201000002;
 
@@ -106,7 +108,31 @@ async fn a_database_of_the_previous_release_is_upgraded_and_its_rows_delivered()
     let dir = tempfile::tempdir().expect("dir");
     let path = dir.path().join("bridge.sqlite");
     write_previous_release_database(&path).await;
-    let (env, crm) = crm_env_with(&[("BRIDGE__DATABASE__PATH", path.display().to_string())]).await;
+    let (env, crm) = crm_env_with(&[
+        ("BRIDGE__DATABASE__PATH", path.display().to_string()),
+        ("BRIDGE__ADMIN__TOKEN", ADMIN_TOKEN.into()),
+    ])
+    .await;
+    // An operator sees the HubSpot row by its record until its email is read.
+    let pending: serde_json::Value = env
+        .app
+        .client
+        .get(format!("{}/deliveries/2", env.app.address))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        (
+            &pending["delivery"]["email"],
+            &pending["delivery"]["crm_record"]
+        ),
+        (&json!(null), &json!("hubspot:62515:5012")),
+        "{pending}"
+    );
     crm.add_contact(
         "5012",
         json!({"email": "Charles@example.com", "firstname": "Charles"}),

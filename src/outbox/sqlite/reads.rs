@@ -61,7 +61,7 @@ pub(super) async fn delivery(
     id: i64,
 ) -> anyhow::Result<Option<(DeliveryView, Vec<AttemptView>)>> {
     let row: Option<DeliveryView> = sqlx::query_as(
-        "SELECT id, source, event_id, email, state, attempts, next_attempt_at, lease_until,
+        "SELECT id, source, event_id, email, crm_record, state, attempts, next_attempt_at, lease_until,
                 guest_id, last_error, received_at, delivered_at
          FROM outbox WHERE id = ?1",
     )
