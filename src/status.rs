@@ -30,6 +30,7 @@ pub struct StateCounts {
     pub retrying: i64,
     pub delivered: i64,
     pub failed: i64,
+    pub cancelled: i64,
 }
 
 /// The figures `/status` shows.
@@ -44,6 +45,22 @@ pub struct Snapshot {
     pub last_error_at: Option<i64>,
     pub paused_reason: Option<String>,
     pub rate_limited_until: Option<i64>,
+    /// CRM items not queued and still kept, per source and reason (retention's pruning of old
+    /// refusals lowers these counts too).
+    pub refused: Vec<RefusedCount>,
+    /// The database's size on disk, where the backend knows it.
+    pub database_bytes: Option<i64>,
+    /// Retention's last run and how many rows it deleted.
+    pub last_prune_at: Option<i64>,
+    pub last_prune_rows: Option<i64>,
+}
+
+/// Refused CRM items of one source for one reason.
+#[derive(Debug, Clone, serde::Serialize, PartialEq, Eq, sqlx::FromRow)]
+pub struct RefusedCount {
+    pub source: String,
+    pub reason: String,
+    pub n: i64,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -85,7 +102,7 @@ async fn status(state: web::Data<StatusState>) -> HttpResponse {
     HttpResponse::Ok().json(json!({
         "version": version,
         "uptime_secs": uptime_secs,
-        "database": {"ok": true},
+        "database": {"ok": true, "size_bytes": snapshot.database_bytes},
         "webhooks": state.webhooks,
         "outbox": {
             "counts": snapshot.counts,
@@ -102,6 +119,14 @@ async fn status(state: web::Data<StatusState>) -> HttpResponse {
             "last_delivered_at": iso(snapshot.last_delivered_at),
             "last_error": snapshot.last_error,
             "last_error_at": iso(snapshot.last_error_at),
+        },
+        "refused": {
+            "total": snapshot.refused.iter().map(|r| r.n).sum::<i64>(),
+            "by_source": snapshot.refused,
+        },
+        "retention": {
+            "last_prune_at": iso(snapshot.last_prune_at),
+            "last_prune_rows": snapshot.last_prune_rows,
         },
     }))
 }

@@ -13,7 +13,7 @@ use crate::status::Snapshot;
 pub use writer::{Accepted, NewEvent, StoreError, WriterHandle};
 
 /// Where a row is in its life (see docs/DESIGN: queued → in_flight → delivered, or back to
-/// retrying, or failed).
+/// retrying, or failed; an operator may retry a failed row or cancel one nobody wants delivered).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, sqlx::Type)]
 #[sqlx(type_name = "TEXT", rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
@@ -23,6 +23,7 @@ pub enum RowState {
     Retrying,
     Delivered,
     Failed,
+    Cancelled,
 }
 
 /// A row the caller now owns until its lease ends.
@@ -92,8 +93,8 @@ pub trait Store: Send + Sync {
     /// The Tallyfy guest id already known for this email, if any.
     async fn ledger_lookup(&self, org_id: &str, email: &str) -> anyhow::Result<Option<String>>;
 
-    /// True when another row of this email was attempted and not delivered (in flight, retrying
-    /// or failed): its create may have reached Tallyfy, so this delivery must look the guest up
+    /// True when another row of this email was attempted and not delivered (in flight, retrying,
+    /// failed or cancelled, kept or pruned): its create may have reached Tallyfy, so this delivery must look the guest up
     /// before creating it. (A delivered row put its id in the ledger, which is checked first.)
     async fn email_attempted_before(&self, email: &str, except_id: i64) -> anyhow::Result<bool>;
 

@@ -23,7 +23,7 @@ async fn status_counts_queued_events_and_their_age() {
     let status: Value = response.json().await.expect("json");
     assert_eq!(
         status["outbox"]["counts"],
-        json!({"queued": 3, "in_flight": 0, "retrying": 0, "delivered": 0, "failed": 0})
+        json!({"queued": 3, "in_flight": 0, "retrying": 0, "delivered": 0, "failed": 0, "cancelled": 0})
     );
     assert!(status["outbox"]["oldest_waiting_at"].is_string());
     assert!(
@@ -33,7 +33,17 @@ async fn status_counts_queued_events_and_their_age() {
     );
     assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(status["database"]["ok"], true);
+    assert!(
+        status["database"]["size_bytes"]
+            .as_i64()
+            .is_some_and(|bytes| bytes > 0)
+    );
     assert_eq!(status["delivery"]["paused"], false);
+    assert_eq!(status["refused"], json!({"total": 0, "by_source": []}));
+    assert_eq!(
+        status["retention"],
+        json!({"last_prune_at": null, "last_prune_rows": null})
+    );
     assert!(status["uptime_secs"].is_u64());
 }
 

@@ -7,15 +7,17 @@ use sqlx::SqlitePool;
 use crate::outbox::Claimed;
 
 /// ?1 now, ?2 how many, ?3 look-ahead window, ?4 lease end. One row per claim key (an email,
-/// or a CRM record until its email is known). Index-only: see the plan test.
+/// or a CRM record until its email is known). Index-only: see the plan test. `INDEXED BY` pins
+/// each index: without statistics the planner may pick an admin-list index instead and sort
+/// every waiting row.
 const CLAIM: &str = "WITH candidates AS (
          SELECT * FROM (
-             SELECT id, claim_key, next_attempt_at AS due_at FROM outbox
+             SELECT id, claim_key, next_attempt_at AS due_at FROM outbox INDEXED BY outbox_due
              WHERE state IN ('queued', 'retrying') AND next_attempt_at <= ?1
              ORDER BY next_attempt_at LIMIT ?3)
          UNION ALL
          SELECT * FROM (
-             SELECT id, claim_key, lease_until AS due_at FROM outbox
+             SELECT id, claim_key, lease_until AS due_at FROM outbox INDEXED BY outbox_leases
              WHERE state = 'in_flight' AND lease_until <= ?1
              ORDER BY lease_until LIMIT ?3)
      ),
@@ -24,8 +26,8 @@ const CLAIM: &str = "WITH candidates AS (
          WHERE NOT EXISTS (
              -- The first state test repeats the index's WHERE so SQLite may use
              -- outbox_key_attempted; the second is the one meant.
-             SELECT 1 FROM outbox b
-             WHERE b.claim_key = c.claim_key AND b.state IN ('in_flight', 'retrying', 'failed')
+             SELECT 1 FROM outbox b INDEXED BY outbox_key_attempted
+             WHERE b.claim_key = c.claim_key AND b.state IN ('in_flight', 'retrying', 'failed', 'cancelled')
                AND b.state = 'in_flight' AND b.lease_until > ?1)
          GROUP BY c.claim_key
          ORDER BY due_at
@@ -71,18 +73,20 @@ pub(super) async fn ledger_lookup(
         .context("Failed to read the guest ledger")
 }
 
-/// True when another row of this email was attempted and not delivered (in flight, retrying or
-/// failed): its create may have reached Tallyfy, so this delivery must look the guest up before
-/// creating it. (A delivered row put its id in the ledger, which is checked first.) The state
-/// list is the `outbox_key_attempted` index's, so the query uses that index.
+/// True when another row of this email was attempted and not delivered (in flight, retrying,
+/// failed or cancelled), or such a row was pruned (`attempted_emails`): its create may have
+/// reached Tallyfy, so this delivery must look the guest up before creating it. (A delivered
+/// row put its id in the ledger, which is checked first.) The state list is the
+/// `outbox_key_attempted` index's, so the query uses that index.
 pub(super) async fn email_attempted_before(
     pool: &SqlitePool,
     email: &str,
     except_id: i64,
 ) -> anyhow::Result<bool> {
     sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM outbox WHERE claim_key = ?1 AND id <> ?2
-             AND state IN ('in_flight', 'retrying', 'failed'))",
+        "SELECT EXISTS (SELECT 1 FROM outbox INDEXED BY outbox_key_attempted WHERE claim_key = ?1 AND id <> ?2
+             AND state IN ('in_flight', 'retrying', 'failed', 'cancelled'))
+         OR EXISTS (SELECT 1 FROM attempted_emails WHERE email = ?1)",
     )
     .bind(email)
     .bind(except_id)
@@ -95,9 +99,11 @@ pub(super) async fn email_attempted_before(
 pub(super) async fn next_due_at(pool: &SqlitePool) -> anyhow::Result<Option<i64>> {
     sqlx::query_scalar(
         "SELECT min(t) FROM (
-             SELECT min(next_attempt_at) AS t FROM outbox WHERE state IN ('queued', 'retrying')
+             SELECT min(next_attempt_at) AS t FROM outbox INDEXED BY outbox_due
+             WHERE state IN ('queued', 'retrying')
              UNION ALL
-             SELECT min(lease_until) FROM outbox WHERE state = 'in_flight')",
+             SELECT min(lease_until) FROM outbox INDEXED BY outbox_leases
+             WHERE state = 'in_flight')",
     )
     .fetch_one(pool)
     .await

@@ -7,7 +7,7 @@ use sqlx::SqlitePool;
 
 use crate::ops::{AttemptView, DeliveryView, LedgerEntry};
 use crate::outbox::RowState;
-use crate::status::{Snapshot, StateCounts};
+use crate::status::{RefusedCount, Snapshot, StateCounts};
 
 pub(super) async fn snapshot(pool: &SqlitePool) -> anyhow::Result<Snapshot> {
     let mut tx = pool
@@ -26,6 +26,7 @@ pub(super) async fn snapshot(pool: &SqlitePool) -> anyhow::Result<Snapshot> {
             RowState::Retrying => &mut counts.retrying,
             RowState::Delivered => &mut counts.delivered,
             RowState::Failed => &mut counts.failed,
+            RowState::Cancelled => &mut counts.cancelled,
         };
         *count = n;
     }
@@ -35,12 +36,24 @@ pub(super) async fn snapshot(pool: &SqlitePool) -> anyhow::Result<Snapshot> {
         .context("Failed to read the oldest waiting event")?;
     let worker: WorkerRow = sqlx::query_as(
         "SELECT heartbeat_at, last_delivered_at, last_error, last_error_at, paused_reason,
-                rate_limited_until
+                rate_limited_until, last_prune_at, last_prune_rows
          FROM worker_state WHERE id = 1",
     )
     .fetch_one(&mut *tx)
     .await
     .context("Failed to read the worker state")?;
+    let refused: Vec<RefusedCount> = sqlx::query_as(
+        "SELECT source, reason, n FROM refused_counts WHERE n > 0 ORDER BY source, reason",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .context("Failed to read refused counts")?;
+    let database_bytes: i64 = sqlx::query_scalar(
+        "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .context("Failed to read the database size")?;
     tx.commit()
         .await
         .context("Failed to close the read transaction")?;
@@ -53,6 +66,10 @@ pub(super) async fn snapshot(pool: &SqlitePool) -> anyhow::Result<Snapshot> {
         last_error_at: worker.3,
         paused_reason: worker.4,
         rate_limited_until: worker.5,
+        refused,
+        database_bytes: Some(database_bytes),
+        last_prune_at: worker.6,
+        last_prune_rows: worker.7,
     })
 }
 
@@ -104,10 +121,12 @@ type WorkerRow = (
     Option<i64>,
     Option<String>,
     Option<i64>,
+    Option<i64>,
+    Option<i64>,
 );
 
 /// Must match the `outbox_waiting` partial index's WHERE clause word for word to use it.
-const OLDEST_WAITING: &str = "SELECT min(received_at) FROM outbox
+const OLDEST_WAITING: &str = "SELECT min(received_at) FROM outbox INDEXED BY outbox_waiting
      WHERE state IN ('queued', 'in_flight', 'retrying')";
 
 #[cfg(test)]

@@ -14,6 +14,8 @@ use crate::domain::outcome::{AttemptClass, LearnedBy};
 use crate::http_auth::{bearer, secrets_match};
 use crate::outbox::{RowState, Store};
 
+pub mod page;
+
 pub struct OpsState {
     pub store: Arc<dyn Store>,
     pub admin_token: Option<SecretString>,
