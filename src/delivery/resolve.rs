@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::crm::FetchError;
-use crate::domain::outcome::{Outcome, Stage};
+use crate::domain::outcome::{Outcome, Refusal, Stage};
 use crate::outbox::Claimed;
 use crate::tallyfy::CallError;
 
@@ -196,6 +196,16 @@ pub(super) fn log_ending(outbox_id: i64, attempt: i64, outcome: &Outcome) {
         Outcome::Failed { reason, .. } => {
             let reason = short(reason);
             tracing::error!(outbox_id, attempt, status, %reason, "Delivery failed for good");
+        }
+        Outcome::Refused { refusal, .. } => {
+            let Refusal { code, field, .. } = refusal;
+            tracing::warn!(
+                outbox_id,
+                attempt,
+                code,
+                field,
+                "The CRM record has no usable email: delivery failed, refusal kept"
+            );
         }
         _ => {}
     }

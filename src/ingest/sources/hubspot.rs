@@ -82,7 +82,9 @@ fn item(index: usize, event: &Value) -> Item {
             } else {
                 "objectId"
             };
+            // No id to key a resend on: HubSpot's eventId is documented as not unique.
             return Item::rejected(
+                None,
                 &format!("[{index}].{field}"),
                 "missing_field",
                 &format!("{field} must be a numeric id"),

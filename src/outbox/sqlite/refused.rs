@@ -1,0 +1,181 @@
+//! Refused CRM items: kept by ingest in the writer's transaction (with the events of the same
+//! commit), by the worker with the failed row of a CRM record that has no usable email, and
+//! listed for operators a keyset page at a time.
+
+use anyhow::Context;
+use sqlx::QueryBuilder;
+use sqlx::sqlite::{Sqlite, SqliteConnection, SqlitePool};
+
+use crate::domain::outcome::Refusal;
+use crate::ops::page::Cursor;
+use crate::ops::refused::{RefusedFilter, RefusedView};
+use crate::outbox::NewRefusal;
+
+/// Inserts `refusals` (inside the writer's transaction); a repeated (source, event_id), in the
+/// database or earlier in the batch, keeps nothing more.
+pub(super) async fn insert_batch(
+    conn: &mut SqliteConnection,
+    refusals: &[&NewRefusal],
+    now: i64,
+) -> anyhow::Result<()> {
+    let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
+        "INSERT INTO refused (source, event_id, record_id, notification_id, reason, field, refused_at) ",
+    );
+    insert.push_values(refusals, |mut row, refusal| {
+        row.push_bind(refusal.source)
+            .push_bind(refusal.event_id.clone())
+            .push_bind(refusal.record_id.clone())
+            .push_bind(refusal.notification_id.clone())
+            .push_bind(refusal.reason)
+            .push_bind(refusal.field.clone())
+            .push_bind(now);
+    });
+    insert.push(" ON CONFLICT DO NOTHING");
+    insert
+        .build()
+        .execute(&mut *conn)
+        .await
+        .context("Failed to keep refused CRM items")?;
+    Ok(())
+}
+
+/// Keeps the refusal of outbox row `outbox_id` (inside the transaction recording its attempt),
+/// under the row's source and event id: a retried row refused again is kept once.
+pub(super) async fn insert_for_row(
+    tx: &mut SqliteConnection,
+    outbox_id: i64,
+    refusal: &Refusal,
+    now: i64,
+) -> anyhow::Result<()> {
+    // The WHERE clause also tells SQLite's parser that ON CONFLICT is not a join's ON.
+    sqlx::query(
+        "INSERT INTO refused (source, event_id, record_id, reason, field, outbox_id, refused_at)
+         SELECT source, event_id, ?2, ?3, ?4, id, ?5 FROM outbox WHERE id = ?1
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(outbox_id)
+    .bind(refusal.record_id.as_deref())
+    .bind(refusal.code)
+    .bind(refusal.field)
+    .bind(now)
+    .execute(&mut *tx)
+    .await
+    .context("Failed to keep a refused CRM record")?;
+    Ok(())
+}
+
+pub(super) async fn list(
+    pool: &SqlitePool,
+    filter: &RefusedFilter,
+    after: Option<Cursor>,
+    limit: usize,
+) -> anyhow::Result<Vec<RefusedView>> {
+    list_query(filter, after, limit)
+        .build_query_as()
+        .fetch_all(pool)
+        .await
+        .context("Failed to list refused CRM items")
+}
+
+/// Newest first by (refused_at, id) on the index of the filter given (`INDEXED BY`: without
+/// statistics SQLite may pick another and sort); SQLite appends the rowid to each index, so
+/// the keyset's tie-break on id is read from it too.
+fn list_query(filter: &RefusedFilter, after: Option<Cursor>, limit: usize) -> QueryBuilder<Sqlite> {
+    let index = match (&filter.source, &filter.reason) {
+        (Some(_), _) => "refused_source_at",
+        (None, Some(_)) => "refused_reason_at",
+        (None, None) => "refused_at",
+    };
+    let mut query = QueryBuilder::new(format!(
+        "SELECT id, source, event_id, record_id, notification_id, reason, field, outbox_id, refused_at
+         FROM refused INDEXED BY {index} WHERE true"
+    ));
+    if let Some(source) = &filter.source {
+        query.push(" AND source = ").push_bind(source.clone());
+    }
+    if let Some(reason) = &filter.reason {
+        query.push(" AND reason = ").push_bind(reason.clone());
+    }
+    if let Some(since) = filter.since {
+        query.push(" AND refused_at >= ").push_bind(since);
+    }
+    if let Some(until) = filter.until {
+        query.push(" AND refused_at < ").push_bind(until);
+    }
+    if let Some(cursor) = after {
+        query
+            .push(" AND (refused_at, id) < (")
+            .push_bind(cursor.at)
+            .push(", ")
+            .push_bind(cursor.id)
+            .push(")");
+    }
+    query
+        .push(" ORDER BY refused_at DESC, id DESC LIMIT ")
+        .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
+    query
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::Execute;
+
+    use super::*;
+
+    /// A page reads only its index, in order: no scan of the table, no sort of every match.
+    #[tokio::test]
+    async fn each_filter_pages_on_its_own_index_without_sorting() {
+        let some = |s: &str| Some(s.to_owned());
+        for (filter, index) in [
+            (RefusedFilter::default(), "refused_at"),
+            (
+                RefusedFilter {
+                    since: Some(0),
+                    until: Some(1),
+                    ..RefusedFilter::default()
+                },
+                "refused_at",
+            ),
+            (
+                RefusedFilter {
+                    source: some("hubspot"),
+                    ..RefusedFilter::default()
+                },
+                "refused_source_at",
+            ),
+            (
+                RefusedFilter {
+                    source: some("hubspot"),
+                    reason: some("invalid_email"),
+                    since: Some(0),
+                    ..RefusedFilter::default()
+                },
+                "refused_source_at",
+            ),
+            (
+                RefusedFilter {
+                    reason: some("invalid_email"),
+                    until: Some(1),
+                    ..RefusedFilter::default()
+                },
+                "refused_reason_at",
+            ),
+        ] {
+            for after in [None, Some(Cursor { at: 1, id: 1 })] {
+                let mut query = list_query(&filter, after, 51);
+                let detail = crate::outbox::sqlite::query_plan(query.build().sql().as_str()).await;
+                // One line: the index of the filter, read in order (no sort after).
+                assert_eq!(detail.len(), 1, "{filter:?} {after:?}: {detail:?}");
+                let used = detail[0]
+                    .split("USING INDEX ")
+                    .nth(1)
+                    .and_then(|rest| rest.split_whitespace().next());
+                assert_eq!(used, Some(index), "{filter:?} {after:?}: {detail:?}");
+                if after.is_some() || filter != RefusedFilter::default() {
+                    // The cursor and the filters bound the index range, not a scan of it.
+                    assert!(detail.iter().any(|d| d.starts_with("SEARCH")), "{detail:?}");
+                }
+            }
+        }
+    }
+}
