@@ -178,4 +178,65 @@ mod tests {
             }
         }
     }
+    /// Refusals of one commit share their time: the id orders them, and pages of any size
+    /// give each exactly once.
+    #[tokio::test]
+    async fn pages_over_refusals_of_one_instant_give_each_once() {
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .expect("memory db");
+        crate::outbox::sqlite::MIGRATOR
+            .run(&pool)
+            .await
+            .expect("migrations");
+        let refusals: Vec<NewRefusal> = (0..7)
+            .map(|n| NewRefusal {
+                source: if n % 2 == 0 {
+                    "salesforce"
+                } else {
+                    "pipedrive"
+                },
+                event_id: Some(format!("e{n}")),
+                record_id: None,
+                notification_id: None,
+                reason: "missing_field",
+                field: "email".into(),
+            })
+            .collect();
+        let refs: Vec<&NewRefusal> = refusals.iter().collect();
+        let mut conn = pool.acquire().await.expect("connection");
+        insert_batch(&mut conn, &refs, 1_000).await.expect("insert");
+        drop(conn);
+
+        for (filter, expected) in [
+            (RefusedFilter::default(), vec![7, 6, 5, 4, 3, 2, 1]),
+            (
+                RefusedFilter {
+                    source: Some("salesforce".into()),
+                    ..RefusedFilter::default()
+                },
+                vec![7, 5, 3, 1],
+            ),
+        ] {
+            for limit in 1..=3 {
+                let (mut seen, mut after) = (Vec::new(), None);
+                loop {
+                    let rows = list(&pool, &filter, after, limit).await.expect("page");
+                    seen.extend(rows.iter().map(|r| r.id));
+                    match rows.last() {
+                        Some(last) if rows.len() == limit => {
+                            after = Some(Cursor {
+                                at: last.refused_at,
+                                id: last.id,
+                            })
+                        }
+                        _ => break,
+                    }
+                }
+                assert_eq!(seen, expected, "{filter:?}, limit {limit}");
+            }
+        }
+    }
 }

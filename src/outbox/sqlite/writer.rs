@@ -214,3 +214,80 @@ async fn commit(
     }
     written
 }
+
+#[cfg(test)]
+mod tests {
+    use sqlx::Connection;
+
+    use super::*;
+
+    async fn memory() -> SqliteConnection {
+        let mut conn = SqliteConnection::connect("sqlite::memory:")
+            .await
+            .expect("memory db");
+        super::super::MIGRATOR
+            .run(&mut conn)
+            .await
+            .expect("migrations");
+        conn
+    }
+
+    fn refusal(event_id: &str) -> NewRefusal {
+        NewRefusal {
+            source: "pipedrive",
+            event_id: Some(event_id.into()),
+            record_id: Some("4711".into()),
+            notification_id: None,
+            reason: "missing_field",
+            field: "current.email".into(),
+        }
+    }
+
+    fn event(email: Option<&str>) -> NewEvent {
+        NewEvent {
+            source: "canonical",
+            event_id: None,
+            email: email.map(str::to_owned),
+            crm_record: None,
+            payload: "{}".into(),
+        }
+    }
+
+    async fn count(conn: &mut SqliteConnection, table: &str) -> i64 {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+            .fetch_one(conn)
+            .await
+            .expect("count")
+    }
+
+    #[tokio::test]
+    async fn events_and_refusals_share_a_commit_and_a_bad_entry_fails_only_itself() {
+        let mut conn = memory().await;
+        // One commit: an event, and a refusal sent twice (the copy keeps nothing more).
+        let (good, kept) = (event(Some("a@x.io")), refusal("1:person:4711:created"));
+        let written = commit_each_if_needed(&mut conn, &[&good], &[&kept, &kept]).await;
+        assert!(written.events.iter().all(Result::is_ok));
+        assert_eq!(written.refusals.len(), 2);
+        assert!(written.refusals.iter().all(Result::is_ok));
+        assert_eq!(count(&mut conn, "outbox").await, 1);
+        assert_eq!(count(&mut conn, "refused").await, 1);
+
+        // A row with neither email nor CRM record breaks the table's CHECK: the batch rolls
+        // back, then each entry is committed alone and only the bad one fails.
+        let bad = event(None);
+        let other = refusal("1:person:4712:created");
+        let written = commit_each_if_needed(&mut conn, &[&bad, &good], &[&other]).await;
+        assert!(written.events[0].is_err());
+        assert!(written.events[1].is_ok());
+        assert!(written.refusals[0].is_ok());
+        assert_eq!(count(&mut conn, "outbox").await, 2);
+        assert_eq!(count(&mut conn, "refused").await, 2);
+
+        // One commit is all or nothing: a refusal sharing it with the bad event is not kept.
+        let third = refusal("1:person:4713:created");
+        assert!(commit(&mut conn, &[&bad], &[&third]).await.is_err());
+        assert_eq!(count(&mut conn, "refused").await, 2);
+        assert!(commit(&mut conn, &[], &[&third]).await.is_ok());
+        assert_eq!(count(&mut conn, "refused").await, 3);
+    }
+}
