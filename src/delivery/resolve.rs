@@ -16,8 +16,8 @@ pub(super) enum Failure {
     Call(CallError),
     /// Tallyfy answered 422 and the guest is not there: a real data problem.
     Rejected(String),
-    /// The stored payload, or the contact fetched for it, cannot make a guest: retrying will
-    /// not change it.
+    /// The stored payload cannot make a guest: retrying will not change it. (A fetched CRM
+    /// contact without a usable email is [`Outcome::Refused`] instead.)
     Unusable(String),
     /// The CRM record the row names could not be read.
     Fetch {

@@ -153,12 +153,12 @@ async fn items_of_every_crm_without_a_usable_email_are_kept_listed_and_counted()
         ),
         (
             "[1].portalId",
-            json!({"source": "hubspot", "event_id": null, "record_id": "5013",
+            json!({"source": "hubspot", "event_id": "-:5013:event:1000005013", "record_id": "5013",
                    "notification_id": null, "reason": "missing_field", "outbox_id": null}),
         ),
         (
             "[2].objectId",
-            json!({"source": "hubspot", "event_id": null, "record_id": null,
+            json!({"source": "hubspot", "event_id": "62515:-:event:1000005014", "record_id": null,
                    "notification_id": null, "reason": "missing_field", "outbox_id": null}),
         ),
         (
@@ -207,10 +207,15 @@ async fn a_crm_sending_the_same_refused_item_again_keeps_one_refusal() {
     let (app, _crm) = spawn_crm_app_with(&admin()).await;
     let person = pipedrive_person(4711, json!([]));
     let notifications = [salesforce::contact("04l9", "")];
-    for _ in 0..3 {
+    let mut no_object = hubspot::creation(1);
+    no_object.as_object_mut().expect("event").remove("objectId");
+    for attempt in 0..3 {
         let items = pipedrive::post_person(&app, &person).await;
         assert_eq!(items[0]["status"], "rejected");
         post_salesforce(&app, &notifications).await;
+        no_object["attemptNumber"] = json!(attempt);
+        let items = item_statuses(hubspot::post_signed(&app, &json!([no_object])).await).await;
+        assert_eq!(items[0]["status"], "rejected");
     }
     // Copies in one group commit too.
     let copies = (0..10).map(|_| pipedrive::post_person(&app, &person));
@@ -219,8 +224,8 @@ async fn a_crm_sending_the_same_refused_item_again_keeps_one_refusal() {
     }
 
     let items = page(&app, "").await["items"].clone();
-    assert_eq!(items.as_array().map(Vec::len), Some(2), "{items}");
-    assert_eq!(refused_in_status(&app).await["total"], 2);
+    assert_eq!(items.as_array().map(Vec::len), Some(3), "{items}");
+    assert_eq!(refused_in_status(&app).await["total"], 3);
 }
 
 #[tokio::test]
