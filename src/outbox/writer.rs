@@ -111,6 +111,22 @@ pub(crate) enum Job {
     },
 }
 
+impl Job {
+    pub(crate) fn event(&self) -> Option<&NewEvent> {
+        match self {
+            Job::Event { event, .. } => Some(event),
+            Job::Refusal { .. } => None,
+        }
+    }
+
+    pub(crate) fn refusal(&self) -> Option<&NewRefusal> {
+        match self {
+            Job::Refusal { refusal, .. } => Some(refusal),
+            Job::Event { .. } => None,
+        }
+    }
+}
+
 /// The writer task's end of the queue.
 pub(crate) struct Queue {
     pub(crate) jobs: mpsc::Receiver<Job>,

@@ -69,20 +69,8 @@ async fn run(setup: WriterSetup, mut queue: Queue, stop: CancellationToken) {
                 continue;
             }
         }
-        let events: Vec<&NewEvent> = batch
-            .iter()
-            .filter_map(|job| match job {
-                Job::Event { event, .. } => Some(event),
-                Job::Refusal { .. } => None,
-            })
-            .collect();
-        let refusals: Vec<&NewRefusal> = batch
-            .iter()
-            .filter_map(|job| match job {
-                Job::Refusal { refusal, .. } => Some(refusal),
-                Job::Event { .. } => None,
-            })
-            .collect();
+        let events: Vec<&NewEvent> = batch.iter().filter_map(Job::event).collect();
+        let refusals: Vec<&NewRefusal> = batch.iter().filter_map(Job::refusal).collect();
         // Once the file is known lost, nothing more is written to it; otherwise the check comes
         // after the commit (one `stat` a batch): committed into a file that was deleted or
         // replaced meanwhile is not stored, so the CRM gets 503 and sends it again.
@@ -97,8 +85,7 @@ async fn run(setup: WriterSetup, mut queue: Queue, stop: CancellationToken) {
                 refusals: refusals.iter().map(|_| Err(lost.clone().into())).collect(),
             };
         }
-        if written.events.iter().any(Result::is_err) || written.refusals.iter().any(Result::is_err)
-        {
+        if written.any_failed() {
             queue.commit_failed();
         }
         if written
@@ -141,6 +128,12 @@ async fn run(setup: WriterSetup, mut queue: Queue, stop: CancellationToken) {
 struct Written {
     events: Vec<anyhow::Result<Accepted>>,
     refusals: Vec<anyhow::Result<()>>,
+}
+
+impl Written {
+    fn any_failed(&self) -> bool {
+        self.events.iter().any(Result::is_err) || self.refusals.iter().any(Result::is_err)
+    }
 }
 
 /// Commits `events` and `refusals` together; if that fails, each alone, so one bad entry does
