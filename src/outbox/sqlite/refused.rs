@@ -239,4 +239,77 @@ mod tests {
             }
         }
     }
+    /// The worker's refusal is fenced like its row: an attempt that lost its lease keeps none.
+    #[tokio::test]
+    async fn a_refusal_is_kept_only_by_the_attempt_that_owns_the_row() {
+        use crate::domain::outcome::Outcome;
+        use crate::outbox::{AttemptLog, AttemptResult, Claimed};
+
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .expect("memory db");
+        crate::outbox::sqlite::MIGRATOR
+            .run(&pool)
+            .await
+            .expect("migrations");
+        sqlx::query(
+            "INSERT INTO outbox (id, source, event_id, crm_record, payload, state, attempts,
+                                 next_attempt_at, received_at, updated_at)
+             VALUES (7, 'hubspot', '1:9:created', 'hubspot:1:9', '{}', 'in_flight', 2, 0, 0, 0)",
+        )
+        .execute(&pool)
+        .await
+        .expect("row");
+        let result = |attempts| AttemptResult {
+            row: Claimed {
+                id: 7,
+                email: None,
+                payload: "{}".into(),
+                attempts,
+                received_at: 0,
+            },
+            outcome: Outcome::Refused {
+                reason: "HubSpot contact 9: the contact has no email address".into(),
+                refusal: Refusal {
+                    code: "no_email_in_crm",
+                    field: "properties.email",
+                    record_id: Some("9".into()),
+                },
+            },
+            log: AttemptLog {
+                started_at: 5,
+                duration_ms: 1,
+            },
+            now: 5,
+        };
+        let kept = || async {
+            sqlx::query_as::<_, (String, Option<String>, Option<i64>, String)>(
+                "SELECT source, event_id, outbox_id, reason FROM refused",
+            )
+            .fetch_all(&pool)
+            .await
+            .expect("refused")
+        };
+
+        let owned = super::super::results::record(&pool, "org", &[result(1)]).await;
+        assert_eq!(owned.expect("recorded"), [false]);
+        assert!(kept().await.is_empty());
+
+        let owned = super::super::results::record(&pool, "org", &[result(2)]).await;
+        assert_eq!(owned.expect("recorded"), [true]);
+        let want = (
+            "hubspot".into(),
+            Some("1:9:created".into()),
+            Some(7),
+            "no_email_in_crm".into(),
+        );
+        assert_eq!(kept().await, [want]);
+        let state: String = sqlx::query_scalar("SELECT state FROM outbox WHERE id = 7")
+            .fetch_one(&pool)
+            .await
+            .expect("state");
+        assert_eq!(state, "failed");
+    }
 }
