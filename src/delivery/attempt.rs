@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::crm::{FetchError, OrgRef};
 use crate::domain::event::StoredEvent;
-use crate::domain::outcome::{LearnedBy, LeaseLost, Outcome};
+use crate::domain::outcome::{LearnedBy, LeaseLost, Outcome, Refusal};
 use crate::domain::{Guest, NAME_MAX, has_control};
 use crate::outbox::{AttemptLog, AttemptResult, Claimed};
 use crate::tallyfy::CallError;
@@ -186,10 +186,19 @@ impl Worker {
                 }
                 Ok(fetched(drafted.normalised_email.into(), drafted.guest))
             }
-            Err(problem) => Err(Failure::Unusable(format!(
-                "HubSpot contact {contact_id}: {}",
-                problem.message
-            ))),
+            // Retrying will not change it; the refusal says where to fix it.
+            Err(problem) => Ok(Outcome::Refused {
+                reason: format!("HubSpot contact {contact_id}: {}", problem.message),
+                refusal: Refusal {
+                    code: match problem.code {
+                        "missing_field" => "no_email_in_crm",
+                        code => code,
+                    },
+                    field: "properties.email",
+                    // Digits only: checked when the webhook was stored.
+                    record_id: Some(contact_id.to_owned()),
+                },
+            }),
         })
     }
 

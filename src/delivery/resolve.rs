@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::crm::FetchError;
-use crate::domain::outcome::{Outcome, Stage};
+use crate::domain::outcome::{Outcome, Refusal, Stage};
 use crate::outbox::Claimed;
 use crate::tallyfy::CallError;
 
@@ -16,8 +16,8 @@ pub(super) enum Failure {
     Call(CallError),
     /// Tallyfy answered 422 and the guest is not there: a real data problem.
     Rejected(String),
-    /// The stored payload, or the contact fetched for it, cannot make a guest: retrying will
-    /// not change it.
+    /// The stored payload cannot make a guest: retrying will not change it. (A fetched CRM
+    /// contact without a usable email is [`Outcome::Refused`] instead.)
     Unusable(String),
     /// The CRM record the row names could not be read.
     Fetch {
@@ -196,6 +196,16 @@ pub(super) fn log_ending(outbox_id: i64, attempt: i64, outcome: &Outcome) {
         Outcome::Failed { reason, .. } => {
             let reason = short(reason);
             tracing::error!(outbox_id, attempt, status, %reason, "Delivery failed for good");
+        }
+        Outcome::Refused { refusal, .. } => {
+            let Refusal { code, field, .. } = refusal;
+            tracing::warn!(
+                outbox_id,
+                attempt,
+                code,
+                field,
+                "The CRM record has no usable email: delivery failed, refusal kept"
+            );
         }
         _ => {}
     }

@@ -25,6 +25,16 @@ pub enum Stage {
     Tallyfy,
 }
 
+/// A CRM record that cannot become a guest, as `refused` keeps it: a code, the field at fault
+/// in the CRM's naming and the record's id, never its contact data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// `no_email_in_crm`, `invalid_email`
+    pub code: &'static str,
+    pub field: &'static str,
+    pub record_id: Option<String>,
+}
+
 /// The end of one attempt. Every variant says what becomes of the row; `RateLimited` and
 /// `Paused` also change what every worker may do next.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +68,9 @@ pub enum Outcome {
         status: Option<u16>,
         stage: Stage,
     },
+    /// The CRM record read has no usable email: the row fails like `Failed` (an operator may
+    /// retry it once the record is fixed) and the refusal is kept with it.
+    Refused { reason: String, refusal: Refusal },
 }
 
 /// The attempt log's name for an outcome.
@@ -90,7 +103,7 @@ impl Outcome {
             Self::Retry { .. } => AttemptClass::Retry,
             Self::RateLimited { .. } => AttemptClass::RateLimited,
             Self::Paused { .. } => AttemptClass::Paused,
-            Self::Failed { .. } => AttemptClass::Failed,
+            Self::Failed { .. } | Self::Refused { .. } => AttemptClass::Failed,
         }
     }
 
@@ -100,7 +113,7 @@ impl Outcome {
             Self::RateLimited { .. } => Some(429),
             Self::Paused { status, .. } => Some(*status),
             Self::Retry { status, .. } | Self::Failed { status, .. } => *status,
-            Self::Delivered { .. } | Self::Fetched { .. } => None,
+            Self::Delivered { .. } | Self::Fetched { .. } | Self::Refused { .. } => None,
         }
     }
 
@@ -111,7 +124,8 @@ impl Outcome {
             Self::Retry { reason, .. }
             | Self::RateLimited { reason, .. }
             | Self::Paused { reason, .. }
-            | Self::Failed { reason, .. } => Some(reason),
+            | Self::Failed { reason, .. }
+            | Self::Refused { reason, .. } => Some(reason),
         }
     }
 
@@ -133,6 +147,7 @@ impl Outcome {
             Self::Retry { .. }
             | Self::Failed { .. }
             | Self::Fetched { .. }
+            | Self::Refused { .. }
             | Self::RateLimited { .. }
             | Self::Paused { .. } => false,
         }

@@ -15,6 +15,7 @@ use crate::http_auth::{bearer, secrets_match};
 use crate::outbox::{RowState, Store};
 
 pub mod page;
+pub mod refused;
 
 pub struct OpsState {
     pub store: Arc<dyn Store>,
@@ -25,7 +26,8 @@ pub struct OpsState {
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/deliveries/{id}", web::get().to(delivery))
-        .route("/guests/{email}", web::get().to(guest));
+        .route("/guests/{email}", web::get().to(guest))
+        .route("/refused", web::get().to(refused::list));
 }
 
 fn not_found(what: &str) -> HttpResponse {

@@ -7,10 +7,12 @@ pub mod sqlite;
 pub mod writer;
 
 use crate::domain::outcome::Outcome;
+use crate::ops::page::Cursor;
+use crate::ops::refused::{RefusedFilter, RefusedView};
 use crate::ops::{AttemptView, DeliveryView, LedgerEntry};
 use crate::status::Snapshot;
 
-pub use writer::{Accepted, NewEvent, StoreError, WriterHandle};
+pub use writer::{Accepted, NewEvent, NewRefusal, StoreError, WriterHandle};
 
 /// Where a row is in its life (see docs/DESIGN: queued → in_flight → delivered, or back to
 /// retrying, or failed; an operator may retry a failed row or cancel one nobody wants delivered).
@@ -114,4 +116,14 @@ pub trait Store: Send + Sync {
     /// One row as operators see it, with its attempt log.
     async fn delivery(&self, id: i64) -> anyhow::Result<Option<(DeliveryView, Vec<AttemptView>)>>;
     async fn ledger_entry(&self, org_id: &str, email: &str) -> anyhow::Result<Option<LedgerEntry>>;
+
+    // Operations: refused
+    /// Up to `limit` refused CRM items matching `filter`, newest first by (refused_at, id),
+    /// after `after`; index-backed, so a page costs the same however many came before.
+    async fn refused(
+        &self,
+        filter: &RefusedFilter,
+        after: Option<Cursor>,
+        limit: usize,
+    ) -> anyhow::Result<Vec<RefusedView>>;
 }

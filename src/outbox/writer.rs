@@ -1,5 +1,5 @@
-//! Ingest's way into storage: a queue of validated events that the backend's writer task commits
-//! in groups, answering each sender once its event is durable.
+//! Ingest's way into storage: a queue of validated events, and of the CRM items refused, that the
+//! backend's writer task commits in groups, answering each sender once its entry is durable.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -23,6 +23,23 @@ pub struct NewEvent {
     pub crm_record: Option<String>,
     /// The [`StoredEvent`](crate::domain::event::StoredEvent), encoded.
     pub payload: String,
+}
+
+/// A CRM item the bridge did not queue, to keep: where to find it in the CRM and why, never its
+/// contact data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRefusal {
+    pub source: &'static str,
+    /// The CRM's event id, when it sent one: a repeated delivery is kept once.
+    pub event_id: Option<String>,
+    /// The CRM's own record (Pipedrive person id, HubSpot objectId, Salesforce sObject Id).
+    pub record_id: Option<String>,
+    /// The delivery it came in, where the CRM names one (Salesforce's Notification Id).
+    pub notification_id: Option<String>,
+    /// The problem's code: `missing_field`, `invalid_email`, `too_many`, ...
+    pub reason: &'static str,
+    /// The field at fault, in the CRM's own naming.
+    pub field: String,
 }
 
 /// The outcome of a committed append.
@@ -56,13 +73,23 @@ impl WriterHandle {
     /// meaning nothing is known to be stored and the sender should retry.
     pub async fn append(&self, event: NewEvent) -> Result<Accepted, StoreError> {
         let (reply, receipt) = oneshot::channel();
-        self.jobs
-            .try_send(Job { event, reply })
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => StoreError::Overloaded,
-                mpsc::error::TrySendError::Closed(_) => StoreError::Unavailable,
-            })?;
+        self.submit(Job::Event { event, reply })?;
         receipt.await.map_err(|_| StoreError::Unavailable)?
+    }
+
+    /// Keeps `refusal` (in the same commits as events) and returns once it is durable; the same
+    /// error as [`append`](Self::append) when it is not known to be stored.
+    pub async fn refuse(&self, refusal: NewRefusal) -> Result<(), StoreError> {
+        let (reply, receipt) = oneshot::channel();
+        self.submit(Job::Refusal { refusal, reply })?;
+        receipt.await.map_err(|_| StoreError::Unavailable)?
+    }
+
+    fn submit(&self, job: Job) -> Result<(), StoreError> {
+        self.jobs.try_send(job).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => StoreError::Overloaded,
+            mpsc::error::TrySendError::Closed(_) => StoreError::Unavailable,
+        })
     }
 
     /// Whether a commit of events failed in the last few seconds.
@@ -72,10 +99,32 @@ impl WriterHandle {
     }
 }
 
-/// One event waiting for its commit, with the sender waiting for the answer.
-pub(crate) struct Job {
-    pub(crate) event: NewEvent,
-    pub(crate) reply: oneshot::Sender<Result<Accepted, StoreError>>,
+/// One entry waiting for its commit, with the sender waiting for the answer.
+pub(crate) enum Job {
+    Event {
+        event: NewEvent,
+        reply: oneshot::Sender<Result<Accepted, StoreError>>,
+    },
+    Refusal {
+        refusal: NewRefusal,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+}
+
+impl Job {
+    pub(crate) fn event(&self) -> Option<&NewEvent> {
+        match self {
+            Job::Event { event, .. } => Some(event),
+            Job::Refusal { .. } => None,
+        }
+    }
+
+    pub(crate) fn refusal(&self) -> Option<&NewRefusal> {
+        match self {
+            Job::Refusal { refusal, .. } => Some(refusal),
+            Job::Event { .. } => None,
+        }
+    }
 }
 
 /// The writer task's end of the queue.
@@ -91,7 +140,7 @@ impl Queue {
     }
 }
 
-/// A queue holding at most `capacity` events: the handle for ingest, the other end for the
+/// A queue holding at most `capacity` entries: the handle for ingest, the other end for the
 /// backend's writer task.
 pub(crate) fn queue(capacity: usize) -> (WriterHandle, Queue) {
     let (jobs, rx) = mpsc::channel(capacity);

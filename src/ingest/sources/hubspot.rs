@@ -82,7 +82,18 @@ fn item(index: usize, event: &Value) -> Item {
             } else {
                 "objectId"
             };
+            // HubSpot's eventId is documented as not unique: with the ids the event does carry
+            // it keys a resend of the batch, so its refusal is kept once.
+            let event_id = id("eventId").map(|event| {
+                let or_dash = |id: &Option<String>| id.clone().unwrap_or_else(|| "-".into());
+                format!(
+                    "{}:{}:event:{event}",
+                    or_dash(&portal),
+                    or_dash(&contact_id)
+                )
+            });
             return Item::rejected(
+                event_id,
                 &format!("[{index}].{field}"),
                 "missing_field",
                 &format!("{field} must be a numeric id"),
@@ -130,8 +141,12 @@ mod tests {
         ));
         assert!(matches!(
             item(3, &json!({"objectId": "5013", "subscriptionType": "contact.creation"})),
-            Item::Rejected { field, record, .. }
+            Item::Rejected { field, record, event_id: None, .. }
                 if field == "[3].portalId" && record.record_id.as_deref() == Some("5013")
+        ));
+        assert!(matches!(
+            item(4, &json!({"objectId": 7, "eventId": 99, "subscriptionType": "contact.creation"})),
+            Item::Rejected { event_id: Some(id), .. } if id == "-:7:event:99"
         ));
     }
 }

@@ -1,5 +1,6 @@
 //! `POST /webhooks/{source}`: one adapter per CRM checks the sender its way, turns the body into
-//! contact events, and answers the way that CRM expects, only once every event is committed.
+//! contact events (or refusals, kept too), and answers the way that CRM expects, only once every
+//! one is committed.
 
 pub(crate) mod hubspot;
 pub(crate) mod pipedrive;
@@ -19,7 +20,7 @@ use crate::configuration::SourcesSettings;
 use crate::domain::event::StoredEvent;
 use crate::domain::{Drafted, FieldProblem};
 use crate::http_auth::secrets_match;
-use crate::outbox::NewEvent;
+use crate::outbox::{NewEvent, NewRefusal};
 use report::log_report;
 pub use report::{ItemReport, RecordIds, Report};
 
@@ -33,8 +34,11 @@ pub enum Item {
     },
     /// Not a contact creation: acknowledged, nothing stored.
     Ignored { reason: String },
-    /// A contact creation that cannot become a guest: reported and logged, nothing stored.
+    /// A contact creation that cannot become a guest: reported, logged and kept in `refused`
+    /// (its ids and why, never its contact data); nothing is queued.
     Rejected {
+        /// The CRM's id of the event, when it has one: a resend is kept once.
+        event_id: Option<String>,
         field: String,
         code: &'static str,
         message: String,
@@ -69,7 +73,13 @@ impl Item {
                 },
                 drafted.dropped.iter().map(|p| p.field).collect(),
             ),
-            Err(problem) => Item::rejected(email_field, problem.code, &problem.message, record),
+            Err(problem) => Item::rejected(
+                Some(event_id),
+                email_field,
+                problem.code,
+                &problem.message,
+                record,
+            ),
         }
     }
 
@@ -98,8 +108,15 @@ impl Item {
         }
     }
 
-    fn rejected(field: &str, code: &'static str, message: &str, record: RecordIds) -> Self {
+    fn rejected(
+        event_id: Option<String>,
+        field: &str,
+        code: &'static str,
+        message: &str,
+        record: RecordIds,
+    ) -> Self {
         Item::Rejected {
+            event_id,
             field: field.to_owned(),
             code,
             message: message.to_owned(),
@@ -240,7 +257,7 @@ pub(super) async fn post_source(
     };
     let outcome = match token_refused {
         Some(reason) => Err(refused(source, reason)),
-        None => receive(adapter.as_ref(), &request, payload, &state).await,
+        None => receive(source, adapter.as_ref(), &request, payload, &state).await,
     };
     match &outcome {
         Ok(report) => log_report(source, report),
@@ -251,6 +268,7 @@ pub(super) async fn post_source(
 }
 
 async fn receive(
+    source: &'static str,
     adapter: &dyn Adapter,
     request: &HttpRequest,
     payload: web::Payload,
@@ -260,8 +278,8 @@ async fn receive(
     let body = read_body(request, payload, limit, state.body_timeout).await?;
     check_encoding(request.headers(), &body)?;
     let items = adapter.receive_owned(request, body).await?;
-    // Every event of the delivery goes to the writer at once, so they share commits; the answer
-    // waits for all of them.
+    // Every event and refusal of the delivery goes to the writer at once, so they share commits;
+    // the answer waits for all of them.
     let reports = join_all(items.into_iter().map(|item| async {
         Ok(match item {
             Item::Event { event, left_out } => {
@@ -277,16 +295,28 @@ async fn receive(
             }
             Item::Ignored { reason } => ItemReport::Ignored { reason },
             Item::Rejected {
+                event_id,
                 field,
                 code,
                 message,
                 record,
-            } => ItemReport::Rejected {
-                field,
-                code,
-                message,
-                record,
-            },
+            } => {
+                let refusal = NewRefusal {
+                    source,
+                    event_id,
+                    record_id: record.record_id.clone(),
+                    notification_id: record.notification_id.clone(),
+                    reason: code,
+                    field: field.clone(),
+                };
+                state.writer.refuse(refusal).await?;
+                ItemReport::Rejected {
+                    field,
+                    code,
+                    message,
+                    record,
+                }
+            }
         })
     }))
     .await;

@@ -1,5 +1,6 @@
 //! What became of each item of a CRM's delivery: the report the CRM gets, and the log lines an
-//! operator finds a refused record by (its CRM ids, never its email or payload).
+//! operator finds a refused record by (its CRM ids, never its email or payload), as kept in
+//! `refused` too.
 
 use serde::Serialize;
 
@@ -68,7 +69,7 @@ pub enum ItemReport {
 }
 
 /// One line per delivery, plus one per rejected item naming its field and the CRM record it
-/// came from (to find it in the CRM); never the payload or the email.
+/// came from (to find it in the CRM, or with `GET /refused`); never the payload or the email.
 pub(super) fn log_report(source: &str, report: &Report) {
     let count = |pick: fn(&ItemReport) -> bool| report.items.iter().filter(|i| pick(i)).count();
     for (index, item) in report.items.iter().enumerate() {
@@ -86,7 +87,7 @@ pub(super) fn log_report(source: &str, report: &Report) {
                     notification_id = record.notification_id.as_deref(),
                     %field,
                     code,
-                    "CRM item refused; nothing stored for it"
+                    "CRM item refused; kept in refused, nothing queued"
                 )
             }
             ItemReport::Queued { left_out, .. } if !left_out.is_empty() => {
@@ -161,7 +162,7 @@ mod tests {
             .lines()
             .filter_map(|line| serde_json::from_str(line).ok())
             .find(|line: &serde_json::Value| {
-                line["fields"]["message"] == "CRM item refused; nothing stored for it"
+                line["fields"]["message"] == "CRM item refused; kept in refused, nothing queued"
             })
             .unwrap_or_else(|| panic!("no refusal line in {text}"));
         assert_eq!(refused["fields"]["record_id"], "0035e00000AbCdE");

@@ -97,6 +97,7 @@ impl Salesforce {
         );
         let Some(id) = notification.id else {
             return Item::rejected(
+                None,
                 &format!("Notification[{index}].Id"),
                 "missing_field",
                 "every notification needs its Id",

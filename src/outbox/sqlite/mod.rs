@@ -5,6 +5,7 @@ mod append;
 mod claim;
 pub mod identity;
 mod reads;
+mod refused;
 mod results;
 mod store;
 mod worker_state;

@@ -1,5 +1,6 @@
-//! Recording attempts' outcomes: the delivery gate, the guest ledger, the row and the attempt log
-//! of a whole batch in one transaction, every row update fenced by the attempt counter.
+//! Recording attempts' outcomes: the delivery gate, the guest ledger, the row, a refused CRM
+//! record and the attempt log of a whole batch in one transaction, every row update fenced by
+//! the attempt counter.
 
 use anyhow::Context;
 use sqlx::{SqliteConnection, SqlitePool};
@@ -40,7 +41,9 @@ impl<'a> RowChange<'a> {
             Outcome::RateLimited { until, .. } => change(RowState::Retrying, Some(*until), true),
             // Due again at once: the worker's pause decides when anything is tried.
             Outcome::Paused { .. } => change(RowState::Retrying, Some(now), true),
-            Outcome::Failed { .. } => change(RowState::Failed, None, false),
+            Outcome::Failed { .. } | Outcome::Refused { .. } => {
+                change(RowState::Failed, None, false)
+            }
         }
     }
 }
@@ -167,6 +170,10 @@ async fn record_one(
         .execute(&mut *tx)
         .await
         .context("Failed to record an attempt's outcome")?;
+    let owned = updated.rows_affected() == 1;
+    if let (true, Outcome::Refused { refusal, .. }) = (owned, outcome) {
+        super::refused::insert_for_row(tx, row.id, refusal, *now).await?;
+    }
     sqlx::query(
         "INSERT INTO delivery_attempts (outbox_id, attempt, started_at, duration_ms, http_status, outcome, error)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -182,5 +189,5 @@ async fn record_one(
     .execute(&mut *tx)
     .await
     .context("Failed to write the attempt log")?;
-    Ok(updated.rows_affected() == 1)
+    Ok(owned)
 }

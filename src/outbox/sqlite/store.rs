@@ -6,8 +6,10 @@ use std::sync::Arc;
 use anyhow::Context;
 use sqlx::SqlitePool;
 
-use super::{DatabaseFile, claim, reads, results, worker_state};
+use super::{DatabaseFile, claim, reads, refused, results, worker_state};
 use crate::configuration::DatabaseSettings;
+use crate::ops::page::Cursor;
+use crate::ops::refused::{RefusedFilter, RefusedView};
 use crate::ops::{AttemptView, DeliveryView, LedgerEntry};
 use crate::outbox::{AttemptResult, Claimed, Gate, Store};
 use crate::status::Snapshot;
@@ -108,5 +110,15 @@ impl Store for SqliteStore {
 
     async fn ledger_entry(&self, org_id: &str, email: &str) -> anyhow::Result<Option<LedgerEntry>> {
         reads::ledger_entry(&self.pool, org_id, email).await
+    }
+
+    // Operations: refused
+    async fn refused(
+        &self,
+        filter: &RefusedFilter,
+        after: Option<Cursor>,
+        limit: usize,
+    ) -> anyhow::Result<Vec<RefusedView>> {
+        refused::list(&self.pool, filter, after, limit).await
     }
 }

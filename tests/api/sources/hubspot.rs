@@ -157,6 +157,17 @@ async fn one_bad_event_in_a_batch_does_not_fail_the_others() {
     assert_eq!(statuses, ["queued", "rejected", "ignored"]);
     assert_eq!(items[1]["field"], "[1].objectId");
     assert_eq!(app.outbox_rows().await, 1);
+    // The bad one is kept as refused; it names no contact.
+    let db = app.db().await;
+    let refused: Vec<(String, String, Option<String>)> =
+        sqlx::query_as("SELECT field, reason, record_id FROM refused")
+            .fetch_all(&db)
+            .await
+            .expect("refused");
+    assert_eq!(
+        refused,
+        [("[1].objectId".into(), "missing_field".into(), None)]
+    );
 }
 
 #[tokio::test]

@@ -4,9 +4,9 @@
 mod binary;
 mod fake_crm;
 mod hostile;
-mod hubspot;
-mod pipedrive;
-mod salesforce;
+pub mod hubspot;
+pub mod pipedrive;
+pub mod salesforce;
 mod salesforce_limits;
 
 use base64::Engine;

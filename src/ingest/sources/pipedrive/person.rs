@@ -69,6 +69,8 @@ pub(super) fn person_event(
             )
         })?;
     let record = RecordIds::record(&person_id);
+    // One key per created person: a retry, and a v1 and a v2 webhook both configured, store one.
+    let event_id = format!("{company_id}:person:{person_id}:created");
     for list in [emails, phones] {
         let len = person
             .get(list)
@@ -76,6 +78,7 @@ pub(super) fn person_event(
             .map_or(0, Vec::len);
         if len > LIST_MAX {
             return Ok(Item::rejected(
+                Some(event_id),
                 &format!("{person_key}.{list}"),
                 "too_many",
                 &format!("{list} has {len} entries; a person may have at most {LIST_MAX}"),
@@ -93,8 +96,6 @@ pub(super) fn person_event(
             person.get("org_id").and_then(|org| string(org.get("name")))
         }),
     };
-    // One key per created person: a retry, and a v1 and a v2 webhook both configured, store one.
-    let event_id = format!("{company_id}:person:{person_id}:created");
     let email_field = format!("{person_key}.{emails}");
     let org_id = id_of(person.get("org_id")).filter(|_| reads_orgs && draft.company.is_none());
     Ok(match (org_id, draft.into_guest()) {
