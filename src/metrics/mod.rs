@@ -172,6 +172,13 @@ impl Metrics {
             "Time of a read of a CRM's API, by CRM",
             families.crm_seconds.clone(),
         );
+        // Declared at 0, so an alert's `increase()` sees the first one.
+        for outcome in OUTCOMES {
+            families.deliveries.get_or_create(&OutcomeLabel { outcome });
+        }
+        for result in ["stored", "duplicate", "failed"] {
+            families.events.get_or_create(&EventLabels { result });
+        }
         Self(Some(Arc::new(Families {
             registry,
             ..families
@@ -253,6 +260,18 @@ impl Metrics {
         }
     }
 }
+
+/// Every `outcome` label value.
+const OUTCOMES: [&str; 8] = [
+    "delivered",
+    "fetched",
+    "fetch_failed",
+    "retry",
+    "rate_limited",
+    "paused",
+    "failed",
+    "lease_lost",
+];
 
 /// The attempt log's name for an outcome, as the `outcome` label.
 fn outcome_label(class: AttemptClass) -> &'static str {

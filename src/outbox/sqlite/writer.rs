@@ -36,6 +36,7 @@ pub struct WriterSetup {
     pub queue_capacity: usize,
     /// Notified after every commit that stored something new.
     pub committed: Arc<Notify>,
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// Starts the writer.
@@ -52,6 +53,7 @@ async fn run(setup: WriterSetup, mut queue: Queue, stop: CancellationToken) {
         file,
         max_batch,
         committed,
+        metrics,
         ..
     } = setup;
     let mut batch = Vec::with_capacity(max_batch);
@@ -78,6 +80,7 @@ async fn run(setup: WriterSetup, mut queue: Queue, stop: CancellationToken) {
         if let Err(lost) = file.check() {
             results = events.iter().map(|_| Err(lost.clone().into())).collect();
         }
+        metrics.committed(&results);
         if results.iter().any(Result::is_err) {
             queue.commit_failed();
         }

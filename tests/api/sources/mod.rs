@@ -4,7 +4,7 @@
 mod binary;
 mod fake_crm;
 mod hostile;
-mod hubspot;
+pub(crate) mod hubspot;
 mod pipedrive;
 mod salesforce;
 mod salesforce_limits;
