@@ -174,10 +174,12 @@ impl Metrics {
         );
         // Declared at 0, so an alert's `increase()` sees the first one.
         for outcome in OUTCOMES {
-            families.deliveries.get_or_create(&OutcomeLabel { outcome });
+            families
+                .deliveries
+                .get_or_create_owned(&OutcomeLabel { outcome });
         }
         for result in ["stored", "duplicate", "failed"] {
-            families.events.get_or_create(&EventLabels { result });
+            families.events.get_or_create_owned(&EventLabels { result });
         }
         Self(Some(Arc::new(Families {
             registry,

@@ -190,7 +190,7 @@ fn stored_gauges(snapshot: Option<&Snapshot>, now: i64) -> Registry {
         &mut registry,
         "refused_items_all",
         "CRM items refused and kept, all sources and reasons (0 when none)",
-        s.refused.iter().map(|r| r.n as f64).sum(),
+        s.refused.iter().map(|r| r.n).sum::<i64>() as f64,
     );
     if let Some(bytes) = s.database_bytes {
         gauge(

@@ -142,6 +142,7 @@ async fn a_scrape_shows_what_was_received_stored_delivered_and_called_with_its_l
         ),
         ("tallyfy_bridge_refused_items_all", 1.0),
         ("tallyfy_bridge_database_ok", 1.0),
+        ("tallyfy_bridge_retention_last_prune_rows", 0.0),
     ] {
         assert_eq!(value(series), Some(expected), "{series} in\n{text}");
     }
@@ -171,6 +172,7 @@ async fn a_scrape_shows_what_was_received_stored_delivered_and_called_with_its_l
 async fn with_a_token_a_scrape_needs_its_bearer() {
     let app = spawn_app_with(&[("BRIDGE__METRICS__TOKEN", METRICS_TOKEN.into())]).await;
     let url = format!("{}/metrics", app.address);
+    // None, a wrong token, and the right one without its `Bearer` scheme.
     for authorization in [
         None,
         Some("Bearer wrong-token-0123456789"),
