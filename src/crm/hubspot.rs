@@ -68,7 +68,7 @@ impl HubSpotClient {
             utf8_percent_encode(contact_id, NON_ALPHANUMERIC)
         );
         let request = self.http.get(url).bearer_auth(self.token.expose_secret());
-        let body = fetch(request, WINDOW, (&self.metrics, "hubspot")).await?;
+        let body = fetch(request, WINDOW, &self.metrics, "hubspot").await?;
         contact_from(&body).ok_or_else(|| FetchError::Transient {
             status: None,
             detail: "the answer has no contact properties".into(),

@@ -121,7 +121,8 @@ fn http_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
 async fn fetch(
     request: reqwest::RequestBuilder,
     window: Window,
-    (metrics, crm): (&Metrics, &'static str),
+    metrics: &Metrics,
+    crm: &'static str,
 ) -> Result<Vec<u8>, FetchError> {
     let started = Instant::now();
     let sent = request.send().await;

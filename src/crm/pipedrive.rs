@@ -60,7 +60,7 @@ impl PipedriveClient {
             utf8_percent_encode(&org.org_id, NON_ALPHANUMERIC)
         );
         let request = self.http.get(url).header("x-api-token", self.token.clone());
-        match fetch(request, WINDOW, (&self.metrics, "pipedrive")).await {
+        match fetch(request, WINDOW, &self.metrics, "pipedrive").await {
             Ok(body) => Ok(name_from(&body)),
             Err(FetchError::NotFound) => Ok(None),
             Err(error) => Err(error),

@@ -36,6 +36,7 @@ pub struct WriterSetup {
     pub queue_capacity: usize,
     /// Notified after every commit that stored something new.
     pub committed: Arc<Notify>,
+    /// Counts each batch and what became of its events.
     pub metrics: crate::metrics::Metrics,
 }
 
