@@ -49,7 +49,7 @@ struct Families {
 
 /// An HTTP status as a label: the code as text, `transport` when no answer came back.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-pub struct Status(pub Option<u16>);
+struct Status(Option<u16>);
 
 impl EncodeLabelValue for Status {
     fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
