@@ -17,7 +17,8 @@ ingest    Durable ingest vs an HTTP ceiling (about 3 minutes).
     start-to-ready is spawn to the first 200 on /health/ready. Per connection count (32, 256),
     3 interleaved rounds of 6 s each of: hello (GET /hello, hello.lua), live (GET /health/live on
     the bridge: its middleware, no database), ingest (POST /webhooks/contacts, ingest.lua, events
-    pre-signed right before each round: distinct webhook-id and email per request). req/s = all
+    pre-signed right before each round: distinct webhook-id and email per request), nometrics (the
+    same against a second bridge with metrics.enabled=false: the cost of metrics). req/s = all
     requests / all time over the rounds; p50/p99 = median of the rounds; ratio = ingest req/s /
     hello req/s (per-round range shown). Then durability: outbox rows after the load and after
     SIGTERM against the 202s wrk saw; the bridge's peak RSS (VmHWM); each server's CPU per point.
@@ -596,17 +597,34 @@ def part_ingest(b: Bench) -> dict:
     db = b.work / "bench.sqlite"
     bridge, base, r["ready_ms"] = b.start_bridge(db, "bridge.log")
     log(f"bridge ready in {r['ready_ms']} ms (pid {bridge.pid}); hello on {port}")
-    r["ratios"] = defaultdict(list)
+    # The same bridge with metrics.enabled=false, idle while the others run: the cost of metrics.
+    db_off = b.work / "bench-nometrics.sqlite"
+    bridge_off, base_off, _ = b.start_bridge(db_off, "bridge-nometrics.log", metrics__enabled="false")
+    r["ratios"], r["metrics_ratios"] = defaultdict(list), defaultdict(list)
     for conns in k.connections:
         for round_ in range(1, k.rounds + 1):
             events = b.work / f"events-c{conns}-r{round_}.tsv"
             gen_signed(events, k.events, f"c{conns}r{round_}")
+            events_off = b.work / f"events-off-c{conns}-r{round_}.tsv"
+            gen_signed(events_off, k.events, f"off-c{conns}r{round_}")
             h = b.run_point("hello", conns, round_, hello, f"http://127.0.0.1:{port}/hello", "hello.lua")
             b.run_point("live", conns, round_, bridge, f"{base}/health/live", "hello.lua")
-            i = b.run_point("ingest", conns, round_, bridge, f"{base}/webhooks/contacts", "ingest.lua",
-                            str(events), str(k.threads))
+            with_metrics = lambda: b.run_point("ingest", conns, round_, bridge, f"{base}/webhooks/contacts",
+                                               "ingest.lua", str(events), str(k.threads))
+            without = lambda: b.run_point("nometrics", conns, round_, bridge_off,
+                                          f"{base_off}/webhooks/contacts", "ingest.lua", str(events_off),
+                                          str(k.threads))
+            # Alternating which goes first, so neither always follows the same neighbour.
+            if round_ % 2:
+                i, o = with_metrics(), without()
+            else:
+                o, i = without(), with_metrics()
             events.unlink()
+            events_off.unlink()
             r["ratios"][conns].append(f"{100 * float(i['rps']) / float(h['rps']):.1f}")
+            r["metrics_ratios"][conns].append(f"{100 * float(i['rps']) / float(o['rps']):.1f}")
+    b.stop_cleanly(bridge_off)
+    remove_db(db_off)
 
     # Durability: every 202 is a row, after the load and after SIGTERM.
     r["peak_rss_kb"] = bridge.peak_rss_kb()
@@ -1003,13 +1021,18 @@ def report_ingest(b: Bench, r: dict) -> list[str]:
            "| scenario | connections | req/s | p50 | p99 | ratio to hello | server CPU |",
            "|---|---:|---:|---:|---:|---:|---:|"]
     for c in k.connections:
-        h, l, i = p[("hello", c)], p[("live", c)], p[("ingest", c)]
+        h, l, i, o = p[("hello", c)], p[("live", c)], p[("ingest", c)], p[("nometrics", c)]
         row = lambda x: f"{x.rps:.0f} | {ms(statistics.median(x.p50s))} | {ms(statistics.median(x.p99s))}"
         out += [f"| hello (`GET /hello`, bench/hello) | {c} | {row(h)} | 100 % | {h.cpu:.2f} |",
                 f"| bridge `GET /health/live` (its middleware, no DB) | {c} | {row(l)} | {pct(l.rps, h.rps)} | {l.cpu:.2f} |",
                 f"| **durable ingest** (`POST /webhooks/contacts`) | {c} | {row(i)} | **{pct(i.rps, h.rps)}** "
-                f"({span(r['ratios'][c])}) | {i.cpu:.2f} |"]
-    bad = "; ".join(", ".join(f"{n}/{c} {p[(n, c)].bad}" for n in ("hello", "live", "ingest")) for c in k.connections)
+                f"({span(r['ratios'][c])}) | {i.cpu:.2f} |",
+                f"| durable ingest, `metrics.enabled=false` (second bridge) | {c} | {row(o)} | {pct(o.rps, h.rps)} | "
+                f"{o.cpu:.2f} |"]
+    bad = "; ".join(", ".join(f"{n}/{c} {p[(n, c)].bad}" for n in ("hello", "live", "ingest", "nometrics"))
+                    for c in k.connections)
+    cost = "; ".join(f"**{pct(p[('ingest', c)].rps, p[('nometrics', c)].rps)}** ({span(r['metrics_ratios'][c])}) "
+                     f"at {c} connections" for c in k.connections)
     batch = "; ".join(f"{r['batch'][c]} at {c} connections" for c in k.connections)
     return out + [
         "", "Targets: durable ingest ≥ 20 % of hello at 32 connections and ≥ 30 % at 256; p99 ≤ 10 ms at 32.", "",
@@ -1017,7 +1040,10 @@ def report_ingest(b: Bench, r: dict) -> list[str]:
         f"- Durability: wrk saw {r['accepted']} × 202; `SELECT count(*) FROM outbox` = {r['rows']} after the load and "
         f"{r['rows_after_stop']} after SIGTERM (rows beyond the 202s are requests in flight when wrk stopped: "
         "committed, answer unread).",
-        f"- Group commit, approximate rows per commit: {batch}.", "",
+        f"- Group commit, approximate rows per commit: {batch}.",
+        f"- Metrics: ingest req/s with metrics (the bridge above) / without (a second bridge, "
+        f"`metrics.enabled=false`, same settings, its own database, rounds interleaved, order alternating): {cost}.",
+        "",
         "Ingest events are pre-signed by `bench/bench.py` just before each round (Standard Webhooks",
         "v1, distinct `webhook-id` and email per request, ~330-byte contact bodies) and replayed by",
         "`bench/ingest.lua`. Bridge settings: `database.synchronous=full`, signature auth, `log.level=warn`,",

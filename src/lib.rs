@@ -13,6 +13,7 @@ pub mod domain;
 pub mod fuzzing;
 pub mod http_auth;
 pub mod ingest;
+pub mod metrics;
 pub mod ops;
 pub mod outbox;
 pub mod request_span;

@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use super::{FetchError, Window, fetch, http_client};
 use crate::domain::ContactDraft;
+use crate::metrics::Metrics;
 
 /// One HubSpot contact: the account (portal) and the contact's id in it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +42,8 @@ pub struct HubSpotClient {
     /// `{base}/crm/v3/objects/contacts`
     contacts_url: String,
     token: SecretString,
+    /// Counts reads; set by [`CrmClients::with_metrics`](super::CrmClients::with_metrics).
+    pub(super) metrics: Metrics,
 }
 
 impl HubSpotClient {
@@ -51,6 +54,7 @@ impl HubSpotClient {
             http: http_client(timeout)?,
             contacts_url: format!("{base}/crm/v3/objects/contacts"),
             token,
+            metrics: Metrics::default(),
         })
     }
 
@@ -64,7 +68,7 @@ impl HubSpotClient {
             utf8_percent_encode(contact_id, NON_ALPHANUMERIC)
         );
         let request = self.http.get(url).bearer_auth(self.token.expose_secret());
-        let body = fetch(request, WINDOW).await?;
+        let body = fetch(request, WINDOW, &self.metrics, "hubspot").await?;
         contact_from(&body).ok_or_else(|| FetchError::Transient {
             status: None,
             detail: "the answer has no contact properties".into(),

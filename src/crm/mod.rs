@@ -4,9 +4,10 @@
 pub mod hubspot;
 pub mod pipedrive;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::configuration::SourcesSettings;
+use crate::metrics::Metrics;
 use crate::upstream::{self, Failure, Window, excerpt};
 pub use hubspot::{ContactRef, HubSpotClient};
 pub use pipedrive::{OrgRef, PipedriveClient};
@@ -40,6 +41,17 @@ impl CrmClients {
                 None => None,
             },
         })
+    }
+
+    /// The same clients, counting their reads in `metrics`.
+    pub fn with_metrics(mut self, metrics: &Metrics) -> Self {
+        if let Some(client) = &mut self.hubspot {
+            client.metrics = metrics.clone();
+        }
+        if let Some(client) = &mut self.pipedrive {
+            client.metrics = metrics.clone();
+        }
+        self
     }
 }
 
@@ -105,8 +117,18 @@ fn http_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
 }
 
 /// Sends `request` and sorts the answer: the body of a 2xx, or the error class of anything else.
-async fn fetch(request: reqwest::RequestBuilder, window: Window) -> Result<Vec<u8>, FetchError> {
-    let response = request.send().await.map_err(transport)?;
+/// The read is counted in `metrics` under `crm`.
+async fn fetch(
+    request: reqwest::RequestBuilder,
+    window: Window,
+    metrics: &Metrics,
+    crm: &'static str,
+) -> Result<Vec<u8>, FetchError> {
+    let started = Instant::now();
+    let sent = request.send().await;
+    let status = sent.as_ref().ok().map(|r| r.status().as_u16());
+    metrics.crm_read(crm, status, started.elapsed());
+    let response = sent.map_err(transport)?;
     let status = response.status();
     tracing::Span::current().record("status", status.as_u16());
     let headers = response.headers().clone();

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{FetchError, Window, fetch, http_client};
+use crate::metrics::Metrics;
 
 /// The organisation a Pipedrive person belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,6 +30,8 @@ pub struct PipedriveClient {
     /// Sent as `x-api-token` (Pipedrive also takes `?api_token=`, which would put the token in
     /// every proxy's access log).
     token: HeaderValue,
+    /// Counts reads; set by [`CrmClients::with_metrics`](super::CrmClients::with_metrics).
+    pub(super) metrics: Metrics,
 }
 
 impl PipedriveClient {
@@ -43,6 +46,7 @@ impl PipedriveClient {
             http: http_client(timeout)?,
             organizations_url: format!("{base}/api/v2/organizations"),
             token,
+            metrics: Metrics::default(),
         })
     }
 
@@ -56,7 +60,7 @@ impl PipedriveClient {
             utf8_percent_encode(&org.org_id, NON_ALPHANUMERIC)
         );
         let request = self.http.get(url).header("x-api-token", self.token.clone());
-        match fetch(request, WINDOW).await {
+        match fetch(request, WINDOW, &self.metrics, "pipedrive").await {
             Ok(body) => Ok(name_from(&body)),
             Err(FetchError::NotFound) => Ok(None),
             Err(error) => Err(error),

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::configuration::DeliverySettings;
 use crate::crm::CrmClients;
 use crate::domain::outcome::{LeaseLost, Outcome};
+use crate::metrics::Metrics;
 use crate::outbox::{Claimed, Store};
 use crate::tallyfy::TallyfyClient;
 use policy::{Clock, RetryPolicy};
@@ -50,6 +51,8 @@ pub struct Worker {
     /// Until when each CRM rate-limited us (ms), by CRM name: reads claimed meanwhile wait
     /// without calling.
     crm_holds: Mutex<HashMap<&'static str, i64>>,
+    /// Counts every outcome, whichever loop (`run`, `run_once`) it ended in.
+    metrics: Metrics,
 }
 
 impl Worker {
@@ -77,7 +80,13 @@ impl Worker {
             recorder: recorder::Recorder::default(),
             crms,
             crm_holds: Mutex::default(),
+            metrics: Metrics::default(),
         }
+    }
+
+    /// The same worker, counting its outcomes in `metrics`.
+    pub fn with_metrics(self, metrics: Metrics) -> Self {
+        Self { metrics, ..self }
     }
 
     /// Claims up to `limit` due rows (fewer while paused or none while rate limited).
@@ -118,6 +127,7 @@ impl Worker {
 
     /// Updates the worker-wide gate from one outcome.
     async fn learn(&self, outcome: &Result<Outcome, LeaseLost>) -> anyhow::Result<()> {
+        self.metrics.delivery(outcome);
         let Ok(outcome) = outcome else { return Ok(()) };
         match outcome {
             // Recorded with the attempt's row (see `deliver`), before the row was due again.

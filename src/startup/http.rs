@@ -16,6 +16,7 @@ use tracing_actix_web::{RequestId, TracingLogger};
 use crate::api_error::json_error;
 use crate::configuration::HttpSettings;
 use crate::ingest::{self, IngestState};
+use crate::metrics::{self, MetricsState};
 use crate::ops::{self, OpsState};
 use crate::request_span::RedactedRootSpan;
 use crate::status::{self, StatusState};
@@ -25,6 +26,7 @@ pub(super) struct Endpoints {
     pub ingest: web::Data<IngestState>,
     pub status: web::Data<StatusState>,
     pub ops: web::Data<OpsState>,
+    pub metrics: web::Data<MetricsState>,
 }
 
 /// The server on `listener`, started (actix serves once the returned future is polled).
@@ -37,17 +39,21 @@ pub(super) fn server(
         ingest,
         status,
         ops,
+        metrics,
     } = endpoints;
     let mut server = HttpServer::new(move || {
         App::new()
+            .wrap(from_fn(metrics::count_webhooks))
             .wrap(from_fn(echo_request_id))
             .wrap(TracingLogger::<RedactedRootSpan>::new())
             .app_data(ingest.clone())
             .app_data(status.clone())
             .app_data(ops.clone())
+            .app_data(metrics.clone())
             .configure(ingest::routes)
             .configure(status::routes)
             .configure(ops::routes)
+            .configure(metrics::routes)
             .default_service(web::to(not_found))
     })
     .listen(listener)?

@@ -21,6 +21,7 @@ use crate::delivery::policy::{Clock, SystemClock};
 use crate::ingest::IngestState;
 use crate::ingest::auth::InboundAuth;
 use crate::ingest::sources::Sources;
+use crate::metrics::{Metrics, MetricsState};
 use crate::ops::OpsState;
 use crate::outbox::Store;
 use crate::outbox::sqlite::{self, SqliteStore, writer};
@@ -77,6 +78,7 @@ impl Application {
             SqliteStore::open(&settings.database, settings.database.migrate_on_start).await?,
         );
 
+        let metrics = Metrics::new(settings.metrics.enabled);
         let wake = Arc::new(Notify::new());
         let (writer_handle, writer) = writer::spawn(writer::WriterSetup {
             conn: sqlite::open_writer_connection(&settings.database).await?,
@@ -84,12 +86,14 @@ impl Application {
             max_batch: settings.ingest.max_batch,
             queue_capacity: settings.ingest.queue_capacity,
             committed: wake.clone(),
+            metrics: metrics.clone(),
         });
         let worker = if settings.delivery.enabled {
             Some(Arc::new(build_worker(
                 &settings,
                 store.clone(),
                 options.clock,
+                &metrics,
             )?))
         } else {
             tracing::warn!("delivery.enabled = false: events are stored but not sent to Tallyfy");
@@ -142,6 +146,15 @@ impl Application {
                 store: app.store.clone(),
                 admin_token: settings.admin.token.as_ref().map(|t| t.to_secret_string()),
                 org_id: settings.tallyfy.org_id.clone(),
+            }),
+            metrics: web::Data::new(MetricsState {
+                metrics,
+                token: settings
+                    .metrics
+                    .token
+                    .as_ref()
+                    .map(|t| t.to_secret_string()),
+                store: app.store.clone(),
             }),
             status: web::Data::new(StatusState {
                 store: app.store.clone(),
@@ -225,6 +238,7 @@ fn build_worker(
     settings: &Settings,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    metrics: &Metrics,
 ) -> anyhow::Result<Worker> {
     let tallyfy = &settings.tallyfy;
     let (Some(org_id), Some(token)) = (
@@ -241,13 +255,15 @@ fn build_worker(
         token,
         connect_timeout: tallyfy.connect_timeout,
         request_timeout: tallyfy.request_timeout,
-    })?;
+    })?
+    .with_metrics(metrics.clone());
     Ok(Worker::new(
         store,
         client,
         org_id,
         &settings.delivery,
         clock,
-        CrmClients::from_settings(&settings.sources)?,
-    ))
+        CrmClients::from_settings(&settings.sources)?.with_metrics(metrics),
+    )
+    .with_metrics(metrics.clone()))
 }

@@ -2,7 +2,7 @@
 //! call, and the two guest operations the bridge needs (create, find by email).
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -14,6 +14,7 @@ use super::error::{self, CallError};
 use super::redact::redact;
 use super::types::{GuestId, GuestRequest};
 use crate::domain::Guest;
+use crate::metrics::Metrics;
 use crate::upstream::{self, Failure};
 
 /// Everything but RFC 3986 unreserved characters, so `@`, `+` and `/` are escaped in a segment.
@@ -43,6 +44,7 @@ pub struct TallyfyClient {
     /// `{base}/organizations/{org}/guests`, computed once.
     guests_url: String,
     token: SecretString,
+    metrics: Metrics,
 }
 
 /// A response that arrived completely.
@@ -89,7 +91,13 @@ impl TallyfyClient {
             http,
             guests_url: format!("{base}/organizations/{org}/guests"),
             token: config.token,
+            metrics: Metrics::default(),
         })
+    }
+
+    /// The same client, counting its calls in `metrics`.
+    pub fn with_metrics(self, metrics: Metrics) -> Self {
+        Self { metrics, ..self }
     }
 
     /// `POST /organizations/{org}/guests`. Any 2xx is success; per current docs an existing
@@ -102,7 +110,7 @@ impl TallyfyClient {
         tracing::debug!(email = %guest.email, "creating Tallyfy guest");
         let body = GuestRequest::from(guest);
         let request = self.request(Method::POST, &self.guests_url).json(&body);
-        let received = self.execute(request).await?;
+        let received = self.execute("create", request).await?;
         match received.sorted() {
             Ok(()) => id_or_protocol_error(&received),
             Err(failure) => Err(error::from_failure(failure, &received.body)),
@@ -120,7 +128,9 @@ impl TallyfyClient {
             self.guests_url,
             utf8_percent_encode(email, SEGMENT)
         );
-        let received = self.execute(self.request(Method::GET, &url)).await?;
+        let received = self
+            .execute("find", self.request(Method::GET, &url))
+            .await?;
         match received.sorted() {
             Ok(()) => id_or_protocol_error(&received).map(Some),
             Err(Failure::NotFound) => Ok(None),
@@ -146,11 +156,21 @@ impl TallyfyClient {
         builder
     }
 
-    async fn execute(&self, request: RequestBuilder) -> Result<Received, CallError> {
+    /// Sends `request`, counted in the metrics as `operation`.
+    async fn execute(
+        &self,
+        operation: &'static str,
+        request: RequestBuilder,
+    ) -> Result<Received, CallError> {
         let transport = |e: reqwest::Error| {
             error::from_failure(upstream::transport(e), &[]).scrub(self.secret())
         };
-        let response = request.send().await.map_err(transport)?;
+        let started = Instant::now();
+        let sent = request.send().await;
+        let status = sent.as_ref().ok().map(|r| r.status().as_u16());
+        self.metrics
+            .tallyfy_call(operation, status, started.elapsed());
+        let response = sent.map_err(transport)?;
         let status = response.status();
         tracing::Span::current().record("status", status.as_u16());
         let headers = response.headers().clone();

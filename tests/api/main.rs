@@ -9,6 +9,7 @@ mod durability;
 mod helpers;
 mod hostile_input;
 mod ingest;
+mod metrics;
 mod refused;
 mod sources;
 mod status;

@@ -39,6 +39,8 @@ pub struct WriterSetup {
     pub queue_capacity: usize,
     /// Notified after every commit that stored something new.
     pub committed: Arc<Notify>,
+    /// Counts each batch and what became of its events.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// Starts the writer.
@@ -55,6 +57,7 @@ async fn run(setup: WriterSetup, mut queue: Queue, stop: CancellationToken) {
         file,
         max_batch,
         committed,
+        metrics,
         ..
     } = setup;
     let mut batch = Vec::with_capacity(max_batch);
@@ -85,6 +88,7 @@ async fn run(setup: WriterSetup, mut queue: Queue, stop: CancellationToken) {
                 refusals: refusals.iter().map(|_| Err(lost.clone().into())).collect(),
             };
         }
+        metrics.committed(&written.events);
         if written.any_failed() {
             queue.commit_failed();
         }
