@@ -1,6 +1,7 @@
 //! The SQLite backend: the only code that speaks SQL. Ingest appends through the group-commit
 //! [`writer`] on its own connection; everything else goes through [`SqliteStore`]'s pool.
 
+mod admin;
 mod append;
 mod claim;
 pub mod identity;
