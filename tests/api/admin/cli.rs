@@ -1,0 +1,1 @@
+//! `tallyfy-bridge deliveries …` as the real binary against a spawned app.
