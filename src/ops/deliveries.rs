@@ -83,7 +83,7 @@ impl RowAction {
 /// What became of a one-row change.
 #[derive(Debug, Clone)]
 pub enum Moved {
-    Done(super::DeliveryView),
+    Done(Box<super::DeliveryView>),
     NotFound,
     /// The row is in a state the action does not apply to.
     Refused(RowState),
@@ -91,10 +91,11 @@ pub enum Moved {
 
 const FILTER_FIELDS: [&str; 5] = ["state", "source", "email", "since", "until"];
 
+/// Parameters by their static field name, as given.
+type Fields = Vec<(&'static str, String)>;
+
 /// Reads the filter fields of `pairs` into a filter, and hands back the rest.
-fn parse_filter(
-    pairs: Vec<(&'static str, String)>,
-) -> Result<(DeliveryFilter, Vec<(&'static str, String)>), BadParam> {
+fn parse_filter(pairs: Fields) -> Result<(DeliveryFilter, Fields), BadParam> {
     let mut filter = DeliveryFilter::default();
     let mut rest = Vec::new();
     for (field, value) in pairs {
@@ -123,10 +124,7 @@ fn parse_filter(
 }
 
 /// The known query parameters of `request`, each named by its static field name.
-fn known_pairs(
-    request: &HttpRequest,
-    known: &[&'static str],
-) -> Result<Vec<(&'static str, String)>, BadParam> {
+fn known_pairs(request: &HttpRequest, known: &[&'static str]) -> Result<Fields, BadParam> {
     query_pairs(request)?
         .into_iter()
         .map(|(key, value)| match known.iter().find(|k| **k == key) {

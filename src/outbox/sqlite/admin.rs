@@ -168,7 +168,7 @@ pub(super) async fn change_delivery(
     tx.commit()
         .await
         .context("Failed to commit an admin change")?;
-    Ok(Moved::Done(row))
+    Ok(Moved::Done(Box::new(row)))
 }
 
 pub(super) async fn change_deliveries(
