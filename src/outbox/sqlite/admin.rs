@@ -116,7 +116,9 @@ fn bind<'q, O>(
         .bind(now)
 }
 
-pub(super) async fn list_deliveries(
+/// One page of the admin list (`limit` rows; the endpoint asks one more to know if another
+/// page follows). Public for `examples/claim_bench`.
+pub async fn list_deliveries(
     pool: &SqlitePool,
     filter: &DeliveryFilter,
     after: Option<Cursor>,

@@ -24,6 +24,7 @@ use sqlx::sqlite::{
 use crate::configuration::{DatabaseSettings, Synchronous};
 use crate::time::now_ms;
 
+pub use admin::list_deliveries;
 pub use claim::claim_due;
 pub use identity::{DatabaseFile, FileLost};
 pub use store::SqliteStore;
