@@ -57,7 +57,7 @@ fn raw_json<S: serde::Serializer>(text: &Option<String>, serializer: S) -> Resul
 pub fn log(note: &AuditNote, action: &str, target: Option<i64>, affected: u64) {
     tracing::info!(
         action,
-        target,
+        outbox_id = target,
         affected,
         request_id = note.request_id.as_deref().unwrap_or(""),
         "Admin action"

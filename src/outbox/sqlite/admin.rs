@@ -15,10 +15,6 @@ use crate::outbox::RowState;
 const VIEW: &str = "id, source, event_id, email, crm_record, state, attempts, next_attempt_at,
      lease_until, guest_id, last_error, received_at, delivered_at, retried_at";
 
-/// The parameters every list and bulk statement binds, in this order (unused ones bind NULL):
-/// ?1 state, ?2 source, ?3 email, ?4 since, ?5 until, ?6 cursor time, ?7 cursor id, ?8 limit,
-/// ?9 now.
-///
 /// The index a filter reads, most selective first: an email has a few rows, a state or a source
 /// many. `INDEXED BY` pins it (without statistics SQLite may pick another and sort), and every
 /// index ends in (received_at, rowid), so the page is a range read newest first, never a sort.
@@ -97,6 +93,9 @@ fn more_sql(filter: &DeliveryFilter) -> String {
 
 type Query<'q, O> = sqlx::query::QueryAs<'q, Sqlite, O, sqlx::sqlite::SqliteArguments>;
 
+/// Binds what every list and bulk statement may use, in this order (a statement that does not
+/// use one still binds it, as NULL): ?1 state, ?2 source, ?3 email, ?4 since, ?5 until,
+/// ?6 cursor time, ?7 cursor id, ?8 limit, ?9 now.
 fn bind<'q, O>(
     query: Query<'q, O>,
     filter: &'q DeliveryFilter,
@@ -147,7 +146,7 @@ pub(super) async fn change_delivery(
     let changed: Option<DeliveryView> = sqlx::query_as(AssertSqlSafe(sql))
         .bind(id)
         .bind(note.at)
-        // ?2..?8 are not in this statement; ?9 is now.
+        // ?2 to ?8 are unused here (see `bind`); ?9 is now.
         .bind(None::<i64>)
         .bind(None::<i64>)
         .bind(None::<i64>)

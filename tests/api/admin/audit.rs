@@ -97,3 +97,63 @@ async fn every_admin_write_is_audited_with_its_request_id_and_read_newest_first(
     assert_eq!(second["items"][0]["action"], "retry");
     assert!(second["next_cursor"].is_null());
 }
+
+#[tokio::test]
+async fn the_real_binary_logs_each_admin_write_at_info_with_its_request_id() {
+    use std::time::Duration;
+
+    use crate::binary::{bridge, start};
+    use crate::helpers::SIGNING_SECRET;
+
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("b.sqlite");
+    let mut command = bridge(&db);
+    command
+        .env("BRIDGE__INGEST__AUTH__SIGNING_SECRET", SIGNING_SECRET)
+        .env("BRIDGE__ADMIN__TOKEN", super::TOKEN)
+        .env("BRIDGE__LOG__LEVEL", "info");
+    let (_child, lines, _, port) = start(command);
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .expect("db");
+    let id = seed(
+        &pool,
+        &[Seed {
+            source: "hubspot",
+            email: "logged@example.com",
+            state: "failed",
+            received_at: 1,
+        }],
+    )
+    .await[0];
+
+    let response = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/deliveries/{id}/retry"))
+        .bearer_auth(super::TOKEN)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status().as_u16(), 200);
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .expect("id")
+        .to_owned();
+
+    let event = loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(10))
+            .expect("an Admin action line");
+        assert!(!line.contains(super::TOKEN), "{line}");
+        let event: Value = serde_json::from_str(&line).expect("JSON log");
+        if event["message"] == "Admin action" {
+            break event;
+        }
+    };
+    assert_eq!(event["level"], "INFO", "{event}");
+    assert_eq!(
+        (&event["action"], &event["outbox_id"], &event["affected"]),
+        (&json!("retry"), &json!(id), &json!(1))
+    );
+    assert_eq!(event["request_id"], request_id.as_str(), "{event}");
+    assert!(!event.to_string().contains("logged@example.com"), "{event}");
+}
