@@ -373,3 +373,48 @@ async fn a_retry_wakes_the_running_worker() {
     );
     assert_eq!(sandbox.create_count("woken@example.com"), 1);
 }
+
+#[tokio::test]
+async fn a_retried_row_waiting_again_still_makes_other_rows_of_its_email_look_up_first() {
+    use tallyfy_bridge::outbox::Store;
+
+    let env = admin_env(
+        SandboxConfig {
+            faults: Faults {
+                drop_after_create_rate: 1.0,
+                ..Faults::default()
+            },
+            ..SandboxConfig::default()
+        },
+        &[("BRIDGE__DELIVERY__MAX_ATTEMPTS", "1".into())],
+    )
+    .await;
+    let email = "waiting-again@example.com";
+    let id = env.post(json!({ "email": email })).await;
+    env.drain().await;
+    assert!(
+        env.store
+            .email_attempted_before(email, 0)
+            .await
+            .expect("read")
+    );
+
+    let (status, _) = post_json(&env.app, &format!("/deliveries/{id}/retry"), None).await;
+    assert_eq!(status, 200);
+
+    // Queued again, it is outside the attempted-rows index; its attempts still count.
+    assert_eq!(env.row(id).await.state, "queued");
+    assert!(
+        env.store
+            .email_attempted_before(email, 0)
+            .await
+            .expect("read"),
+        "a later row of the email claimed first must look the guest up"
+    );
+    assert!(
+        !env.store
+            .email_attempted_before(email, id)
+            .await
+            .expect("read")
+    );
+}
