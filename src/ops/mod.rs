@@ -19,6 +19,7 @@ use crate::outbox::{RowState, Store};
 
 pub mod audit;
 pub mod deliveries;
+mod filter;
 pub mod page;
 
 use page::BadParam;

@@ -4,6 +4,7 @@
 mod audit;
 mod cli;
 mod list;
+mod retried;
 mod retry;
 
 use serde_json::Value;
