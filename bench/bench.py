@@ -54,7 +54,9 @@ scale     /status, claim and admin list page latency at 1k, 100k and 1M outbox r
     interleaved rounds of wrk with 1 connection, 3 s per size; ratio to 1k. Claim:
     examples/claim_bench calls the worker's own `claim_due` on the bundled SQLite inside
     BEGIN ... ROLLBACK, 50 times per round, size and claim limit (4, 32), 3 interleaved rounds;
-    median/p90 over all calls; ratio to 1k.
+    median/p90 over all calls; ratio to 1k. Admin list page: `claim_bench pages` calls the
+    crate's `list_deliveries` (GET /deliveries, limit 50) 50 times per round, size and filter
+    (none, state, source, email, none from a cursor half way down); median/p90; ratio to 1k.
 
 startup   Start to ready (spawn -> first 200 on /health/ready, polled every ~5 ms), 5 times each on
           a fresh empty database (migrations included) and on the 1M-row database. Median.
