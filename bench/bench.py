@@ -49,13 +49,15 @@ delivery  Draining a backlog vs a raw reqwest loop (about 8-9 minutes).
     against its own sandbox; the others one after the other. Last, the cost of one
     synchronous=FULL WAL commit on this disk (200 one-row commits).
 
-scale     /status and claim latency at 1k, 100k and 1M outbox rows (about 1.5 minutes).
+scale     /status, claim and admin list page latency at 1k, 100k and 1M outbox rows (about 1.5 minutes).
     One database per size, ~320 rows queued (spread over the history, all due), the rest
     delivered, so every size has the same due work. /status: one bridge per database, 3
     interleaved rounds of wrk with 1 connection, 3 s per size; ratio to 1k. Claim:
     examples/claim_bench calls the worker's own `claim_due` on the bundled SQLite inside
     BEGIN ... ROLLBACK, 50 times per round, size and claim limit (4, 32), 3 interleaved rounds;
-    median/p90 over all calls; ratio to 1k.
+    median/p90 over all calls; ratio to 1k. Admin list page: `claim_bench pages` calls the
+    crate's `list_deliveries` (GET /deliveries, limit 50) 50 times per round, size and filter
+    (none, state, source, email, none from a cursor half way down); median/p90; ratio to 1k.
 
 startup   Start to ready (spawn -> first 200 on /health/ready, polled every ~5 ms), 5 times each on
           a fresh empty database (migrations included) and on the 1M-row database. Median.
@@ -875,7 +877,8 @@ def commit_probe(path: Path) -> float:
 # --- part: scale ------------------------------------------------------------------------------
 
 def part_scale(b: Bench) -> dict:
-    k, r = b.k, {"seed_s": {}, "status": defaultdict(Point), "claims": defaultdict(list), "rss_kb": {}}
+    k, r = b.k, {"seed_s": {}, "status": defaultdict(Point), "claims": defaultdict(list), "rss_kb": {},
+                 "pages": defaultdict(list)}
     log(f"part scale: sizes {k.scale_sizes}")
     dbs = {}
     for size in k.scale_sizes:
@@ -913,6 +916,16 @@ def part_scale(b: Bench) -> dict:
                 r["claims"][(size, limit)] += [float(s) for s in samples.read_text().split()]
                 r["sqlite"] = run.stdout.split("sqlite=")[-1].strip()
                 log(f"claim   {size:>8} rows r{round_} limit {limit}: {run.stdout.strip().removeprefix('CLAIM ')}")
+        for size in k.scale_sizes:
+            prefix = b.results / f"page-{size}-r{round_}"
+            run = subprocess.run([b.bin.claim_bench, "pages", dbs[size], str(k.claim_reps), prefix],
+                                 capture_output=True, text=True, cwd=ROOT)
+            if run.returncode != 0:
+                raise BenchFailed(f"page timing failed at {size}: {run.stderr.strip()}")
+            for line in run.stdout.splitlines():
+                name = line.split("filter=")[1].split()[0]
+                r["pages"][(size, name)] += [float(x) for x in Path(f"{prefix}-{name}.txt").read_text().split()]
+                log(f"page    {size:>8} rows r{round_}: {line.removeprefix('PAGE ')}")
     r["plan"] = [line.removeprefix("  plan: ") for line in
                  (b.results / f"claim-plan-{b.big_size}.txt").read_text().splitlines() if line.startswith("  plan: ")]
     for size, (bridge, _) in bridges.items():
@@ -1165,8 +1178,21 @@ def report_scale(b: Bench, r: dict) -> list[str]:
         for size in k.scale_sizes:
             c50, c90 = quantile(0.5, claims[(size, limit)]), quantile(0.9, claims[(size, limit)])
             out.append(f"| {size} | {limit} | {c50:.0f} µs | {c90:.0f} µs | **{times(c50, b50)}** | {times(c90, b90)} |")
+    out += ["", "Admin list page (`GET /deliveries`, limit 50): the crate's own `list_deliveries`, called by "
+            f"`examples/claim_bench pages` {k.claim_reps} times per round × {k.rounds} rounds per size and filter",
+            "(state = delivered, source = canonical, the middle row's email, and no filter from a cursor half way "
+            "down the list). Ratio: median to the median at "
+            f"{first} rows.", "",
+            "| outbox rows | filter | median | p90 | **median ratio** | p90 ratio |",
+            "|---:|---|---:|---:|---:|---:|"]
+    pages = r["pages"]
+    for name in sorted({name for (_, name) in pages}, key=["none", "state", "source", "email", "none_deep"].index):
+        b50, b90 = quantile(0.5, pages[(first, name)]), quantile(0.9, pages[(first, name)])
+        for size in k.scale_sizes:
+            c50, c90 = quantile(0.5, pages[(size, name)]), quantile(0.9, pages[(size, name)])
+            out.append(f"| {size} | {name} | {c50:.0f} µs | {c90:.0f} µs | **{times(c50, b50)}** | {times(c90, b90)} |")
     return out + [
-        "", "Targets: `/status` and claim at 1M rows within 2× of 1k.", "",
+        "", "Targets: `/status`, claim and an admin list page at 1M rows within 2× of 1k.", "",
         f"Every size holds the same ~{DUE_ROWS} due rows (the claim's widest look-ahead window), the rest",
         "delivered, so the ratios compare outbox size alone.", "",
         f"Claim query plan at {b.big_size} rows:", "", "```", *r["plan"], "```"]

@@ -4,6 +4,7 @@
 //! ```text
 //! claim_bench seed DB COUNT PREFIX QUEUED_EVERY SPACING_MS
 //! claim_bench time DB LIMIT REPS SAMPLES_FILE
+//! claim_bench pages DB REPS SAMPLES_PREFIX
 //! ```
 //!
 //! `seed` creates DB, applies `migrations/` and runs `bench/sql/seed.sql.in` (COUNT rows, row n
@@ -11,7 +12,10 @@
 //! (after 5 warm-up calls), each inside `BEGIN … ROLLBACK` on the pool's one connection, so
 //! every call sees the same due rows and nothing changes; it writes every timing (µs) to
 //! SAMPLES_FILE, prints one `CLAIM limit=… reps=… rows=… median_us=… p90_us=…` line on stdout
-//! and the claim's query plan on stderr.
+//! and the claim's query plan on stderr. `pages` times one page of the admin list
+//! (`GET /deliveries`, limit 50, the crate's own `list_deliveries`) REPS times per filter (none,
+//! state, source, email, and none from a cursor half way down), writing SAMPLES_PREFIX-<filter>
+//! and printing one `PAGE filter=… reps=… rows=… median_us=… p90_us=…` line per filter.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -70,9 +74,11 @@ async fn main() -> anyhow::Result<()> {
             )
             .await
         }
+        ["pages", db, reps, prefix] => pages(Path::new(db), reps.parse()?, prefix).await,
         _ => bail!(
             "usage: claim_bench seed DB COUNT PREFIX QUEUED_EVERY SPACING_MS\n       \
-             claim_bench time DB LIMIT REPS SAMPLES_FILE"
+             claim_bench time DB LIMIT REPS SAMPLES_FILE\n       \
+             claim_bench pages DB REPS SAMPLES_PREFIX"
         ),
     }
 }
@@ -157,6 +163,87 @@ async fn time(db: &Path, limit: usize, reps: usize, samples_file: &Path) -> anyh
         samples[samples.len() - 1],
         sqlite_version(&pool).await?
     );
+    Ok(())
+}
+
+/// Rows per page the admin list answers by default.
+const PAGE_LIMIT: usize = 50;
+
+/// Times a page of the admin list per filter; the email and cursor are the middle row's.
+async fn pages(db: &Path, reps: usize, prefix: &str) -> anyhow::Result<()> {
+    use tallyfy_bridge::ops::deliveries::DeliveryFilter;
+    use tallyfy_bridge::ops::page::Cursor;
+    use tallyfy_bridge::outbox::RowState;
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options(db)?.create_if_missing(false))
+        .await
+        .with_context(|| format!("Failed to open {}", db.display()))?;
+    let (id, email, received_at): (i64, String, i64) = sqlx::query_as(
+        "SELECT id, email, received_at FROM outbox WHERE id >= (SELECT max(id) / 2 FROM outbox)
+         ORDER BY id LIMIT 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .context("Failed to read the middle row")?;
+    let middle = Cursor {
+        at: received_at,
+        id,
+    };
+    let cases = [
+        ("none", DeliveryFilter::default(), None),
+        (
+            "state",
+            DeliveryFilter {
+                state: Some(RowState::Delivered),
+                ..DeliveryFilter::default()
+            },
+            None,
+        ),
+        (
+            "source",
+            DeliveryFilter {
+                source: Some("canonical".into()),
+                ..DeliveryFilter::default()
+            },
+            None,
+        ),
+        (
+            "email",
+            DeliveryFilter {
+                email: Some(email),
+                ..DeliveryFilter::default()
+            },
+            None,
+        ),
+        ("none_deep", DeliveryFilter::default(), Some(middle)),
+    ];
+    for (name, filter, after) in cases {
+        let mut samples = Vec::with_capacity(reps);
+        let mut rows = 0;
+        for i in 0..reps + WARM_UP {
+            let started = Instant::now();
+            rows =
+                tallyfy_bridge::outbox::sqlite::list_deliveries(&pool, &filter, after, PAGE_LIMIT)
+                    .await?
+                    .len();
+            if i >= WARM_UP {
+                samples.push(started.elapsed().as_secs_f64() * 1e6);
+            }
+        }
+        let file = format!("{prefix}-{name}.txt");
+        let lines: String = samples.iter().map(|s| format!("{s:.1}\n")).collect();
+        std::fs::write(&file, lines).with_context(|| format!("Failed to write {file}"))?;
+        samples.sort_by(f64::total_cmp);
+        let rank = |q: f64| {
+            samples[((q * (samples.len() - 1) as f64).round() as usize).min(samples.len() - 1)]
+        };
+        println!(
+            "PAGE filter={name} reps={reps} rows={rows} median_us={:.0} p90_us={:.0}",
+            rank(0.5),
+            rank(0.9)
+        );
+    }
     Ok(())
 }
 

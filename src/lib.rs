@@ -5,6 +5,7 @@
 //! The fake Tallyfy for tests and demos is the `tallyfy-sandbox` crate, not part of this one.
 
 pub mod api_error;
+pub mod cli;
 pub mod configuration;
 pub mod crm;
 pub mod delivery;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use tallyfy_bridge::cli;
 use tallyfy_bridge::configuration::ConfigError;
 use tallyfy_bridge::outbox::sqlite;
 use tallyfy_bridge::{Application, Settings, telemetry};
@@ -41,6 +42,21 @@ enum Command {
         /// Default: /health/ready on the configured http.port.
         #[arg(long)]
         url: Option<String>,
+    },
+    /// Find, show, retry and cancel deliveries through a running bridge's admin API (token from
+    /// BRIDGE__ADMIN__TOKEN).
+    Deliveries {
+        #[command(flatten)]
+        remote: cli::Remote,
+        #[command(subcommand)]
+        command: cli::DeliveriesCommand,
+    },
+    /// List CRM items the bridge refused, through a running bridge's admin API.
+    Refused {
+        #[command(flatten)]
+        remote: cli::Remote,
+        #[command(subcommand)]
+        command: cli::RefusedCommand,
     },
     /// Run only the fake Tallyfy guest API (for demos and tests).
     #[cfg(feature = "sandbox")]
@@ -77,6 +93,18 @@ async fn main() -> ExitCode {
         Command::Serve(args) => serve(&cli.config_dir, args).await,
         Command::Migrate => migrate(&cli.config_dir).await,
         Command::Healthcheck { url } => healthcheck(&cli.config_dir, url).await,
+        Command::Deliveries { remote, command } => match local_url(&cli.config_dir, remote.url) {
+            Ok(url) => cli::deliveries(command, &url, remote.json)
+                .await
+                .map_err(Failure::Run),
+            Err(failure) => Err(failure),
+        },
+        Command::Refused { remote, command } => match local_url(&cli.config_dir, remote.url) {
+            Ok(url) => cli::refused(command, &url, remote.json)
+                .await
+                .map_err(Failure::Run),
+            Err(failure) => Err(failure),
+        },
         #[cfg(feature = "sandbox")]
         Command::Sandbox { addr, config } => demo::run_sandbox(addr, &config).await,
     };
@@ -139,14 +167,22 @@ async fn migrate(config_dir: &std::path::Path) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn healthcheck(config_dir: &std::path::Path, url: Option<String>) -> Result<(), Failure> {
-    let url = match url {
-        Some(url) => url,
+/// `url`, or the bridge on this machine at the configured `http.port`.
+fn local_url(config_dir: &std::path::Path, url: Option<String>) -> Result<String, Failure> {
+    match url {
+        Some(url) => Ok(url),
         None => {
             let settings = Settings::load_for_maintenance(config_dir, &[])
                 .map_err(|e| Failure::Run(e.into()))?;
-            format!("http://127.0.0.1:{}/health/ready", settings.http.port)
+            Ok(format!("http://127.0.0.1:{}", settings.http.port))
         }
+    }
+}
+
+async fn healthcheck(config_dir: &std::path::Path, url: Option<String>) -> Result<(), Failure> {
+    let url = match url {
+        Some(url) => url,
+        None => format!("{}/health/ready", local_url(config_dir, None)?),
     };
     let response = reqwest::Client::new()
         .get(&url)

@@ -91,16 +91,18 @@ impl Worker {
         stage: Stage,
         now: i64,
     ) -> Outcome {
-        let age = Duration::from_millis((now - row.received_at).max(0) as u64);
-        if self.policy.exhausted(row.attempts, age) {
+        // An operator's retry starts a fresh budget: attempts and age count from it.
+        let attempts = row.budget_attempts();
+        let age = Duration::from_millis((now - row.budget_since()).max(0) as u64);
+        if self.policy.exhausted(attempts, age) {
             Outcome::Failed {
-                reason: format!("gave up after {} attempts: {reason}", row.attempts),
+                reason: format!("gave up after {attempts} attempts: {reason}"),
                 status,
                 stage,
             }
         } else {
             Outcome::Retry {
-                at: now + self.policy.delay_after(row.attempts).as_millis() as i64,
+                at: now + self.policy.delay_after(attempts).as_millis() as i64,
                 reason,
                 status,
                 stage,
@@ -142,18 +144,20 @@ impl Worker {
             FetchError::Transient { .. } => self.backoff(row, reason, status, Stage::Fetch, now),
             // HubSpot's API can lag behind its own webhook: a contact it just announced may not
             // be readable yet. Only a contact still missing minutes later is gone.
-            FetchError::NotFound => match NOT_FOUND_WAITS.get(row.attempts.max(1) as usize - 1) {
-                Some(delay) => wait(now + delay.as_millis() as i64, reason, true),
-                None => Outcome::Failed {
-                    reason: format!(
-                        "{reason}, still after {} reads over {} s",
-                        row.attempts,
-                        NOT_FOUND_WAITS.iter().map(Duration::as_secs).sum::<u64>()
-                    ),
-                    status,
-                    stage: Stage::Fetch,
-                },
-            },
+            FetchError::NotFound => {
+                match NOT_FOUND_WAITS.get(row.budget_attempts().max(1) as usize - 1) {
+                    Some(delay) => wait(now + delay.as_millis() as i64, reason, true),
+                    None => Outcome::Failed {
+                        reason: format!(
+                            "{reason}, still after {} reads over {} s",
+                            row.budget_attempts(),
+                            NOT_FOUND_WAITS.iter().map(Duration::as_secs).sum::<u64>()
+                        ),
+                        status,
+                        stage: Stage::Fetch,
+                    },
+                }
+            }
             FetchError::Permanent { .. } => Outcome::Failed {
                 reason,
                 status,

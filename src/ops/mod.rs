@@ -1,7 +1,10 @@
-//! Operator look-ups behind the admin token: one delivery with its attempt log, and the ledger
-//! entry (Tallyfy guest id) of an email. Answer 404 when no admin token is configured.
+//! Operator endpoints behind the admin token: one delivery with its attempt log, the ledger
+//! entry (Tallyfy guest id) of an email, and (in [`deliveries`], [`audit`]) finding, retrying
+//! and cancelling deliveries. Answer 404 when no admin token is configured.
 
 use std::sync::Arc;
+
+use tokio::sync::Notify;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -14,20 +17,42 @@ use crate::domain::outcome::{AttemptClass, LearnedBy};
 use crate::http_auth::{bearer, secrets_match};
 use crate::outbox::{RowState, Store};
 
+pub mod audit;
+pub mod deliveries;
+mod filter;
 pub mod page;
 pub mod refused;
+
+use page::BadParam;
 
 pub struct OpsState {
     pub store: Arc<dyn Store>,
     pub admin_token: Option<SecretString>,
     /// The ledger is per organisation; None when delivery is not configured.
     pub org_id: Option<String>,
+    /// Wakes the delivery worker (as an ingest commit does), so a retried row goes now.
+    pub wake: Arc<Notify>,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/deliveries/{id}", web::get().to(delivery))
-        .route("/guests/{email}", web::get().to(guest))
-        .route("/refused", web::get().to(refused::list));
+    cfg.route("/deliveries", web::get().to(deliveries::list))
+        .route("/deliveries/retry", web::post().to(deliveries::retry_bulk))
+        .route(
+            "/deliveries/cancel",
+            web::post().to(deliveries::cancel_bulk),
+        )
+        .route("/deliveries/{id}", web::get().to(delivery))
+        .route(
+            "/deliveries/{id}/retry",
+            web::post().to(deliveries::retry_one),
+        )
+        .route(
+            "/deliveries/{id}/cancel",
+            web::post().to(deliveries::cancel_one),
+        )
+        .route("/audit", web::get().to(audit::list))
+        .route("/refused", web::get().to(refused::list))
+        .route("/guests/{email}", web::get().to(guest));
 }
 
 fn not_found(what: &str) -> HttpResponse {
@@ -55,6 +80,32 @@ fn refuse(request: &HttpRequest, state: &OpsState) -> Option<HttpResponse> {
             None,
         ))
     }
+}
+
+fn bad_param(bad: BadParam) -> HttpResponse {
+    json_error(
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+        bad.message,
+        Some(bad.field),
+    )
+}
+
+/// A parameter or body field the endpoint does not know: refused, so a typo in a filter never
+/// widens what a list shows or a bulk change moves.
+fn unknown(field: &'static str, key: &str, known: &[&str]) -> BadParam {
+    let key: String = key.chars().take(40).collect();
+    BadParam::new(
+        field,
+        format!("unknown {field} field `{key}`; known: {}", known.join(", ")),
+    )
+}
+
+/// The query string as (name, value) pairs, percent-decoded.
+fn query_pairs(request: &HttpRequest) -> Result<Vec<(String, String)>, BadParam> {
+    web::Query::<Vec<(String, String)>>::from_query(request.query_string())
+        .map(web::Query::into_inner)
+        .map_err(|_| BadParam::new("query", "the query string is not form-encoded"))
 }
 
 fn internal(error: anyhow::Error) -> HttpResponse {
@@ -127,6 +178,9 @@ pub struct DeliveryView {
     pub received_at: i64,
     #[serde(serialize_with = "crate::time::serialize_opt_ms")]
     pub delivered_at: Option<i64>,
+    /// When an operator last retried the row.
+    #[serde(serialize_with = "crate::time::serialize_opt_ms")]
+    pub retried_at: Option<i64>,
 }
 
 /// One line of a row's attempt log.

@@ -9,6 +9,8 @@ pub mod writer;
 use crate::domain::outcome::Outcome;
 use crate::ops::page::Cursor;
 use crate::ops::refused::{RefusedFilter, RefusedView};
+use crate::ops::audit::{AuditNote, AuditView};
+use crate::ops::deliveries::{DeliveryFilter, Moved, RowAction};
 use crate::ops::{AttemptView, DeliveryView, LedgerEntry};
 use crate::status::Snapshot;
 
@@ -28,6 +30,40 @@ pub enum RowState {
     Cancelled,
 }
 
+impl RowState {
+    pub const ALL: [Self; 6] = [
+        Self::Queued,
+        Self::InFlight,
+        Self::Retrying,
+        Self::Delivered,
+        Self::Failed,
+        Self::Cancelled,
+    ];
+
+    /// The name stored and shown (`in_flight`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::InFlight => "in_flight",
+            Self::Retrying => "retrying",
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::str::FromStr for RowState {
+    type Err = ();
+
+    fn from_str(text: &str) -> Result<Self, ()> {
+        Self::ALL
+            .into_iter()
+            .find(|state| state.as_str() == text)
+            .ok_or(())
+    }
+}
+
 /// A row the caller now owns until its lease ends.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Claimed {
@@ -40,6 +76,23 @@ pub struct Claimed {
     /// reached Tallyfy. It is also the fencing token for recording the result.
     pub attempts: i64,
     pub received_at: i64,
+    /// `attempts` when an operator last retried the row (0 if never): the retry budget counts
+    /// only the attempts since.
+    pub attempts_before_retry: i64,
+    /// When an operator last retried the row: the budget's age counts from here.
+    pub retried_at: Option<i64>,
+}
+
+impl Claimed {
+    /// Attempts spent from the current retry budget, this one included.
+    pub fn budget_attempts(&self) -> i64 {
+        self.attempts - self.attempts_before_retry
+    }
+
+    /// When the current retry budget started: reception, or the operator's last retry.
+    pub fn budget_since(&self) -> i64 {
+        self.retried_at.unwrap_or(self.received_at)
+    }
 }
 
 /// When an attempt ran, for its line in the attempt log.
@@ -126,4 +179,36 @@ pub trait Store: Send + Sync {
         after: Option<Cursor>,
         limit: usize,
     ) -> anyhow::Result<Vec<RefusedView>>;
+
+    // Operations: admin
+    /// Up to `limit` rows matching `filter` after `after`, newest first by (received_at, id),
+    /// one index range per page whatever the outbox holds.
+    async fn list_deliveries(
+        &self,
+        filter: &DeliveryFilter,
+        after: Option<Cursor>,
+        limit: usize,
+    ) -> anyhow::Result<Vec<DeliveryView>>;
+    /// An operator's retry or cancel of one row, audited in the same transaction.
+    async fn change_delivery(
+        &self,
+        id: i64,
+        action: RowAction,
+        note: &AuditNote,
+    ) -> anyhow::Result<Moved>;
+    /// The same for up to `limit` rows matching `filter` (its state required): how many moved,
+    /// and whether more match.
+    async fn change_deliveries(
+        &self,
+        filter: &DeliveryFilter,
+        action: RowAction,
+        limit: usize,
+        note: &AuditNote,
+    ) -> anyhow::Result<(u64, bool)>;
+    /// The admin audit trail, newest first by (at, id).
+    async fn audit_log(
+        &self,
+        after: Option<Cursor>,
+        limit: usize,
+    ) -> anyhow::Result<Vec<AuditView>>;
 }

@@ -146,6 +146,7 @@ impl Application {
                 store: app.store.clone(),
                 admin_token: settings.admin.token.as_ref().map(|t| t.to_secret_string()),
                 org_id: settings.tallyfy.org_id.clone(),
+                wake: app.wake.clone(),
             }),
             metrics: web::Data::new(MetricsState {
                 metrics,

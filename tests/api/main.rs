@@ -1,5 +1,6 @@
 //! The API as a CRM and an operator see it: real HTTP on loopback, a real SQLite file per test.
 
+mod admin;
 mod auth;
 mod binary;
 mod crash;

@@ -36,7 +36,7 @@ const CLAIM: &str = "WITH candidates AS (
      UPDATE outbox
      SET state = 'in_flight', attempts = attempts + 1, lease_until = ?4, updated_at = ?1
      WHERE id IN (SELECT id FROM picked)
-     RETURNING id, email, payload, attempts, received_at";
+     RETURNING id, email, payload, attempts, received_at, attempts_before_retry, retried_at";
 
 /// Claims up to `limit` due rows, at most one per email, skipping emails already in flight.
 /// Rows whose lease expired (their worker died) are due again.
@@ -74,7 +74,7 @@ pub(super) async fn ledger_lookup(
 }
 
 /// True when another row of this email was attempted and not delivered (in flight, retrying,
-/// failed or cancelled), or such a row was pruned (`attempted_emails`): its create may have
+/// failed or cancelled, or queued again by an operator's retry), or such a row was pruned (`attempted_emails`): its create may have
 /// reached Tallyfy, so this delivery must look the guest up before creating it. (A delivered
 /// row put its id in the ledger, which is checked first.) The state list is the
 /// `outbox_key_attempted` index's, so the query uses that index.
@@ -83,17 +83,23 @@ pub(super) async fn email_attempted_before(
     email: &str,
     except_id: i64,
 ) -> anyhow::Result<bool> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM outbox INDEXED BY outbox_key_attempted WHERE claim_key = ?1 AND id <> ?2
-             AND state IN ('in_flight', 'retrying', 'failed', 'cancelled'))
-         OR EXISTS (SELECT 1 FROM attempted_emails WHERE email = ?1)",
-    )
-    .bind(email)
-    .bind(except_id)
-    .fetch_one(pool)
-    .await
-    .context("Failed to read earlier attempts for an email")
+    sqlx::query_scalar(ATTEMPTED_BEFORE)
+        .bind(email)
+        .bind(except_id)
+        .fetch_one(pool)
+        .await
+        .context("Failed to read earlier attempts for an email")
 }
+
+/// ?1 email, ?2 the asking row. The second test is a row an operator retried, queued again
+/// after attempts of its own (queued rows are outside `outbox_key_attempted`); an email has few
+/// rows, so reading them all by `outbox_email_received` stays cheap.
+const ATTEMPTED_BEFORE: &str = "SELECT EXISTS (SELECT 1 FROM outbox INDEXED BY outbox_key_attempted
+         WHERE claim_key = ?1 AND id <> ?2
+           AND state IN ('in_flight', 'retrying', 'failed', 'cancelled'))
+     OR EXISTS (SELECT 1 FROM outbox INDEXED BY outbox_email_received
+         WHERE email = ?1 AND id <> ?2 AND state = 'queued' AND attempts > 0)
+     OR EXISTS (SELECT 1 FROM attempted_emails WHERE email = ?1)";
 
 /// When the next row becomes due (a retry time or a lease end), if any is waiting.
 pub(super) async fn next_due_at(pool: &SqlitePool) -> anyhow::Result<Option<i64>> {
@@ -124,6 +130,21 @@ mod tests {
             "{detail:?}"
         );
         for index in ["outbox_due", "outbox_leases", "outbox_key_attempted"] {
+            assert!(
+                detail.iter().any(|d| d.contains(index)),
+                "{index}: {detail:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn the_earlier_attempts_check_reads_only_indexes() {
+        let detail = crate::outbox::sqlite::query_plan(ATTEMPTED_BEFORE).await;
+        assert!(
+            !detail.iter().any(|d| d.starts_with("SCAN outbox")),
+            "{detail:?}"
+        );
+        for index in ["outbox_key_attempted", "outbox_email_received"] {
             assert!(
                 detail.iter().any(|d| d.contains(index)),
                 "{index}: {detail:?}"

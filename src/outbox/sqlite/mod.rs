@@ -1,6 +1,7 @@
 //! The SQLite backend: the only code that speaks SQL. Ingest appends through the group-commit
 //! [`writer`] on its own connection; everything else goes through [`SqliteStore`]'s pool.
 
+mod admin;
 mod append;
 mod claim;
 pub mod identity;
@@ -24,6 +25,7 @@ use sqlx::sqlite::{
 use crate::configuration::{DatabaseSettings, Synchronous};
 use crate::time::now_ms;
 
+pub use admin::list_deliveries;
 pub use claim::claim_due;
 pub use identity::{DatabaseFile, FileLost};
 pub use store::SqliteStore;

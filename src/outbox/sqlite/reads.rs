@@ -79,7 +79,7 @@ pub(super) async fn delivery(
 ) -> anyhow::Result<Option<(DeliveryView, Vec<AttemptView>)>> {
     let row: Option<DeliveryView> = sqlx::query_as(
         "SELECT id, source, event_id, email, crm_record, state, attempts, next_attempt_at, lease_until,
-                guest_id, last_error, received_at, delivered_at
+                guest_id, last_error, received_at, delivered_at, retried_at
          FROM outbox WHERE id = ?1",
     )
     .bind(id)

@@ -269,6 +269,8 @@ mod tests {
                 payload: "{}".into(),
                 attempts,
                 received_at: 0,
+                attempts_before_retry: 0,
+                retried_at: None,
             },
             outcome: Outcome::Refused {
                 reason: "HubSpot contact 9: the contact has no email address".into(),

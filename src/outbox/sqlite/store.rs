@@ -6,8 +6,10 @@ use std::sync::Arc;
 use anyhow::Context;
 use sqlx::SqlitePool;
 
-use super::{DatabaseFile, claim, reads, refused, results, worker_state};
+use super::{DatabaseFile, admin, claim, reads, refused, results, worker_state};
 use crate::configuration::DatabaseSettings;
+use crate::ops::audit::{AuditNote, AuditView};
+use crate::ops::deliveries::{DeliveryFilter, Moved, RowAction};
 use crate::ops::page::Cursor;
 use crate::ops::refused::{RefusedFilter, RefusedView};
 use crate::ops::{AttemptView, DeliveryView, LedgerEntry};
@@ -120,5 +122,42 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> anyhow::Result<Vec<RefusedView>> {
         refused::list(&self.pool, filter, after, limit).await
+    }
+
+    // Operations: admin
+    async fn list_deliveries(
+        &self,
+        filter: &DeliveryFilter,
+        after: Option<Cursor>,
+        limit: usize,
+    ) -> anyhow::Result<Vec<DeliveryView>> {
+        admin::list_deliveries(&self.pool, filter, after, limit).await
+    }
+
+    async fn change_delivery(
+        &self,
+        id: i64,
+        action: RowAction,
+        note: &AuditNote,
+    ) -> anyhow::Result<Moved> {
+        admin::change_delivery(&self.pool, id, action, note).await
+    }
+
+    async fn change_deliveries(
+        &self,
+        filter: &DeliveryFilter,
+        action: RowAction,
+        limit: usize,
+        note: &AuditNote,
+    ) -> anyhow::Result<(u64, bool)> {
+        admin::change_deliveries(&self.pool, filter, action, limit, note).await
+    }
+
+    async fn audit_log(
+        &self,
+        after: Option<Cursor>,
+        limit: usize,
+    ) -> anyhow::Result<Vec<AuditView>> {
+        admin::audit_log(&self.pool, after, limit).await
     }
 }

@@ -1,0 +1,95 @@
+//! The admin audit trail: who-and-when of every admin write (written by the store in the same
+//! transaction as the change), its INFO log line, and `GET /audit` to read it without SQLite.
+
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use tracing_actix_web::RequestId;
+
+use super::page::{Cursor, Page, PageRequest};
+use super::{OpsState, bad_param, internal, query_pairs, refuse};
+
+/// What the store records with an admin write besides the change itself.
+#[derive(Debug, Clone)]
+pub struct AuditNote {
+    /// ms since the epoch; also the time the change is stamped with.
+    pub at: i64,
+    /// The request's `x-request-id`.
+    pub request_id: Option<String>,
+}
+
+impl AuditNote {
+    pub fn of(request: &HttpRequest) -> Self {
+        Self {
+            at: crate::time::now_ms(),
+            request_id: request
+                .extensions()
+                .get::<RequestId>()
+                .map(ToString::to_string),
+        }
+    }
+}
+
+/// One line of the audit trail.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct AuditView {
+    pub id: i64,
+    #[serde(serialize_with = "crate::time::serialize_ms")]
+    pub at: i64,
+    /// retry | cancel | bulk_retry | bulk_cancel
+    pub action: String,
+    /// The row id of a one-row action.
+    pub target: Option<String>,
+    /// The filter and limit of a bulk action, as the JSON it was stored as.
+    #[serde(serialize_with = "raw_json")]
+    pub filter: Option<String>,
+    pub affected: i64,
+    pub request_id: Option<String>,
+}
+
+/// Stored JSON shown as JSON, not as a string of it.
+fn raw_json<S: serde::Serializer>(text: &Option<String>, serializer: S) -> Result<S::Ok, S::Error> {
+    use serde::Serialize;
+    text.as_deref()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
+        .serialize(serializer)
+}
+
+/// Logs an admin write at INFO once it is committed; never an email.
+pub fn log(note: &AuditNote, action: &str, target: Option<i64>, affected: u64) {
+    tracing::info!(
+        action,
+        outbox_id = target,
+        affected,
+        request_id = note.request_id.as_deref().unwrap_or(""),
+        "Admin action"
+    );
+}
+
+/// `GET /audit?limit=&cursor=`
+pub(super) async fn list(request: HttpRequest, state: web::Data<OpsState>) -> HttpResponse {
+    if let Some(refusal) = refuse(&request, &state) {
+        return refusal;
+    }
+    let parsed = query_pairs(&request).and_then(|pairs| {
+        let mut limit = None;
+        let mut cursor = None;
+        for (key, value) in pairs {
+            match key.as_str() {
+                "limit" => limit = Some(value),
+                "cursor" => cursor = Some(value),
+                _ => return Err(super::unknown("query", &key, &["limit", "cursor"])),
+            }
+        }
+        PageRequest::parse(limit.as_deref(), cursor.as_deref())
+    });
+    let page = match parsed {
+        Ok(page) => page,
+        Err(bad) => return bad_param(bad),
+    };
+    match state.store.audit_log(page.after, page.limit + 1).await {
+        Ok(rows) => HttpResponse::Ok().json(Page::from_rows(rows, page.limit, |row| Cursor {
+            at: row.at,
+            id: row.id,
+        })),
+        Err(error) => internal(error),
+    }
+}
