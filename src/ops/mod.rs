@@ -82,13 +82,13 @@ fn refuse(request: &HttpRequest, state: &OpsState) -> Option<HttpResponse> {
     }
 }
 
+/// The 400 of every admin endpoint: code `bad_request`, `field` naming the parameter.
+fn bad_request(message: String, field: Option<&str>) -> HttpResponse {
+    json_error(StatusCode::BAD_REQUEST, "bad_request", message, field)
+}
+
 fn bad_param(bad: BadParam) -> HttpResponse {
-    json_error(
-        StatusCode::BAD_REQUEST,
-        "bad_request",
-        bad.message,
-        Some(bad.field),
-    )
+    bad_request(bad.message, Some(bad.field))
 }
 
 /// A parameter or body field the endpoint does not know: refused, so a typo in a filter never

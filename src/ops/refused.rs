@@ -1,13 +1,11 @@
 //! `GET /refused`: the CRM items the bridge did not queue (no email, an invalid one, a contact
 //! the CRM says has none), newest first, filtered by source, reason and time, a page at a time.
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
 use super::page::{BadParam, Cursor, Page, PageRequest, parse_time};
-use super::{OpsState, internal, refuse};
-use crate::api_error::json_error;
+use super::{OpsState, bad_param, bad_request, internal, refuse};
 
 /// Which refusals to list; every filter is optional.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -78,7 +76,7 @@ pub(super) async fn list(request: HttpRequest, state: web::Data<OpsState>) -> Ht
     };
     let (filter, page) = match params.parse() {
         Ok(parsed) => parsed,
-        Err(bad) => return bad_request(bad.message, Some(bad.field)),
+        Err(bad) => return bad_param(bad),
     };
     match state
         .store
@@ -91,10 +89,6 @@ pub(super) async fn list(request: HttpRequest, state: web::Data<OpsState>) -> Ht
         })),
         Err(error) => internal(error),
     }
-}
-
-fn bad_request(message: String, field: Option<&str>) -> HttpResponse {
-    json_error(StatusCode::BAD_REQUEST, "invalid_parameter", message, field)
 }
 
 #[cfg(test)]

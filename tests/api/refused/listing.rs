@@ -134,7 +134,7 @@ async fn bad_parameters_are_400s_naming_the_field() {
     ] {
         let (status, error) = error_of(get_refused(&app, query, Some(ADMIN_TOKEN)).await).await;
         assert_eq!(status, 400, "{query}: {error}");
-        assert_eq!(error["code"], "invalid_parameter", "{query}");
+        assert_eq!(error["code"], "bad_request", "{query}");
         assert_eq!(error["field"], field, "{query}: {error}");
     }
 }
