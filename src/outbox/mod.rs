@@ -7,10 +7,10 @@ pub mod sqlite;
 pub mod writer;
 
 use crate::domain::outcome::Outcome;
-use crate::ops::page::Cursor;
-use crate::ops::refused::{RefusedFilter, RefusedView};
 use crate::ops::audit::{AuditNote, AuditView};
 use crate::ops::deliveries::{DeliveryFilter, Moved, RowAction};
+use crate::ops::page::Cursor;
+use crate::ops::refused::{RefusedFilter, RefusedView};
 use crate::ops::{AttemptView, DeliveryView, LedgerEntry};
 use crate::status::Snapshot;
 

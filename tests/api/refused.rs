@@ -287,3 +287,45 @@ async fn a_refusal_that_cannot_be_stored_gets_503_and_is_kept_when_resent() {
     assert_eq!(items[0]["status"], "rejected");
     assert_eq!(refused_in_status(&app).await["total"], 1);
 }
+
+#[tokio::test]
+async fn the_command_line_lists_refused_items_as_a_table_and_as_json() {
+    let (app, _crm) = spawn_crm_app_with(&admin()).await;
+    pipedrive::post_person(&app, &pipedrive_person(4811, json!([]))).await;
+    let invalid = json!([{"value": BAD_EMAILS[2], "primary": true}]);
+    pipedrive::post_person(&app, &pipedrive_person(4812, invalid)).await;
+    let run = |args: &'static [&'static str]| {
+        let mut command = std::process::Command::new(crate::binary::BINARY);
+        command
+            .env_clear()
+            .env("BRIDGE__ADMIN__TOKEN", ADMIN_TOKEN)
+            .args(args)
+            .args(["--url", &app.address]);
+        tokio::task::spawn_blocking(move || command.output().expect("the binary runs"))
+    };
+
+    let table = run(&["refused", "list", "--source", "pipedrive"])
+        .await
+        .expect("joined");
+    assert!(table.status.success(), "{table:?}");
+    let table = String::from_utf8(table.stdout).expect("utf-8");
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].starts_with("ID") && lines[0].contains("REASON"),
+        "{table}"
+    );
+    assert!(
+        lines[1].contains("4812") && lines[1].contains("invalid_email"),
+        "{table}"
+    );
+    assert!(lines[2].contains("4811"), "{table}");
+    assert!(!table.contains(BAD_EMAILS[2]), "{table}");
+
+    let json = run(&["refused", "list", "--reason", "invalid_email", "--json"])
+        .await
+        .expect("joined");
+    assert!(json.status.success(), "{json:?}");
+    let json: Value = serde_json::from_slice(&json.stdout).expect("the API's JSON");
+    assert_eq!(json, page(&app, "reason=invalid_email").await);
+    assert_eq!(json["items"].as_array().map(Vec::len), Some(1));
+}
