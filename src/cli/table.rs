@@ -6,17 +6,21 @@ use serde_json::Value;
 /// The widest a cell may be; longer text (an error) is cut with `…`.
 const CELL_MAX: usize = 60;
 
-/// A value as one cell.
-fn cell(value: &Value) -> String {
+/// A value as one line of text, whole.
+fn one_line(value: &Value) -> String {
     let text = match value {
         Value::Null => "-".to_owned(),
         Value::String(text) => text.clone(),
         other => other.to_string(),
     };
-    let one_line: String = text
-        .chars()
+    text.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+        .collect()
+}
+
+/// A value as one cell of a table.
+fn cell(value: &Value) -> String {
+    let one_line = one_line(value);
     if one_line.chars().count() > CELL_MAX {
         let cut: String = one_line.chars().take(CELL_MAX - 1).collect();
         format!("{cut}…")
@@ -117,7 +121,8 @@ pub(super) fn delivery_with_attempts(answer: &Value) -> String {
     if let Some(fields) = answer["delivery"].as_object() {
         let width = fields.keys().map(String::len).max().unwrap_or(0);
         for (key, value) in fields {
-            out.push_str(&format!("{key:width$}  {}\n", cell(value)));
+            // One field per line: the whole error fits, nothing is cut.
+            out.push_str(&format!("{key:width$}  {}\n", one_line(value)));
         }
     }
     let attempts = answer["attempts"]
