@@ -16,6 +16,7 @@ mod error;
 mod http;
 mod ingest;
 mod log;
+mod retention;
 mod secret;
 mod sources;
 mod tallyfy;
@@ -27,6 +28,7 @@ pub use error::ConfigError;
 pub use http::HttpSettings;
 pub use ingest::{AuthMode, InboundAuthSettings, IngestSettings};
 pub use log::{LogFormat, LogSettings};
+pub use retention::{MAX_BATCH_ROWS, RetentionSettings};
 pub use secret::{INVENTED_MIN_CHARS, InventedSecret, Secret};
 pub use sources::{
     ENDPOINT_TOKEN_MIN_CHARS, HubSpotSettings, PipedriveSettings, SalesforceSettings,
@@ -52,6 +54,7 @@ pub struct Settings {
     pub delivery: DeliverySettings,
     pub sources: SourcesSettings,
     pub admin: AdminSettings,
+    pub retention: RetentionSettings,
     pub log: LogSettings,
 }
 
@@ -151,6 +154,7 @@ impl Settings {
             self.check_lease_covers_tallyfy()?;
         }
         self.sources.validate()?;
+        self.retention.validate()?;
         self.check_crm_reads_end_inside_the_lease()?;
         self.ingest.auth.validate()
     }

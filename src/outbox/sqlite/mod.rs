@@ -4,6 +4,7 @@
 mod append;
 mod claim;
 pub mod identity;
+mod prune;
 mod reads;
 mod results;
 mod store;

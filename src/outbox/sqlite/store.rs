@@ -6,10 +6,10 @@ use std::sync::Arc;
 use anyhow::Context;
 use sqlx::SqlitePool;
 
-use super::{DatabaseFile, claim, reads, results, worker_state};
-use crate::configuration::DatabaseSettings;
+use super::{DatabaseFile, claim, prune, reads, results, worker_state};
+use crate::configuration::{DatabaseSettings, RetentionSettings};
 use crate::ops::{AttemptView, DeliveryView, LedgerEntry};
-use crate::outbox::{AttemptResult, Claimed, Gate, Store};
+use crate::outbox::{AttemptResult, Claimed, Gate, Pruned, Store};
 use crate::status::Snapshot;
 
 /// The shared pool and the file it was opened on.
@@ -108,5 +108,10 @@ impl Store for SqliteStore {
 
     async fn ledger_entry(&self, org_id: &str, email: &str) -> anyhow::Result<Option<LedgerEntry>> {
         reads::ledger_entry(&self.pool, org_id, email).await
+    }
+
+    // Operations: retention
+    async fn prune(&self, now: i64, policy: &RetentionSettings) -> anyhow::Result<Pruned> {
+        prune::prune(&self.pool, &self.file.wal_path(), now, policy).await
     }
 }

@@ -1,0 +1,264 @@
+//! Retention: deleting end-state rows (with their attempt logs), refused items and audit entries
+//! older than their ages, in short batches off the hot path. The guest ledger is never touched.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use sqlx::{SqliteConnection, SqlitePool};
+
+use crate::configuration::RetentionSettings;
+use crate::outbox::{Pruned, RowState};
+
+/// A prune this large leaves a WAL worth truncating (its free pages stay in the file for reuse).
+const LARGE_PRUNE_ROWS: u64 = 10_000;
+/// A WAL file this big is truncated after a prune whatever its size was.
+const LARGE_WAL_BYTES: u64 = 64 * 1024 * 1024;
+
+/// ?1 state, ?2 ended before, ?3 how many: the oldest rows of one end state. The IN list repeats
+/// the `outbox_ended` index's WHERE so SQLite may use it with a bound state.
+const OLD_ROWS: &str = "SELECT id FROM outbox INDEXED BY outbox_ended
+     WHERE state IN ('delivered', 'failed', 'cancelled') AND state = ?1 AND updated_at < ?2
+     ORDER BY updated_at LIMIT ?3";
+/// ?1 the batch's ids as a JSON array.
+const DELETE_ATTEMPTS: &str = "DELETE FROM delivery_attempts INDEXED BY delivery_attempts_outbox
+     WHERE outbox_id IN (SELECT value FROM json_each(?1))";
+/// ?1 ids, ?2 now. A row attempted and not delivered may have created its guest unseen: its
+/// email is remembered, so a later row of it looks the guest up before any create. `NOT
+/// INDEXED` leaves only the rowid: without statistics SQLite would pick a state index.
+const REMEMBER_ATTEMPTED: &str =
+    "INSERT OR IGNORE INTO attempted_emails (email, outbox_id, pruned_at)
+     SELECT email, id, ?2 FROM outbox NOT INDEXED
+     WHERE id IN (SELECT value FROM json_each(?1))
+       AND state IN ('failed', 'cancelled') AND attempts > 0 AND email IS NOT NULL";
+const DELETE_ROWS: &str =
+    "DELETE FROM outbox NOT INDEXED WHERE id IN (SELECT value FROM json_each(?1))";
+/// ?1 before, ?2 how many.
+const DELETE_REFUSED: &str = "DELETE FROM refused WHERE id IN (
+     SELECT id FROM refused INDEXED BY refused_at WHERE refused_at < ?1 LIMIT ?2)";
+const DELETE_AUDIT: &str = "DELETE FROM admin_audit WHERE id IN (
+     SELECT id FROM admin_audit INDEXED BY admin_audit_at WHERE at < ?1 LIMIT ?2)";
+
+/// What one batch deletes from.
+#[derive(Clone, Copy)]
+enum Target {
+    Outbox(RowState),
+    Refused,
+    Audit,
+}
+
+/// Deletes everything `policy` calls old at `now`, batch by batch, then records the run in
+/// `worker_state` and, after a large prune, truncates the WAL (`wal` is its path).
+pub(super) async fn prune(
+    pool: &SqlitePool,
+    wal: &Path,
+    now: i64,
+    policy: &RetentionSettings,
+) -> anyhow::Result<Pruned> {
+    let limit = policy.batch_rows as u64;
+    let mut pruned = Pruned::default();
+    for (target, age) in [
+        (Target::Outbox(RowState::Delivered), policy.delivered),
+        (Target::Outbox(RowState::Failed), policy.failed),
+        (Target::Outbox(RowState::Cancelled), policy.cancelled),
+        (Target::Refused, policy.refused),
+        (Target::Audit, policy.audit),
+    ] {
+        let Some(before) = cutoff(now, age) else {
+            continue;
+        };
+        loop {
+            let started = Instant::now();
+            if batch(pool, target, before, limit, now, &mut pruned).await? < limit {
+                break;
+            }
+            // As long as the batch held the write lock: ingest's commits get at least half.
+            tokio::time::sleep(started.elapsed()).await;
+        }
+    }
+    sqlx::query("UPDATE worker_state SET last_prune_at = ?1, last_prune_rows = ?2 WHERE id = 1")
+        .bind(now)
+        .bind(pruned.rows() as i64)
+        .execute(pool)
+        .await
+        .context("Failed to record the prune")?;
+    let wal_bytes = file_bytes(wal);
+    if pruned.rows() >= LARGE_PRUNE_ROWS || wal_bytes >= LARGE_WAL_BYTES {
+        truncate_wal(pool).await?;
+        pruned.wal_truncated = Some((wal_bytes, file_bytes(wal)));
+    }
+    Ok(pruned)
+}
+
+/// `now` minus `age` in ms, or `None` for an age of 0 (keep forever).
+fn cutoff(now: i64, age: Duration) -> Option<i64> {
+    let age = i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
+    (age > 0).then(|| now.saturating_sub(age))
+}
+
+/// Deletes up to `limit` rows of `target` older than `before` in one transaction, adds them to
+/// `pruned` and returns how many rows it deleted.
+async fn batch(
+    pool: &SqlitePool,
+    target: Target,
+    before: i64,
+    limit: u64,
+    now: i64,
+    pruned: &mut Pruned,
+) -> anyhow::Result<u64> {
+    let mut tx = begin(pool).await?;
+    let deleted = match target {
+        Target::Outbox(state) => outbox_batch(&mut tx, state, before, limit, now, pruned).await?,
+        Target::Refused => {
+            let deleted = delete_old(&mut tx, DELETE_REFUSED, before, limit).await?;
+            pruned.refused += deleted;
+            deleted
+        }
+        Target::Audit => {
+            let deleted = delete_old(&mut tx, DELETE_AUDIT, before, limit).await?;
+            pruned.audit += deleted;
+            deleted
+        }
+    };
+    tx.commit()
+        .await
+        .context("Failed to commit a prune batch")?;
+    if deleted > 0 {
+        pruned.batches += 1;
+    }
+    Ok(deleted)
+}
+
+/// The oldest rows of `state`: their attempt logs first (they reference the rows), the emails
+/// of those attempted and not delivered, then the rows.
+async fn outbox_batch(
+    conn: &mut SqliteConnection,
+    state: RowState,
+    before: i64,
+    limit: u64,
+    now: i64,
+    pruned: &mut Pruned,
+) -> anyhow::Result<u64> {
+    let ids: Vec<i64> = sqlx::query_scalar(OLD_ROWS)
+        .bind(state)
+        .bind(before)
+        .bind(limit as i64)
+        .fetch_all(&mut *conn)
+        .await
+        .context("Failed to find old outbox rows")?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let ids = serde_json::to_string(&ids).context("Failed to encode row ids")?;
+    pruned.attempts += execute(conn, DELETE_ATTEMPTS, &ids, None).await?;
+    pruned.attempted_emails += execute(conn, REMEMBER_ATTEMPTED, &ids, Some(now)).await?;
+    let deleted = execute(conn, DELETE_ROWS, &ids, None).await?;
+    pruned.outbox += deleted;
+    Ok(deleted)
+}
+
+async fn delete_old(
+    conn: &mut SqliteConnection,
+    sql: &'static str,
+    before: i64,
+    limit: u64,
+) -> anyhow::Result<u64> {
+    Ok(sqlx::query(sql)
+        .bind(before)
+        .bind(limit as i64)
+        .execute(conn)
+        .await
+        .context("Failed to delete old rows")?
+        .rows_affected())
+}
+
+/// A write transaction from its first statement: a read-then-write one could fail when
+/// ingest commits between the two.
+async fn begin(pool: &SqlitePool) -> anyhow::Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+    pool.begin_with("BEGIN IMMEDIATE")
+        .await
+        .context("Failed to begin a prune batch")
+}
+
+async fn execute(
+    conn: &mut SqliteConnection,
+    sql: &'static str,
+    ids_json: &str,
+    now: Option<i64>,
+) -> anyhow::Result<u64> {
+    let mut query = sqlx::query(sql).bind(ids_json);
+    if let Some(now) = now {
+        query = query.bind(now);
+    }
+    Ok(query
+        .execute(conn)
+        .await
+        .context("Failed to prune a batch of outbox rows")?
+        .rows_affected())
+}
+
+/// Copies the WAL into the file without blocking anyone, then empties it: the second step only
+/// has the frames committed meanwhile to copy, so writers wait for it briefly.
+async fn truncate_wal(pool: &SqlitePool) -> anyhow::Result<()> {
+    for sql in [
+        "PRAGMA wal_checkpoint(PASSIVE)",
+        "PRAGMA wal_checkpoint(TRUNCATE)",
+    ] {
+        let (busy, _, _): (i64, i64, i64) = sqlx::query_as(sql)
+            .fetch_one(pool)
+            .await
+            .context("Failed to checkpoint the WAL after a prune")?;
+        if busy != 0 {
+            tracing::info!("The WAL was not truncated after the prune: a reader still used it");
+        }
+    }
+    Ok(())
+}
+
+fn file_bytes(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |meta| meta.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbox::sqlite::query_plan;
+
+    /// A prune batch runs every few minutes beside ingest: a `SCAN` of the outbox (or of the
+    /// attempt log, refused items or audit trail) would hold the write lock for as long as the
+    /// table is big.
+    #[tokio::test]
+    async fn a_prune_batch_reads_only_indexes() {
+        for (sql, index) in [
+            (OLD_ROWS, "outbox_ended"),
+            (DELETE_ATTEMPTS, "delivery_attempts_outbox"),
+            (REMEMBER_ATTEMPTED, "INTEGER PRIMARY KEY"),
+            (DELETE_ROWS, "INTEGER PRIMARY KEY"),
+            (DELETE_REFUSED, "refused_at"),
+            (DELETE_AUDIT, "admin_audit_at"),
+        ] {
+            let detail = query_plan(sql).await;
+            assert!(
+                detail
+                    .iter()
+                    .all(|d| !d.starts_with("SCAN") || d.starts_with("SCAN json_each")),
+                "{sql}: {detail:?}"
+            );
+            assert!(
+                detail.iter().any(|d| d.contains(index)),
+                "{sql}: {detail:?}"
+            );
+            assert!(
+                !detail.iter().any(|d| d.contains("TEMP B-TREE")),
+                "{sql}: {detail:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_age_of_zero_keeps_forever() {
+        assert_eq!(cutoff(10_000, Duration::ZERO), None);
+        assert_eq!(cutoff(10_000, Duration::from_secs(3)), Some(7_000));
+        assert_eq!(cutoff(10_000, Duration::MAX), Some(10_000 - i64::MAX));
+    }
+}
