@@ -9,6 +9,7 @@ mod durability;
 mod helpers;
 mod hostile_input;
 mod ingest;
+mod retention;
 mod sources;
 mod status;
 mod tallyfy_client;

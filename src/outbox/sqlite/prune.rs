@@ -17,8 +17,13 @@ const LARGE_WAL_BYTES: u64 = 64 * 1024 * 1024;
 
 /// ?1 state, ?2 ended before, ?3 how many: the oldest rows of one end state. The IN list repeats
 /// the `outbox_ended` index's WHERE so SQLite may use it with a bound state.
+///
+/// Each table keeps its newest row (by id) whatever its age: SQLite numbers a new row max(id) + 1,
+/// so deleting the newest would hand its id, which the ledger, the audit trail and operators'
+/// notes may name, to another row.
 const OLD_ROWS: &str = "SELECT id FROM outbox INDEXED BY outbox_ended
      WHERE state IN ('delivered', 'failed', 'cancelled') AND state = ?1 AND updated_at < ?2
+       AND id < (SELECT max(id) FROM outbox)
      ORDER BY updated_at LIMIT ?3";
 /// ?1 the batch's ids as a JSON array.
 const DELETE_ATTEMPTS: &str = "DELETE FROM delivery_attempts INDEXED BY delivery_attempts_outbox
@@ -35,9 +40,11 @@ const DELETE_ROWS: &str =
     "DELETE FROM outbox NOT INDEXED WHERE id IN (SELECT value FROM json_each(?1))";
 /// ?1 before, ?2 how many.
 const DELETE_REFUSED: &str = "DELETE FROM refused WHERE id IN (
-     SELECT id FROM refused INDEXED BY refused_at WHERE refused_at < ?1 LIMIT ?2)";
+     SELECT id FROM refused INDEXED BY refused_at
+     WHERE refused_at < ?1 AND id < (SELECT max(id) FROM refused) LIMIT ?2)";
 const DELETE_AUDIT: &str = "DELETE FROM admin_audit WHERE id IN (
-     SELECT id FROM admin_audit INDEXED BY admin_audit_at WHERE at < ?1 LIMIT ?2)";
+     SELECT id FROM admin_audit INDEXED BY admin_audit_at
+     WHERE at < ?1 AND id < (SELECT max(id) FROM admin_audit) LIMIT ?2)";
 
 /// What one batch deletes from.
 #[derive(Clone, Copy)]
@@ -253,6 +260,122 @@ mod tests {
                 "{sql}: {detail:?}"
             );
         }
+    }
+
+    /// What the rules keep and remember, on rows written straight into a migrated file with
+    /// foreign keys on (so the attempt logs must go first), in batches of two.
+    #[tokio::test]
+    async fn pruning_keeps_the_ledger_the_newest_row_and_the_emails_a_create_may_have_reached() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("prune.sqlite");
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .foreign_keys(true);
+        let pool = SqlitePool::connect_with(options).await.expect("open");
+        crate::outbox::sqlite::MIGRATOR
+            .run(&pool)
+            .await
+            .expect("migrate");
+        // (state, attempts, email), all ended at 0; the last one is the newest row.
+        let rows = [
+            ("queued", 0, Some("q@x.com")),
+            ("delivered", 1, Some("d1@x.com")),
+            ("delivered", 1, Some("d2@x.com")),
+            ("failed", 2, Some("f@x.com")),
+            ("cancelled", 1, Some("c@x.com")),
+            ("cancelled", 0, Some("never@x.com")),
+            ("failed", 1, None),
+            ("delivered", 1, Some("d3@x.com")),
+        ];
+        for (n, (state, attempts, email)) in rows.into_iter().enumerate() {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO outbox (source, event_id, email, crm_record, payload, state, attempts,
+                                     next_attempt_at, received_at, updated_at)
+                 VALUES ('contacts', ?1, ?2, 'rec', '{}', ?3, ?4, 0, 0, 0) RETURNING id",
+            )
+            .bind(format!("e{n}"))
+            .bind(email)
+            .bind(state)
+            .bind(attempts)
+            .fetch_one(&pool)
+            .await
+            .expect("row");
+            if attempts > 0 {
+                sqlx::query(
+                    "INSERT INTO delivery_attempts (outbox_id, attempt, started_at, duration_ms, outcome)
+                     VALUES (?1, 1, 0, 1, 'retry')",
+                )
+                .bind(id)
+                .execute(&pool)
+                .await
+                .expect("attempt");
+            }
+        }
+        for sql in [
+            "INSERT INTO guest_ledger VALUES ('org', 'd1@x.com', 'g1', 2, 'created', 0)",
+            "INSERT INTO refused (source, reason, field, refused_at) VALUES ('hubspot', 'missing_email', 'email', 0), ('hubspot', 'missing_email', 'email', 0)",
+            "INSERT INTO admin_audit (at, action, affected) VALUES (0, 'retry', 1), (0, 'cancel', 1)",
+        ] {
+            sqlx::query(sql).execute(&pool).await.expect(sql);
+        }
+        let second = Duration::from_secs(1);
+        let policy = RetentionSettings {
+            delivered: second,
+            failed: second,
+            cancelled: second,
+            refused: second,
+            audit: second,
+            every: second,
+            batch_rows: 2,
+        };
+
+        let pruned = prune(&pool, &path.with_extension("sqlite-wal"), 10_000, &policy)
+            .await
+            .expect("prune");
+
+        assert_eq!(
+            (pruned.outbox, pruned.attempts, pruned.refused, pruned.audit),
+            (6, 5, 1, 1),
+            "{pruned:?}"
+        );
+        assert_eq!(
+            pruned.batches, 5,
+            "two per batch: d1+d2, f+f, c+c, refused, audit"
+        );
+        let left: Vec<String> = sqlx::query_scalar("SELECT email FROM outbox ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .expect("rows");
+        assert_eq!(left, ["q@x.com", "d3@x.com"], "waiting and newest kept");
+        let remembered: Vec<String> =
+            sqlx::query_scalar("SELECT email FROM attempted_emails ORDER BY email")
+                .fetch_all(&pool)
+                .await
+                .expect("emails");
+        assert_eq!(remembered, ["c@x.com", "f@x.com"]);
+        assert_eq!(pruned.attempted_emails, 2);
+        let counted: i64 = sqlx::query_scalar("SELECT sum(n) FROM outbox_counts")
+            .fetch_one(&pool)
+            .await
+            .expect("counts");
+        assert_eq!(counted, 2, "the triggers kept the counts");
+        let ledger: i64 = sqlx::query_scalar("SELECT count(*) FROM guest_ledger")
+            .fetch_one(&pool)
+            .await
+            .expect("ledger");
+        assert_eq!(ledger, 1);
+        let recorded: (Option<i64>, Option<i64>) =
+            sqlx::query_as("SELECT last_prune_at, last_prune_rows FROM worker_state")
+                .fetch_one(&pool)
+                .await
+                .expect("worker state");
+        assert_eq!(recorded, (Some(10_000), Some(8)));
+        let refused_left: i64 = sqlx::query_scalar("SELECT sum(n) FROM refused_counts")
+            .fetch_one(&pool)
+            .await
+            .expect("refused counts");
+        assert_eq!(refused_left, 1);
     }
 
     #[test]
