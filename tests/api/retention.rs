@@ -283,3 +283,28 @@ async fn a_guest_created_by_a_pruned_failed_row_is_found_not_created_again() {
         );
     }
 }
+
+/// The schedule itself, on the real clock: a prune runs one `every_secs` after start.
+#[tokio::test]
+async fn the_bridge_prunes_on_its_own_every_period() {
+    let app =
+        crate::helpers::spawn_app_with(&[("BRIDGE__RETENTION__EVERY_SECS", "1".into())]).await;
+    let started = std::time::Instant::now();
+    let status: Value = app.get("/status").await.json().await.expect("json");
+    assert_eq!(
+        status["retention"]["last_prune_at"],
+        Value::Null,
+        "not at start"
+    );
+
+    let mut status = status;
+    while status["retention"]["last_prune_at"].is_null()
+        && started.elapsed() < Duration::from_secs(10)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        status = app.get("/status").await.json().await.expect("json");
+    }
+
+    assert!(status["retention"]["last_prune_at"].is_string(), "{status}");
+    assert_eq!(status["retention"]["last_prune_rows"], 0);
+}

@@ -229,6 +229,7 @@ fn file_bytes(path: &Path) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::configuration::MAX_BATCH_ROWS;
     use crate::outbox::sqlite::query_plan;
 
     /// A prune batch runs every few minutes beside ingest: a `SCAN` of the outbox (or of the
@@ -376,6 +377,50 @@ mod tests {
             .await
             .expect("refused counts");
         assert_eq!(refused_left, 1);
+    }
+
+    /// A large prune leaves its deletions in the WAL; the TRUNCATE afterwards empties it (the
+    /// free pages stay in the database file).
+    #[tokio::test]
+    async fn a_large_prune_truncates_the_wal() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("wal.sqlite");
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+            .pragma("wal_autocheckpoint", "0");
+        let pool = SqlitePool::connect_with(options).await.expect("open");
+        crate::outbox::sqlite::MIGRATOR
+            .run(&pool)
+            .await
+            .expect("migrate");
+        sqlx::query(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 12001)
+             INSERT INTO outbox (source, event_id, email, payload, state, attempts, next_attempt_at,
+                                 received_at, updated_at)
+             SELECT 'contacts', 'e' || i, 'u' || i || '@x.com', '{}', 'delivered', 1, 0, 0, 0 FROM n",
+        )
+        .execute(&pool)
+        .await
+        .expect("rows");
+        let wal = path.with_extension("sqlite-wal");
+        let policy = RetentionSettings {
+            delivered: Duration::from_secs(1),
+            failed: Duration::ZERO,
+            cancelled: Duration::ZERO,
+            refused: Duration::ZERO,
+            audit: Duration::ZERO,
+            every: Duration::from_secs(1),
+            batch_rows: MAX_BATCH_ROWS,
+        };
+
+        let pruned = prune(&pool, &wal, 10_000, &policy).await.expect("prune");
+
+        assert_eq!(pruned.outbox, 12_000);
+        let (before, after) = pruned.wal_truncated.expect("truncated after 12,000 rows");
+        assert!(before > 1_000_000, "{before}");
+        assert_eq!((after, file_bytes(&wal)), (0, 0));
     }
 
     #[test]
