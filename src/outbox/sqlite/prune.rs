@@ -12,7 +12,7 @@ use crate::outbox::{Pruned, RowState};
 
 /// A prune this large leaves a WAL worth truncating (its free pages stay in the file for reuse).
 const LARGE_PRUNE_ROWS: u64 = 10_000;
-/// A WAL file this big is truncated after a prune whatever its size was.
+/// A WAL file this big is truncated after any prune, however few rows it deleted.
 const LARGE_WAL_BYTES: u64 = 64 * 1024 * 1024;
 
 /// ?1 state, ?2 ended before, ?3 how many: the oldest rows of one end state. The IN list repeats
