@@ -89,6 +89,7 @@ impl Application {
             max_batch: settings.ingest.max_batch,
             queue_capacity: settings.ingest.queue_capacity,
             committed: wake.clone(),
+            turn: store.write_turn(),
         });
         let retention = Arc::new(Retention::new(
             store.clone(),

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use sqlx::{SqliteConnection, SqlitePool};
+use tokio::sync::Mutex;
 
 use crate::configuration::RetentionSettings;
 use crate::outbox::{Pruned, RowState};
@@ -54,10 +55,12 @@ enum Target {
     Audit,
 }
 
-/// Deletes everything `policy` calls old at `now`, batch by batch, then records the run in
-/// `worker_state` and, after a large prune, truncates the WAL (`wal` is its path).
+/// Deletes everything `policy` calls old at `now`, batch by batch, each in its `turn` with the
+/// ingest writer, then records the run in `worker_state` and, after a large prune, truncates
+/// the WAL (`wal` is its path).
 pub(super) async fn prune(
     pool: &SqlitePool,
+    turn: &Mutex<()>,
     wal: &Path,
     now: i64,
     policy: &RetentionSettings,
@@ -75,12 +78,17 @@ pub(super) async fn prune(
             continue;
         };
         loop {
-            let started = Instant::now();
-            if batch(pool, target, before, limit, now, &mut pruned).await? < limit {
+            let (deleted, held) = {
+                let _turn = turn.lock().await;
+                let started = Instant::now();
+                let deleted = batch(pool, target, before, limit, now, &mut pruned).await?;
+                (deleted, started.elapsed())
+            };
+            if deleted < limit {
                 break;
             }
             // As long as the batch held the write lock: ingest's commits get at least half.
-            tokio::time::sleep(started.elapsed()).await;
+            tokio::time::sleep(held).await;
         }
     }
     sqlx::query("UPDATE worker_state SET last_prune_at = ?1, last_prune_rows = ?2 WHERE id = 1")
@@ -331,9 +339,16 @@ mod tests {
             batch_rows: 2,
         };
 
-        let pruned = prune(&pool, &path.with_extension("sqlite-wal"), 10_000, &policy)
-            .await
-            .expect("prune");
+        let turn = Mutex::new(());
+        let pruned = prune(
+            &pool,
+            &turn,
+            &path.with_extension("sqlite-wal"),
+            10_000,
+            &policy,
+        )
+        .await
+        .expect("prune");
 
         assert_eq!(
             (pruned.outbox, pruned.attempts, pruned.refused, pruned.audit),
@@ -415,7 +430,9 @@ mod tests {
             batch_rows: MAX_BATCH_ROWS,
         };
 
-        let pruned = prune(&pool, &wal, 10_000, &policy).await.expect("prune");
+        let pruned = prune(&pool, &Mutex::new(()), &wal, 10_000, &policy)
+            .await
+            .expect("prune");
 
         assert_eq!(pruned.outbox, 12_000);
         let (before, after) = pruned.wal_truncated.expect("truncated after 12,000 rows");

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use sqlx::SqlitePool;
+use tokio::sync::Mutex;
 
 use super::{DatabaseFile, claim, prune, reads, results, worker_state};
 use crate::configuration::{DatabaseSettings, RetentionSettings};
@@ -17,6 +18,9 @@ use crate::status::Snapshot;
 pub struct SqliteStore {
     pool: SqlitePool,
     file: Arc<DatabaseFile>,
+    /// Taken by the ingest writer for each group commit and by each prune batch (see
+    /// [`Self::write_turn`]).
+    write_turn: Arc<Mutex<()>>,
 }
 
 impl SqliteStore {
@@ -32,12 +36,24 @@ impl SqliteStore {
         )?;
         super::identity::adopt(&pool, &settings.path).await?;
         let file = Arc::new(DatabaseFile::open(&settings.path)?);
-        Ok(Self { pool, file })
+        Ok(Self {
+            pool,
+            file,
+            write_turn: Arc::default(),
+        })
     }
 
     /// The pool, for the backend's own tasks and for tests that look at rows.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// The turn the ingest writer and retention's batches take (first come, first served) to
+    /// write: a long prune then alternates with group commits instead of both sides polling
+    /// SQLite's lock, whose busy handler sleeps longer the longer it waits and leaves the lock
+    /// idle meanwhile. Other writes are short and keep relying on the busy timeout.
+    pub fn write_turn(&self) -> Arc<Mutex<()>> {
+        self.write_turn.clone()
     }
 
     /// The file as opened, for the writer's checks around each commit.
@@ -112,6 +128,13 @@ impl Store for SqliteStore {
 
     // Operations: retention
     async fn prune(&self, now: i64, policy: &RetentionSettings) -> anyhow::Result<Pruned> {
-        prune::prune(&self.pool, &self.file.wal_path(), now, policy).await
+        prune::prune(
+            &self.pool,
+            &self.write_turn,
+            &self.file.wal_path(),
+            now,
+            policy,
+        )
+        .await
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use sqlx::sqlite::SqliteConnection;
-use tokio::sync::Notify;
+use tokio::sync::{Mutex, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::{DatabaseFile, append};
@@ -36,6 +36,9 @@ pub struct WriterSetup {
     pub queue_capacity: usize,
     /// Notified after every commit that stored something new.
     pub committed: Arc<Notify>,
+    /// Held for each commit, so retention's batches take turns with it here rather than in
+    /// SQLite's busy handler (see `SqliteStore::write_turn`).
+    pub turn: Arc<Mutex<()>>,
 }
 
 /// Starts the writer.
@@ -52,6 +55,7 @@ async fn run(setup: WriterSetup, mut queue: Queue, stop: CancellationToken) {
         file,
         max_batch,
         committed,
+        turn,
         ..
     } = setup;
     let mut batch = Vec::with_capacity(max_batch);
@@ -73,6 +77,7 @@ async fn run(setup: WriterSetup, mut queue: Queue, stop: CancellationToken) {
         let mut results = if file.is_lost() {
             Vec::new()
         } else {
+            let _turn = turn.lock().await;
             commit_each_if_needed(&mut conn, &events).await
         };
         if let Err(lost) = file.check() {
