@@ -1268,9 +1268,10 @@ def report_retention(b: Bench, r: dict) -> list[str]:
            f"| ingest, no prune | {row(off)} |", f"| ingest while pruning | {row(on)} |", "",
            f"- **Ingest with prune / without: {pct(on.rps, off.rps)}** (per round {span(r['ratios'])}); "
            f"non-2xx {off.bad} / {on.bad}.",
-           f"- Prune rate while ingest ran: {statistics.median(r['on']):.0f} rows/s (median of rounds); over its whole "
-           f"run: {statistics.median(whole):.0f} rows/s ({r['prunes'][0]['outbox_rows']} rows and as many attempt log "
-           f"lines, {r['prunes'][0]['batches']} batches, {r['prunes'][0]['elapsed_ms'] / 1000:.0f} s in round 1).",
+           f"- Prune rate while ingest ran (rows deleted during the round over the whole round, the first ~1 s "
+           f"of which it had not started): {statistics.median(r['on']):.0f} rows/s (median of rounds); over its whole "
+           f"run: {statistics.median(whole):.0f} rows/s ({r['prunes'][0]['outbox_rows']} rows and "
+           f"{r['prunes'][0]['attempt_logs']} attempt log lines, {r['prunes'][0]['batches']} batches, {r['prunes'][0]['elapsed_ms'] / 1000:.0f} s in round 1).",
            "- WAL file before → after the TRUNCATE checkpoint that ends the prune, per round: " +
            "; ".join(f"{mib(q.get('wal_bytes_before'))} → {mib(q.get('wal_bytes_after'))}" for q in r["prunes"]) + ".",
            f"- Database file: {mib(r['prunes'][0]['db_bytes_before'])} before, {mib(r['prunes'][0]['db_bytes_after'])} "
