@@ -138,7 +138,8 @@ pub struct Pruned {
     pub audit: u64,
     /// Transactions that deleted something.
     pub batches: u64,
-    /// The WAL file's bytes before and after its truncation, when the prune was large.
+    /// When the prune was large enough to truncate the WAL: the largest the WAL file was before
+    /// a truncation, and its bytes after the last one.
     pub wal_truncated: Option<(u64, u64)>,
 }
 

@@ -11,7 +11,9 @@ use tokio::sync::Mutex;
 use crate::configuration::RetentionSettings;
 use crate::outbox::{Pruned, RowState};
 
-/// A prune this large leaves a WAL worth truncating (its free pages stay in the file for reuse).
+/// A prune this large leaves a WAL worth truncating (its free pages stay in the file for reuse);
+/// a longer prune truncates it after every this many rows too, so the WAL stays this size while
+/// it runs (under load no PASSIVE checkpoint ever finds it wholly copied and idle to restart it).
 const LARGE_PRUNE_ROWS: u64 = 10_000;
 /// A WAL file this big is truncated after any prune, however few rows it deleted.
 const LARGE_WAL_BYTES: u64 = 64 * 1024 * 1024;
@@ -87,6 +89,9 @@ pub(super) async fn prune(
             if deleted < limit {
                 break;
             }
+            if pruned.rows() / LARGE_PRUNE_ROWS > (pruned.rows() - deleted) / LARGE_PRUNE_ROWS {
+                truncate_wal(pool, turn, wal, &mut pruned).await?;
+            }
             // As long as the batch held the write lock: ingest's commits get at least half.
             tokio::time::sleep(held).await;
         }
@@ -97,10 +102,8 @@ pub(super) async fn prune(
         .execute(pool)
         .await
         .context("Failed to record the prune")?;
-    let wal_bytes = file_bytes(wal);
-    if pruned.rows() >= LARGE_PRUNE_ROWS || wal_bytes >= LARGE_WAL_BYTES {
-        truncate_wal(pool).await?;
-        pruned.wal_truncated = Some((wal_bytes, file_bytes(wal)));
+    if pruned.rows() >= LARGE_PRUNE_ROWS || file_bytes(wal) >= LARGE_WAL_BYTES {
+        truncate_wal(pool, turn, wal, &mut pruned).await?;
     }
     Ok(pruned)
 }
@@ -212,20 +215,31 @@ async fn execute(
         .rows_affected())
 }
 
-/// Copies the WAL into the file without blocking anyone, then empties it: the second step only
-/// has the frames committed meanwhile to copy, so writers wait for it briefly.
-async fn truncate_wal(pool: &SqlitePool) -> anyhow::Result<()> {
-    for sql in [
-        "PRAGMA wal_checkpoint(PASSIVE)",
-        "PRAGMA wal_checkpoint(TRUNCATE)",
-    ] {
-        let (busy, _, _): (i64, i64, i64) = sqlx::query_as(sql)
-            .fetch_one(pool)
-            .await
-            .context("Failed to checkpoint the WAL after a prune")?;
-        if busy != 0 {
-            tracing::info!("The WAL was not truncated after the prune: a reader still used it");
-        }
+/// Copies the WAL into the file without blocking anyone, then, in the writer's turn, empties
+/// it: the second step only has the frames committed meanwhile to copy, so webhooks wait for
+/// it briefly. Notes the largest WAL seen and its size after, in `pruned`.
+async fn truncate_wal(
+    pool: &SqlitePool,
+    turn: &Mutex<()>,
+    wal: &Path,
+    pruned: &mut Pruned,
+) -> anyhow::Result<()> {
+    let before = file_bytes(wal);
+    checkpoint(pool, "PRAGMA wal_checkpoint(PASSIVE)").await?;
+    let _turn = turn.lock().await;
+    checkpoint(pool, "PRAGMA wal_checkpoint(TRUNCATE)").await?;
+    let largest = pruned.wal_truncated.map_or(0, |(largest, _)| largest);
+    pruned.wal_truncated = Some((largest.max(before), file_bytes(wal)));
+    Ok(())
+}
+
+async fn checkpoint(pool: &SqlitePool, sql: &'static str) -> anyhow::Result<()> {
+    let (busy, _, _): (i64, i64, i64) = sqlx::query_as(sql)
+        .fetch_one(pool)
+        .await
+        .context("Failed to checkpoint the WAL during a prune")?;
+    if busy != 0 {
+        tracing::info!("The WAL was not truncated during a prune: a reader still used it");
     }
     Ok(())
 }
