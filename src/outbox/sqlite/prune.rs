@@ -11,10 +11,13 @@ use tokio::sync::Mutex;
 use crate::configuration::RetentionSettings;
 use crate::outbox::{Pruned, RowState};
 
-/// A prune this large leaves a WAL worth truncating (its free pages stay in the file for reuse);
-/// a longer prune truncates it after every this many rows too, so the WAL stays this size while
-/// it runs (under load no PASSIVE checkpoint ever finds it wholly copied and idle to restart it).
+/// A prune this large leaves a WAL worth truncating (its free pages stay in the file for reuse).
 const LARGE_PRUNE_ROWS: u64 = 10_000;
+/// A longer prune also truncates the WAL after every this many rows, so it does not grow for
+/// the whole run: under steady ingest no PASSIVE checkpoint finds it copied and idle to restart
+/// it. Each truncation holds webhook commits for its last step: every 10,000 rows raised the
+/// webhook p99 under full ingest from ~35 ms to ~0.1 s in the quick bench.
+const TRUNCATE_EVERY_ROWS: u64 = 100_000;
 /// A WAL file this big is truncated after any prune, however few rows it deleted.
 const LARGE_WAL_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -89,7 +92,8 @@ pub(super) async fn prune(
             if deleted < limit {
                 break;
             }
-            if pruned.rows() / LARGE_PRUNE_ROWS > (pruned.rows() - deleted) / LARGE_PRUNE_ROWS {
+            if pruned.rows() / TRUNCATE_EVERY_ROWS > (pruned.rows() - deleted) / TRUNCATE_EVERY_ROWS
+            {
                 truncate_wal(pool, turn, wal, &mut pruned).await?;
             }
             // As long as the batch held the write lock: ingest's commits get at least half.
