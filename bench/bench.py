@@ -67,9 +67,9 @@ retention Ingest while retention prunes ~1M old rows vs ingest alone (about 5 mi
     every_secs = 1, so its prune of every delivered row starts ~1 s after start, under the same
     ingest; then the prune is let finish. Ratio = on req/s / off req/s (per-round range). The
     prune's rows/s: rows deleted while ingest ran (delivered count before/after the round) over
-    the round, and over its whole run (its INFO line: rows, elapsed_ms); the WAL file before and
-    after the TRUNCATE checkpoint that ends a large prune (same line), and the database file
-    before and after (free pages stay in it).
+    the round, and over its whole run (its INFO line: rows, elapsed_ms); the WAL file at its
+    largest before a TRUNCATE checkpoint (every 100,000 rows and at the end) and after the last
+    one (same line), and the database file before and after (free pages stay in it).
 
 xml       Salesforce's XML parse (about 10 s): examples/salesforce_xml_bench times the parser on
           the worst bodies it builds at the 4 MiB body limit against a normal 100-notification
@@ -1272,7 +1272,7 @@ def report_retention(b: Bench, r: dict) -> list[str]:
            f"of which it had not started): {statistics.median(r['on']):.0f} rows/s (median of rounds); over its whole "
            f"run: {statistics.median(whole):.0f} rows/s ({r['prunes'][0]['outbox_rows']} rows and "
            f"{r['prunes'][0]['attempt_logs']} attempt log lines, {r['prunes'][0]['batches']} batches, {r['prunes'][0]['elapsed_ms'] / 1000:.0f} s in round 1).",
-           "- WAL file before → after the TRUNCATE checkpoint that ends the prune, per round: " +
+           "- WAL file at its largest before a TRUNCATE checkpoint → after the last one, per round: " +
            "; ".join(f"{mib(q.get('wal_bytes_before'))} → {mib(q.get('wal_bytes_after'))}" for q in r["prunes"]) + ".",
            f"- Database file: {mib(r['prunes'][0]['db_bytes_before'])} before, {mib(r['prunes'][0]['db_bytes_after'])} "
            "after (the freed pages stay in the file for new rows; `VACUUM` is the operator's choice)."]
