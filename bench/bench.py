@@ -62,6 +62,18 @@ scale     /status, claim and admin list page latency at 1k, 100k and 1M outbox r
 startup   Start to ready (spawn -> first 200 on /health/ready, polled every ~5 ms), 5 times each on
           a fresh empty database (migrations included) and on the 1M-row database. Median.
 
+retention Ingest while retention prunes ~1M old rows vs ingest alone (about 5 minutes + seeding).
+    The scale part's biggest database (all but ~320 rows delivered, over ~11 days), each
+    delivered row given one attempt log line, copied afresh per round. Per round, on that copy:
+    "off" = a bridge with every retention age 0 (nothing pruned) under ingest (ingest.lua, 32
+    connections); then "on" = a bridge on the same file with retention.delivered_secs = 1 and
+    every_secs = 1, so its prune of every delivered row starts ~1 s after start, under the same
+    ingest; then the prune is let finish. Ratio = on req/s / off req/s (per-round range). The
+    prune's rows/s: rows deleted while ingest ran (delivered count before/after the round) over
+    the round, and over its whole run (its INFO line: rows, elapsed_ms); the WAL file at its
+    largest before a TRUNCATE checkpoint (every 100,000 rows and at the end) and after the last
+    one (same line), and the database file before and after (free pages stay in it).
+
 xml       Salesforce's XML parse (about 10 s): examples/salesforce_xml_bench times the parser on
           the worst bodies it builds at the 4 MiB body limit against a normal 100-notification
           message of the same size, 9 interleaved rounds; ratios of the medians.
@@ -79,7 +91,8 @@ BENCH_SOURCES_CONNECTIONS (32), BENCH_SOURCES_HEADROOM (1.5), BENCH_SOURCES_FIRS
 first-round bound, 30000); delivery: BENCH_DELIVERY_EVENTS (20000), BENCH_DELIVERY_LATENCIES (ms,
 "0 50"), BENCH_DELIVERY_CONCURRENCY ("4 32"), BENCH_DELIVERY_SIDE_BY_SIDE_MAX_RPS (1000; 0 =
 never); scale: BENCH_SCALE_SIZES ("1000 100000 1000000"), BENCH_SCALE_DURATION (3s),
-BENCH_CLAIM_REPS (50), BENCH_CLAIM_LIMITS ("4 32"); startup: BENCH_STARTUP_REPS (5); xml:
+BENCH_CLAIM_REPS (50), BENCH_CLAIM_LIMITS ("4 32"); startup: BENCH_STARTUP_REPS (5); retention:
+BENCH_RETENTION_CONNECTIONS (32), BENCH_RETENTION_BATCH_ROWS (the bridge's default if unset); xml:
 BENCH_XML_ROUNDS (9).
 """
 from __future__ import annotations
@@ -108,7 +121,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
-PARTS = ["ingest", "sources", "delivery", "scale", "startup", "xml"]
+PARTS = ["ingest", "sources", "delivery", "scale", "startup", "retention", "xml"]
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 MAX_BAD_FRACTION = 0.001
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -160,6 +173,8 @@ class Knobs:
     claim_reps: int = int(env("BENCH_CLAIM_REPS", "50"))
     claim_limits: list[int] = field(default_factory=lambda: ints(env("BENCH_CLAIM_LIMITS", "4 32")))
     startup_reps: int = int(env("BENCH_STARTUP_REPS", "5"))
+    retention_connections: int = int(env("BENCH_RETENTION_CONNECTIONS", "32"))
+    retention_batch_rows: str = env("BENCH_RETENTION_BATCH_ROWS", "")
     xml_rounds: int = int(env("BENCH_XML_ROUNDS", "9"))
 
     def __post_init__(self) -> None:
@@ -959,6 +974,74 @@ def part_startup(b: Bench) -> dict:
     return {"empty": empty, "big": big}
 
 
+# --- part: retention --------------------------------------------------------------------------
+
+def prune_line(log_path: Path) -> dict | None:
+    """The last `Pruned old rows` INFO line of a JSON-logging bridge, as its fields."""
+    found = None
+    for line in log_path.read_text().splitlines():
+        if "Pruned old rows" in line:
+            entry = json.loads(line)
+            found = {**entry.get("fields", {}), **entry}
+    return found
+
+
+def part_retention(b: Bench) -> dict:
+    k, conns = b.k, b.k.retention_connections
+    r = {"on": [], "ratios": [], "prunes": [], "seed_s": 0.0}
+    log(f"part retention: ingest at {conns} connections with and without pruning the {b.big_size}-row database")
+    started = time.monotonic()
+    b.ensure_big_db()
+    seed = b.work / "retention-seed.sqlite"
+    copy_db(b.big_db, seed)
+    with sqlite3.connect(seed) as conn:  # every delivered row has its attempt logged, as in production
+        conn.execute("INSERT INTO delivery_attempts (outbox_id, attempt, started_at, duration_ms, outcome) "
+                     "SELECT id, 1, updated_at - 150, 150, 'delivered' FROM outbox WHERE state = 'delivered'")
+    r["seed_s"] = time.monotonic() - started
+    keep = {f"retention__{age}_secs": "0" for age in ("delivered", "failed", "cancelled", "refused", "audit")}
+    prune = {**keep, "retention__delivered_secs": "1", "retention__every_secs": "1", "log__format": "json",
+             "log__level": f"{k.log_level},tallyfy_bridge::startup::retention=info"}
+    if k.retention_batch_rows:
+        prune["retention__batch_rows"] = k.retention_batch_rows
+    db = b.work / "retention.sqlite"
+    delivered = "SELECT n FROM outbox_counts WHERE state = 'delivered'"
+    for round_ in range(1, k.rounds + 1):
+        copy_db(seed, db)
+        lines = {}
+        for name, settings in (("off", keep), ("on", prune)):
+            events = b.work / f"retention-{name}-r{round_}.tsv"
+            gen_signed(events, k.events, f"ret{name}r{round_}")
+            db_bytes = db.stat().st_size  # the last bridge truncated the WAL into it when it stopped
+            bridge, base, _ = b.start_bridge(db, f"bridge-retention-{name}-r{round_}.log", **settings)
+            before = query(db, delivered)
+            line = b.run_point(f"ret-{name}", conns, round_, bridge, f"{base}/webhooks/contacts", "ingest.lua",
+                               str(events), str(k.threads))
+            lines[name] = line
+            events.unlink()
+            if name == "on":
+                duration_s = int(line["duration_us"]) / 1e6
+                during = before - query(db, delivered)
+                r["on"].append(during / duration_s)
+                deadline = time.monotonic() + 1800
+                while prune_line(bridge.log_path) is None:
+                    if time.monotonic() > deadline or not bridge.alive():
+                        raise BenchFailed(f"the prune did not finish; see {bridge.log_path}")
+                    time.sleep(0.5)
+                pruned = prune_line(bridge.log_path)
+                pruned["db_bytes_before"] = db_bytes
+                pruned["db_bytes_after"] = get_json(f"{base}/status")["database"]["size_bytes"]
+                pruned["left"] = query(db, delivered)
+                r["prunes"].append(pruned)
+                log(f"prune r{round_}: {during} rows while ingest ran ({during / duration_s:.0f} rows/s); whole run "
+                    f"{pruned['outbox_rows']} rows in {pruned['elapsed_ms']} ms; WAL {pruned.get('wal_bytes_before')} -> "
+                    f"{pruned.get('wal_bytes_after')} bytes")
+            b.stop_cleanly(bridge)
+        r["ratios"].append(f"{100 * float(lines['on']['rps']) / float(lines['off']['rps']):.1f}")
+    remove_db(db)
+    remove_db(seed)
+    return r
+
+
 # --- part: xml --------------------------------------------------------------------------------
 
 def part_xml(b: Bench) -> dict:
@@ -1222,6 +1305,32 @@ def report_memory(b: Bench, results: dict, not_run: str) -> list[str]:
     return out
 
 
+def report_retention(b: Bench, r: dict) -> list[str]:
+    k, c, p = b.k, b.k.retention_connections, b.points
+    off, on = p[("ret-off", c)], p[("ret-on", c)]
+    row = lambda x: f"{x.rps:.0f} | {ms(statistics.median(x.p50s))} | {ms(statistics.median(x.p99s))} | {x.cpu:.2f}"
+    whole = [1000 * q["outbox_rows"] / q["elapsed_ms"] for q in r["prunes"]]
+    mib = lambda n: f"{(n or 0) / 2**20:.1f} MiB"
+    out = [f"Durable ingest (`POST /webhooks/contacts`, {c} connections) on a copy of the {b.big_size}-row database, "
+           f"{k.rounds} interleaved rounds of {k.duration}:",
+           "retention off (every age 0), then on the same file retention on (`delivered_secs` 1, `every_secs` 1: "
+           "the prune of every delivered row",
+           f"runs while wrk does). Seeding the attempt logs and first copy: {r['seed_s']:.0f} s.", "",
+           "| scenario | req/s | p50 | p99 | server CPU |", "|---|---:|---:|---:|---:|",
+           f"| ingest, no prune | {row(off)} |", f"| ingest while pruning | {row(on)} |", "",
+           f"- **Ingest with prune / without: {pct(on.rps, off.rps)}** (per round {span(r['ratios'])}); "
+           f"non-2xx {off.bad} / {on.bad}.",
+           f"- Prune rate while ingest ran (rows deleted during the round over the whole round, the first ~1 s "
+           f"of which it had not started): {statistics.median(r['on']):.0f} rows/s (median of rounds); over its whole "
+           f"run: {statistics.median(whole):.0f} rows/s ({r['prunes'][0]['outbox_rows']} rows and "
+           f"{r['prunes'][0]['attempt_logs']} attempt log lines, {r['prunes'][0]['batches']} batches, {r['prunes'][0]['elapsed_ms'] / 1000:.0f} s in round 1).",
+           "- WAL file at its largest before a TRUNCATE checkpoint → after the last one, per round: " +
+           "; ".join(f"{mib(q.get('wal_bytes_before'))} → {mib(q.get('wal_bytes_after'))}" for q in r["prunes"]) + ".",
+           f"- Database file: {mib(r['prunes'][0]['db_bytes_before'])} before, {mib(r['prunes'][0]['db_bytes_after'])} "
+           "after (the freed pages stay in the file for new rows; `VACUUM` is the operator's choice)."]
+    return out
+
+
 def report_xml(b: Bench, r: dict) -> list[str]:
     return ["`salesforce_xml::parse` (the shape check, then the tree and the notifications) timed in-process by",
             "`examples/salesforce_xml_bench` (`cargo run --release --example salesforce_xml_bench [rounds]`) on bodies",
@@ -1236,6 +1345,7 @@ SECTIONS = [
     ("delivery", "Delivery: draining a backlog vs a raw client", report_delivery),
     ("scale", "Scale: `/status` and claim latency vs outbox size", report_scale),
     (None, "Memory and start-up", None),
+    ("retention", "Retention: ingest while pruning 1M old rows", report_retention),
     ("xml", "Salesforce XML: the worst bodies at the body limit vs a normal message", report_xml),
 ]
 
@@ -1257,7 +1367,7 @@ def report(b: Bench, results: dict, command: str, parts: list[str], **run_times)
 # --- main -------------------------------------------------------------------------------------
 
 RUNNERS = {"ingest": part_ingest, "sources": part_sources, "delivery": part_delivery, "scale": part_scale,
-           "startup": part_startup, "xml": part_xml}
+           "startup": part_startup, "retention": part_retention, "xml": part_xml}
 
 
 def main() -> int:

@@ -17,6 +17,7 @@ mod http;
 mod ingest;
 mod log;
 mod metrics;
+mod retention;
 mod secret;
 mod sources;
 mod tallyfy;
@@ -29,6 +30,7 @@ pub use http::HttpSettings;
 pub use ingest::{AuthMode, InboundAuthSettings, IngestSettings};
 pub use log::{LogFormat, LogSettings};
 pub use metrics::MetricsSettings;
+pub use retention::{MAX_BATCH_ROWS, RetentionSettings};
 pub use secret::{INVENTED_MIN_CHARS, InventedSecret, Secret};
 pub use sources::{
     ENDPOINT_TOKEN_MIN_CHARS, HubSpotSettings, PipedriveSettings, SalesforceSettings,
@@ -55,6 +57,7 @@ pub struct Settings {
     pub sources: SourcesSettings,
     pub admin: AdminSettings,
     pub metrics: MetricsSettings,
+    pub retention: RetentionSettings,
     pub log: LogSettings,
 }
 
@@ -154,6 +157,7 @@ impl Settings {
             self.check_lease_covers_tallyfy()?;
         }
         self.sources.validate()?;
+        self.retention.validate()?;
         self.check_crm_reads_end_inside_the_lease()?;
         self.ingest.auth.validate()
     }

@@ -6,6 +6,7 @@
 pub mod sqlite;
 pub mod writer;
 
+use crate::configuration::RetentionSettings;
 use crate::domain::outcome::Outcome;
 use crate::ops::audit::{AuditNote, AuditView};
 use crate::ops::deliveries::{DeliveryFilter, Moved, RowAction};
@@ -211,4 +212,37 @@ pub trait Store: Send + Sync {
         after: Option<Cursor>,
         limit: usize,
     ) -> anyhow::Result<Vec<AuditView>>;
+
+    // Operations: retention
+    /// Deletes what `policy` calls old at `now`: end-state rows with their attempt logs (the
+    /// emails of those attempted and not delivered are remembered for
+    /// [`Store::email_attempted_before`]), refused items and audit entries, in batches of
+    /// `policy.batch_rows`, each its own short transaction, until nothing is old enough. Never
+    /// the guest ledger. Records the run for `/status`.
+    async fn prune(&self, now: i64, policy: &RetentionSettings) -> anyhow::Result<Pruned>;
+}
+
+/// What one prune deleted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Outbox rows.
+    pub outbox: u64,
+    /// Their attempt log lines.
+    pub attempts: u64,
+    /// Emails newly remembered as attempted (see [`Store::email_attempted_before`]).
+    pub attempted_emails: u64,
+    pub refused: u64,
+    pub audit: u64,
+    /// Transactions that deleted something.
+    pub batches: u64,
+    /// When the prune was large enough to truncate the WAL: the largest the WAL file was before
+    /// a truncation, and its bytes after the last one.
+    pub wal_truncated: Option<(u64, u64)>,
+}
+
+impl Pruned {
+    /// Rows deleted, attempt log lines not counted: what `/status` shows as `last_prune_rows`.
+    pub fn rows(&self) -> u64 {
+        self.outbox + self.refused + self.audit
+    }
 }

@@ -2,6 +2,7 @@
 //! start on port 0 and `main` runs until a signal arrives.
 
 mod http;
+mod retention;
 
 use std::future::Future;
 use std::net::TcpListener;
@@ -27,6 +28,8 @@ use crate::outbox::Store;
 use crate::outbox::sqlite::{self, SqliteStore, writer};
 use crate::status::StatusState;
 use crate::tallyfy::{ClientConfig, TallyfyClient};
+
+pub use retention::Retention;
 
 /// How [`Application::build_with`] differs from production, for tests that move time by hand.
 #[derive(Clone)]
@@ -58,6 +61,8 @@ pub struct Application {
     /// Ingest commits wake the worker through this.
     wake: Arc<Notify>,
     store: Arc<SqliteStore>,
+    /// Run every `retention.every_secs` by `run_until_stopped`.
+    retention: Arc<Retention>,
 }
 
 impl Application {
@@ -87,7 +92,13 @@ impl Application {
             queue_capacity: settings.ingest.queue_capacity,
             committed: wake.clone(),
             metrics: metrics.clone(),
+            turn: store.write_turn(),
         });
+        let retention = Arc::new(Retention::new(
+            store.clone(),
+            settings.retention.clone(),
+            options.clock.clone(),
+        ));
         let worker = if settings.delivery.enabled {
             Some(Arc::new(build_worker(
                 &settings,
@@ -107,6 +118,7 @@ impl Application {
             delivery_loop: options.delivery_loop,
             wake,
             store,
+            retention,
         };
         if !settings.http.enabled {
             return Ok(app);
@@ -178,6 +190,11 @@ impl Application {
         self.worker.clone()
     }
 
+    /// The prune this application runs on its schedule, for tests that run it by hand.
+    pub fn retention(&self) -> Arc<Retention> {
+        self.retention.clone()
+    }
+
     /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish,
     /// lets running deliveries finish, commits what the writer holds and closes the database.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
@@ -188,11 +205,13 @@ impl Application {
             delivery_loop,
             wake,
             store,
+            retention,
             ..
         } = self;
-        // Stops the worker and the checkpointer once the HTTP server has stopped.
+        // Stops the worker, the checkpointer and the pruner once the HTTP server has stopped.
         let stop = CancellationToken::new();
         let checkpointer = tokio::spawn(checkpoint_periodically(store.clone(), stop.clone()));
+        let pruner = tokio::spawn(retention::prune_periodically(retention, stop.clone()));
         let worker = worker
             .filter(|_| delivery_loop)
             .map(|worker| tokio::spawn(worker.run(wake, stop.clone())));
@@ -212,6 +231,7 @@ impl Application {
         }
         writer.shutdown().await;
         let _ = checkpointer.await;
+        let _ = pruner.await;
         if let Err(error) = store.maintain(true).await {
             tracing::warn!(error = %format!("{error:#}"), "Failed to checkpoint at shutdown");
         }

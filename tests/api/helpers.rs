@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
 use tallyfy_bridge::delivery::Worker;
-use tallyfy_bridge::startup::BuildOptions;
+use tallyfy_bridge::startup::{BuildOptions, Retention};
 use tallyfy_bridge::{Application, Settings};
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
@@ -25,6 +25,8 @@ pub struct TestApp {
     /// The application's own worker when it was built without its delivery loop
     /// ([`spawn_app_driven`]): tests drive it with `run_once`.
     pub worker: Option<Arc<Worker>>,
+    /// The application's own prune, which tests run with `run_once` on their clock.
+    pub retention: Arc<Retention>,
     options: BuildOptions,
     /// Kept so the database outlives one run of the app (restart tests).
     pub dir: Arc<TempDir>,
@@ -99,6 +101,7 @@ async fn start(settings: Settings, dir: Arc<TempDir>, options: BuildOptions) -> 
         .expect("application builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let worker = app.worker().filter(|_| !options.delivery_loop);
+    let retention = app.retention();
     let stop = CancellationToken::new();
     let task = tokio::spawn(app.run_until_stopped(stop.clone().cancelled_owned()));
     TestApp {
@@ -106,6 +109,7 @@ async fn start(settings: Settings, dir: Arc<TempDir>, options: BuildOptions) -> 
         client: reqwest::Client::new(),
         settings,
         worker,
+        retention,
         options,
         dir,
         stop,

@@ -12,6 +12,7 @@ mod hostile_input;
 mod ingest;
 mod metrics;
 mod refused;
+mod retention;
 mod sources;
 mod status;
 mod tallyfy_client;

@@ -94,6 +94,13 @@ impl DatabaseFile {
         })
     }
 
+    /// The WAL beside the file (`bridge.sqlite-wal`).
+    pub fn wal_path(&self) -> PathBuf {
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        PathBuf::from(wal)
+    }
+
     /// Whether an earlier [`Self::check`] found the file lost (no `stat`).
     pub fn is_lost(&self) -> bool {
         self.lost.load(Ordering::Relaxed)

@@ -5,6 +5,7 @@ mod admin;
 mod append;
 mod claim;
 pub mod identity;
+mod prune;
 mod reads;
 mod refused;
 mod results;

@@ -5,15 +5,16 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use sqlx::SqlitePool;
+use tokio::sync::Mutex;
 
-use super::{DatabaseFile, admin, claim, reads, refused, results, worker_state};
-use crate::configuration::DatabaseSettings;
+use super::{DatabaseFile, admin, claim, prune, reads, refused, results, worker_state};
+use crate::configuration::{DatabaseSettings, RetentionSettings};
 use crate::ops::audit::{AuditNote, AuditView};
 use crate::ops::deliveries::{DeliveryFilter, Moved, RowAction};
 use crate::ops::page::Cursor;
 use crate::ops::refused::{RefusedFilter, RefusedView};
 use crate::ops::{AttemptView, DeliveryView, LedgerEntry};
-use crate::outbox::{AttemptResult, Claimed, Gate, Store};
+use crate::outbox::{AttemptResult, Claimed, Gate, Pruned, Store};
 use crate::status::Snapshot;
 
 /// The shared pool and the file it was opened on.
@@ -21,6 +22,9 @@ use crate::status::Snapshot;
 pub struct SqliteStore {
     pool: SqlitePool,
     file: Arc<DatabaseFile>,
+    /// Taken by the ingest writer for each group commit and by each prune batch (see
+    /// [`Self::write_turn`]).
+    write_turn: Arc<Mutex<()>>,
 }
 
 impl SqliteStore {
@@ -36,12 +40,24 @@ impl SqliteStore {
         )?;
         super::identity::adopt(&pool, &settings.path).await?;
         let file = Arc::new(DatabaseFile::open(&settings.path)?);
-        Ok(Self { pool, file })
+        Ok(Self {
+            pool,
+            file,
+            write_turn: Arc::default(),
+        })
     }
 
     /// The pool, for the backend's own tasks and for tests that look at rows.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// The turn the ingest writer and retention's batches take (first come, first served) to
+    /// write: a long prune then alternates with group commits instead of both sides polling
+    /// SQLite's lock, whose busy handler sleeps longer the longer it waits and leaves the lock
+    /// idle meanwhile. Other writes are short and keep relying on the busy timeout.
+    pub fn write_turn(&self) -> Arc<Mutex<()>> {
+        self.write_turn.clone()
     }
 
     /// The file as opened, for the writer's checks around each commit.
@@ -159,5 +175,17 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> anyhow::Result<Vec<AuditView>> {
         admin::audit_log(&self.pool, after, limit).await
+    }
+
+    // Operations: retention
+    async fn prune(&self, now: i64, policy: &RetentionSettings) -> anyhow::Result<Pruned> {
+        prune::prune(
+            &self.pool,
+            &self.write_turn,
+            &self.file.wal_path(),
+            now,
+            policy,
+        )
+        .await
     }
 }

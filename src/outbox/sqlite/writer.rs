@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use sqlx::sqlite::SqliteConnection;
-use tokio::sync::Notify;
+use tokio::sync::{Mutex, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::{DatabaseFile, append, refused};
@@ -41,6 +41,9 @@ pub struct WriterSetup {
     pub committed: Arc<Notify>,
     /// Counts each batch and what became of its events.
     pub metrics: crate::metrics::Metrics,
+    /// Held for each commit, so retention's batches take turns with it here rather than in
+    /// SQLite's busy handler (see `SqliteStore::write_turn`).
+    pub turn: Arc<Mutex<()>>,
 }
 
 /// Starts the writer.
@@ -58,6 +61,7 @@ async fn run(setup: WriterSetup, mut queue: Queue, stop: CancellationToken) {
         max_batch,
         committed,
         metrics,
+        turn,
         ..
     } = setup;
     let mut batch = Vec::with_capacity(max_batch);
@@ -80,6 +84,7 @@ async fn run(setup: WriterSetup, mut queue: Queue, stop: CancellationToken) {
         let mut written = if file.is_lost() {
             Written::default()
         } else {
+            let _turn = turn.lock().await;
             commit_each_if_needed(&mut conn, &events, &refusals).await
         };
         if let Err(lost) = file.check() {
