@@ -134,14 +134,24 @@ async fn check_ready(pool: &SqlitePool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A freshly migrated in-memory database on one connection (every connection to
+/// `sqlite::memory:` is a database of its own), for unit tests.
+#[cfg(test)]
+pub(crate) async fn memory_pool() -> SqlitePool {
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect("sqlite::memory:")
+        .await
+        .expect("memory db");
+    MIGRATOR.run(&pool).await.expect("migrations");
+    pool
+}
+
 /// The lines of SQLite's plan for `sql` on a freshly migrated database, for tests that keep
 /// hot queries off full scans.
 #[cfg(test)]
 pub(crate) async fn query_plan(sql: &str) -> Vec<String> {
-    let pool = SqlitePool::connect("sqlite::memory:")
-        .await
-        .expect("memory db");
-    MIGRATOR.run(&pool).await.expect("migrations");
+    let pool = memory_pool().await;
     let plan: Vec<(i64, i64, i64, String)> =
         sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
             .fetch_all(&pool)

@@ -178,19 +178,12 @@ mod tests {
             }
         }
     }
+
     /// Refusals of one commit share their time: the id orders them, and pages of any size
     /// give each exactly once.
     #[tokio::test]
     async fn pages_over_refusals_of_one_instant_give_each_once() {
-        let pool = sqlx::sqlite::SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect("sqlite::memory:")
-            .await
-            .expect("memory db");
-        crate::outbox::sqlite::MIGRATOR
-            .run(&pool)
-            .await
-            .expect("migrations");
+        let pool = crate::outbox::sqlite::memory_pool().await;
         let refusals: Vec<NewRefusal> = (0..7)
             .map(|n| NewRefusal {
                 source: if n % 2 == 0 {
@@ -239,21 +232,14 @@ mod tests {
             }
         }
     }
+
     /// The worker's refusal is fenced like its row: an attempt that lost its lease keeps none.
     #[tokio::test]
     async fn a_refusal_is_kept_only_by_the_attempt_that_owns_the_row() {
         use crate::domain::outcome::Outcome;
         use crate::outbox::{AttemptLog, AttemptResult, Claimed};
 
-        let pool = sqlx::sqlite::SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect("sqlite::memory:")
-            .await
-            .expect("memory db");
-        crate::outbox::sqlite::MIGRATOR
-            .run(&pool)
-            .await
-            .expect("migrations");
+        let pool = crate::outbox::sqlite::memory_pool().await;
         sqlx::query(
             "INSERT INTO outbox (id, source, event_id, crm_record, payload, state, attempts,
                                  next_attempt_at, received_at, updated_at)
