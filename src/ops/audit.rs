@@ -4,8 +4,9 @@
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use tracing_actix_web::RequestId;
 
+use super::filter::known_pairs;
 use super::page::{Cursor, Page, PageRequest};
-use super::{OpsState, bad_param, internal, query_pairs, refuse};
+use super::{OpsState, bad_param, internal, refuse};
 
 /// What the store records with an admin write besides the change itself.
 #[derive(Debug, Clone)]
@@ -69,17 +70,14 @@ pub(super) async fn list(request: HttpRequest, state: web::Data<OpsState>) -> Ht
     if let Some(refusal) = refuse(&request, &state) {
         return refusal;
     }
-    let parsed = query_pairs(&request).and_then(|pairs| {
-        let mut limit = None;
-        let mut cursor = None;
-        for (key, value) in pairs {
-            match key.as_str() {
-                "limit" => limit = Some(value),
-                "cursor" => cursor = Some(value),
-                _ => return Err(super::unknown("query", &key, &["limit", "cursor"])),
-            }
-        }
-        PageRequest::parse(limit.as_deref(), cursor.as_deref())
+    let parsed = known_pairs(&request, &["limit", "cursor"]).and_then(|pairs| {
+        let get = |name| {
+            pairs
+                .iter()
+                .find(|(f, _)| *f == name)
+                .map(|(_, v)| v.as_str())
+        };
+        PageRequest::parse(get("limit"), get("cursor"))
     });
     let page = match parsed {
         Ok(page) => page,

@@ -62,21 +62,24 @@ fn list_sql(filter: &DeliveryFilter, paged: bool) -> String {
     format!("{} LIMIT ?8", select(VIEW, filter, paged))
 }
 
-/// What an action does to a row, and the states it applies to.
-fn change_sql(action: RowAction) -> (&'static str, &'static str) {
-    match action {
+/// What an action does to a row, and the states it applies to as an SQL list (from
+/// [`RowAction::from_states`], the one place they are named).
+fn change_sql(action: RowAction) -> (&'static str, String) {
+    let set = match action {
         // Due now with a fresh budget; `attempts` keeps counting (the fence, and the sign that
         // an earlier attempt may have reached Tallyfy).
-        RowAction::Retry => (
+        RowAction::Retry => {
             "state = 'queued', next_attempt_at = ?9, lease_until = NULL, retried_at = ?9,
-             attempts_before_retry = attempts, updated_at = ?9",
-            "('failed', 'cancelled')",
-        ),
-        RowAction::Cancel => (
-            "state = 'cancelled', lease_until = NULL, updated_at = ?9",
-            "('queued', 'retrying', 'failed')",
-        ),
-    }
+             attempts_before_retry = attempts, updated_at = ?9"
+        }
+        RowAction::Cancel => "state = 'cancelled', lease_until = NULL, updated_at = ?9",
+    };
+    let states: Vec<String> = action
+        .from_states()
+        .iter()
+        .map(|state| format!("'{}'", state.as_str()))
+        .collect();
+    (set, format!("({})", states.join(", ")))
 }
 
 fn bulk_sql(filter: &DeliveryFilter, action: RowAction) -> String {
