@@ -118,8 +118,8 @@ async fn an_operator_retries_a_failed_delivery_in_the_console() {
         .click()
         .await
         .expect("row opens");
-    assert_eq!(path(&browser).await, format!("/console/deliveries/{id}"));
     assert_eq!(text(&browser, "#state").await, "failed");
+    assert_eq!(path(&browser).await, format!("/console/deliveries/{id}"));
     wait_for(&browser, "table#attempts").await;
 
     // Act: retry it.

@@ -36,13 +36,10 @@ pub async fn click(browser: &Client, css: &str) {
         .unwrap_or_else(|error| panic!("clicking {css}: {error}"));
 }
 
-/// The path (and query) the browser shows.
+/// The path the browser shows (without the query, which the contract leaves free).
 pub async fn path(browser: &Client) -> String {
     let url = browser.current_url().await.expect("current URL");
-    match url.query() {
-        Some(query) => format!("{}?{query}", url.path()),
-        None => url.path().to_owned(),
-    }
+    url.path().to_owned()
 }
 
 pub async fn goto(browser: &Client, url: &str) {
@@ -64,7 +61,7 @@ pub async fn log_in(browser: &Client, base: &str, token: &str) {
 
 /// The overview's count for `state` (`data-count`), as a number.
 pub async fn count(browser: &Client, state: &str) -> i64 {
-    let shown = text(browser, &format!("#overview [data-count=\"{state}\"]")).await;
+    let shown = text(browser, &format!("[data-count=\"{state}\"]")).await;
     shown
         .parse()
         .unwrap_or_else(|_| panic!("the {state} count reads {shown:?}"))
