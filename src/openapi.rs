@@ -68,7 +68,10 @@ impl Modify for SecuritySchemes {
         };
         let components = openapi.components.get_or_insert_with(Default::default);
         for (name, scheme) in [
-            ("admin_token", bearer("`Authorization: Bearer <admin.token>`")),
+            (
+                "admin_token",
+                bearer("`Authorization: Bearer <admin.token>`"),
+            ),
             (
                 "metrics_token",
                 bearer("`Authorization: Bearer <metrics.token>`, when it is set"),
@@ -88,9 +91,14 @@ impl Modify for SecuritySchemes {
             ),
             (
                 "webhook_basic",
-                basic("`ingest.auth.mode = \"shared_secret\"`: HTTP Basic, the secret as the password"),
+                basic(
+                    "`ingest.auth.mode = \"shared_secret\"`: HTTP Basic, the secret as the password",
+                ),
             ),
-            ("pipedrive_basic", basic("Pipedrive: HTTP Basic (`sources.pipedrive`)")),
+            (
+                "pipedrive_basic",
+                basic("Pipedrive: HTTP Basic (`sources.pipedrive`)"),
+            ),
             (
                 "hubspot_signature",
                 header(
@@ -144,9 +152,9 @@ pub struct ContactWebhook {
 }
 
 static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
-    ApiDoc::openapi()
-        .to_json()
-        .unwrap_or_else(|error| format!("{{\"error\":{{\"code\":\"internal\",\"message\":\"{error}\"}}}}"))
+    ApiDoc::openapi().to_json().unwrap_or_else(|error| {
+        format!("{{\"error\":{{\"code\":\"internal\",\"message\":\"{error}\"}}}}")
+    })
 });
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

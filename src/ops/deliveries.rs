@@ -100,9 +100,9 @@ pub struct BulkChange {
         ("state" = Option<RowState>, Query, description = "The row's state"),
         ("source" = Option<String>, Query, description = "`canonical`, `hubspot`, `pipedrive` or `salesforce`"),
         ("email" = Option<String>, Query, description = "Normalised as ingest stores it"),
-        ("since" = Option<String>, Query, description = "RFC 3339, inclusive, on `received_at`"),
-        ("until" = Option<String>, Query, description = "RFC 3339, exclusive, on `received_at`"),
-        ("limit" = Option<String>, Query, description = "Rows per page, 1 to 500, default 50"),
+        ("since" = Option<String>, Query, format = DateTime, description = "RFC 3339, inclusive, on `received_at`"),
+        ("until" = Option<String>, Query, format = DateTime, description = "RFC 3339, exclusive, on `received_at`"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Rows per page, 1 to 500, default 50"),
         ("cursor" = Option<String>, Query, description = "The `next_cursor` of the page before"),
     ),
     responses(

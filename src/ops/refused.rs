@@ -67,9 +67,9 @@ impl Params {
     params(
         ("source" = Option<String>, Query, description = "`pipedrive`, `hubspot` or `salesforce`"),
         ("reason" = Option<String>, Query, description = "The refusal's code, e.g. `invalid_email`"),
-        ("since" = Option<String>, Query, description = "RFC 3339, inclusive, on `refused_at`"),
-        ("until" = Option<String>, Query, description = "RFC 3339, exclusive, on `refused_at`"),
-        ("limit" = Option<String>, Query, description = "Items per page, 1 to 500, default 50"),
+        ("since" = Option<String>, Query, format = DateTime, description = "RFC 3339, inclusive, on `refused_at`"),
+        ("until" = Option<String>, Query, format = DateTime, description = "RFC 3339, exclusive, on `refused_at`"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Items per page, 1 to 500, default 50"),
         ("cursor" = Option<String>, Query, description = "The `next_cursor` of the page before"),
     ),
     responses(
