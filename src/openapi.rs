@@ -34,7 +34,7 @@ use utoipa::{Modify, OpenApi};
         crate::ops::refused::list,
         openapi_json,
     ),
-    components(schemas(crate::api_error::ErrorBody)),
+    components(schemas(crate::api_error::ErrorBody, CrmSource)),
     modifiers(&SecuritySchemes),
     tags(
         (name = "webhooks", description = "Contacts in: the bridge's own format and each CRM's"),
@@ -110,6 +110,16 @@ impl Modify for SecuritySchemes {
             components.add_security_scheme(name, scheme);
         }
     }
+}
+
+/// The CRMs with a webhook path; documentation only (each adapter names its own `SOURCE`).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum CrmSource {
+    Pipedrive,
+    Hubspot,
+    Salesforce,
 }
 
 /// The body of `POST /webhooks/contacts`. Documentation only: ingest reads the body field by

@@ -246,7 +246,7 @@ fn post_crm_with_token() {}
 /// `POST /webhooks/{source}` and `POST /webhooks/{source}/{token}`.
 #[utoipa::path(post, path = "/webhooks/{source}", tag = "webhooks",
     security(("pipedrive_basic" = []), ("hubspot_signature" = [])),
-    params(("source" = String, Path, description = "`pipedrive` or `hubspot`")),
+    params(("source" = crate::openapi::CrmSource, Path, description = "The CRM; one not configured answers 404")),
     request_body(content = Object, description = "The CRM's webhook body, as the CRM sends it", content_type = "application/json"),
     responses(
         (status = 200, description = "Pipedrive and HubSpot: what became of each item. Salesforce: its SOAP acknowledgement",
