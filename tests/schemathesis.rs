@@ -76,7 +76,10 @@ fn start_bridge(dir: &std::path::Path) -> (Guard, u16) {
         )
         .env("BRIDGE__SOURCES__HUBSPOT__API_TOKEN", TOKEN)
         .env("BRIDGE__SOURCES__HUBSPOT__API_BASE_URL", nowhere)
-        .env("BRIDGE__SOURCES__SALESFORCE__ORGANIZATION_ID", "00D5e000000AbCdEAK")
+        .env(
+            "BRIDGE__SOURCES__SALESFORCE__ORGANIZATION_ID",
+            "00D5e000000AbCdEAK",
+        )
         .env(
             "BRIDGE__SOURCES__SALESFORCE__ENDPOINT_TOKEN",
             SALESFORCE_TOKEN,

@@ -95,7 +95,7 @@ pub struct BulkChange {
 }
 
 /// `GET /deliveries?state=&source=&email=&since=&until=&limit=&cursor=`
-#[utoipa::path(get, path = "/deliveries", tag = "admin", security(("admin_token" = [])),
+#[utoipa::path(get, path = "/deliveries", operation_id = "list_deliveries", tag = "admin", security(("admin_token" = [])),
     params(
         ("state" = Option<RowState>, Query, description = "The row's state"),
         ("source" = Option<String>, Query, description = "`canonical`, `hubspot`, `pipedrive` or `salesforce`"),

@@ -63,7 +63,7 @@ impl Params {
 }
 
 /// The CRM items the bridge did not queue, newest first.
-#[utoipa::path(get, path = "/refused", tag = "admin", security(("admin_token" = [])),
+#[utoipa::path(get, path = "/refused", operation_id = "list_refused", tag = "admin", security(("admin_token" = [])),
     params(
         ("source" = Option<String>, Query, description = "`pipedrive`, `hubspot` or `salesforce`"),
         ("reason" = Option<String>, Query, description = "The refusal's code, e.g. `invalid_email`"),

@@ -127,6 +127,14 @@ async fn the_document_is_openapi_3_1_and_every_ref_resolves() {
             "dangling $ref {name}"
         );
     }
+    // Operation ids are unique (OpenAPI requires it; tools key operations by them).
+    let mut ids = BTreeSet::new();
+    for item in doc["paths"].as_object().expect("paths").values() {
+        for operation in item.as_object().expect("path item").values() {
+            let id = operation["operationId"].as_str().expect("an operationId");
+            assert!(ids.insert(id.to_owned()), "operationId {id} is repeated");
+        }
+    }
     for scheme in [
         "admin_token",
         "metrics_token",
