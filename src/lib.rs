@@ -15,6 +15,7 @@ pub mod fuzzing;
 pub mod http_auth;
 pub mod ingest;
 pub mod metrics;
+pub mod openapi;
 pub mod ops;
 pub mod outbox;
 pub mod request_span;

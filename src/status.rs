@@ -6,11 +6,13 @@ use std::time::Instant;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
-use serde_json::json;
 
 use crate::api_error::json_error;
 use crate::outbox::{Store, WriterHandle};
 use crate::time::now_ms;
+
+pub mod view;
+use view::{Health, Status, StatusUnavailable};
 
 pub struct StatusState {
     /// `/status` and readiness fail while it reports a problem (a deleted or replaced file).
@@ -23,7 +25,7 @@ pub struct StatusState {
 }
 
 /// Rows per state.
-#[derive(Debug, Default, Clone, serde::Serialize, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, serde::Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct StateCounts {
     pub queued: i64,
     pub in_flight: i64,
@@ -56,7 +58,7 @@ pub struct Snapshot {
 }
 
 /// Refused CRM items of one source for one reason.
-#[derive(Debug, Clone, serde::Serialize, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, serde::Serialize, PartialEq, Eq, sqlx::FromRow, utoipa::ToSchema)]
 pub struct RefusedCount {
     pub source: String,
     pub reason: String,
@@ -69,75 +71,47 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/health/ready", web::get().to(ready));
 }
 
-fn iso(ms: Option<i64>) -> Option<String> {
-    ms.and_then(crate::time::rfc3339)
-}
-
-fn age_secs(ms: Option<i64>, now: i64) -> Option<f64> {
-    ms.map(|t| ((now - t).max(0) as f64) / 1000.0)
-}
-
-async fn status(state: web::Data<StatusState>) -> HttpResponse {
+/// The bridge's figures; never a secret.
+#[utoipa::path(get, path = "/status", tag = "status",
+    responses(
+        (status = 200, description = "The figures could be read", body = Status),
+        (status = 503, description = "The database could not be read", body = StatusUnavailable),
+    ))]
+pub async fn status(state: web::Data<StatusState>) -> HttpResponse {
     let uptime_secs = state.started.elapsed().as_secs();
-    let version = env!("CARGO_PKG_VERSION");
     if let Some(problem) = state.store.problem() {
-        return HttpResponse::ServiceUnavailable().json(json!({
-            "version": version,
-            "uptime_secs": uptime_secs,
-            "database": {"ok": false, "problem": problem},
-        }));
+        return HttpResponse::ServiceUnavailable()
+            .json(StatusUnavailable::new(uptime_secs, Some(problem)));
     }
-    let snapshot = match state.store.snapshot().await {
-        Ok(snapshot) => snapshot,
+    match state.store.snapshot().await {
+        Ok(snapshot) => HttpResponse::Ok().json(Status::new(
+            uptime_secs,
+            state.webhooks.clone(),
+            snapshot,
+            now_ms(),
+        )),
         Err(error) => {
             tracing::error!(error = %format!("{error:#}"), "Failed to read status");
-            return HttpResponse::ServiceUnavailable().json(json!({
-                "version": version,
-                "uptime_secs": uptime_secs,
-                "database": {"ok": false},
-            }));
+            HttpResponse::ServiceUnavailable().json(StatusUnavailable::new(uptime_secs, None))
         }
-    };
-    let now = now_ms();
-    HttpResponse::Ok().json(json!({
-        "version": version,
-        "uptime_secs": uptime_secs,
-        "database": {"ok": true, "size_bytes": snapshot.database_bytes},
-        "webhooks": state.webhooks,
-        "outbox": {
-            "counts": snapshot.counts,
-            "oldest_waiting_at": iso(snapshot.oldest_waiting_at),
-            "oldest_waiting_age_secs": age_secs(snapshot.oldest_waiting_at, now),
-        },
-        "delivery": {
-            "paused": snapshot.paused_reason.is_some(),
-            "paused_reason": snapshot.paused_reason,
-            // Set after a 429 from Tallyfy: nothing is sent before this time.
-            "rate_limited_until": iso(snapshot.rate_limited_until.filter(|until| *until > now)),
-            "heartbeat_at": iso(snapshot.heartbeat_at),
-            "heartbeat_age_secs": age_secs(snapshot.heartbeat_at, now),
-            "last_delivered_at": iso(snapshot.last_delivered_at),
-            "last_error": snapshot.last_error,
-            "last_error_at": iso(snapshot.last_error_at),
-        },
-        "refused": {
-            "total": snapshot.refused.iter().map(|r| r.n).sum::<i64>(),
-            "by_source": snapshot.refused,
-        },
-        "retention": {
-            "last_prune_at": iso(snapshot.last_prune_at),
-            "last_prune_rows": snapshot.last_prune_rows,
-        },
-    }))
+    }
 }
 
-async fn live() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "live"}))
+/// The process serves HTTP.
+#[utoipa::path(get, path = "/health/live", tag = "status",
+    responses((status = 200, description = "`{\"status\":\"live\"}`", body = Health)))]
+pub async fn live() -> HttpResponse {
+    HttpResponse::Ok().json(Health { status: "live" })
 }
 
 /// Ready means a webhook would be stored now: the file is the one opened, the writer's commits
 /// have not been failing, and a write commits.
-async fn ready(state: web::Data<StatusState>) -> HttpResponse {
+#[utoipa::path(get, path = "/health/ready", tag = "status",
+    responses(
+        (status = 200, description = "`{\"status\":\"ready\"}`", body = Health),
+        (status = 503, description = "Not ready (`not_ready`); the reason is logged", body = crate::api_error::ErrorBody),
+    ))]
+pub async fn ready(state: web::Data<StatusState>) -> HttpResponse {
     let checked = if state.writer.recently_failed() {
         Err(anyhow::anyhow!(
             "webhook commits failed in the last seconds (disk full, I/O error or lock)"
@@ -146,7 +120,7 @@ async fn ready(state: web::Data<StatusState>) -> HttpResponse {
         state.store.check_ready().await
     };
     match checked {
-        Ok(()) => HttpResponse::Ok().json(json!({"status": "ready"})),
+        Ok(()) => HttpResponse::Ok().json(Health { status: "ready" }),
         Err(error) => {
             tracing::warn!(error = %format!("{error:#}"), "Not ready");
             json_error(

@@ -9,7 +9,6 @@ pub mod sources;
 
 use actix_web::http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap};
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde_json::json;
 
 use crate::domain::event::StoredEvent;
 use crate::outbox::{NewEvent, WriterHandle};
@@ -27,6 +26,23 @@ pub struct IngestState {
     /// How long a body may take to arrive (`http.body_timeout_ms`).
     pub body_timeout: std::time::Duration,
     pub sources: sources::Sources,
+}
+
+/// `POST /webhooks/contacts`'s 2xx answer.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Accepted {
+    /// The outbox row; for a duplicate, the first row of that event id.
+    pub id: i64,
+    pub status: AcceptedStatus,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AcceptedStatus {
+    /// Stored now (202).
+    Queued,
+    /// The event id was seen before; nothing stored (200).
+    Duplicate,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -62,8 +78,32 @@ async fn method_not_allowed() -> HttpResponse {
     response
 }
 
+/// The bridge's own contact-created event. Checks run in this order: body size,
+/// `Content-Encoding`, UTF-8, authentication, content type, JSON, fields, commit.
+#[utoipa::path(post, path = "/webhooks/contacts", tag = "webhooks",
+    security(("webhook_signature" = []), ("webhook_shared_secret" = []), ("webhook_basic" = []), ()),
+    params(
+        ("webhook-id" = Option<String>, Header, description = "The event id (Standard Webhooks); wins over `event_id`, ≤ 255 characters"),
+        ("webhook-timestamp" = Option<String>, Header, description = "Unix seconds (signature mode)"),
+        ("webhook-signature" = Option<String>, Header, description = "`v1,<base64 HMAC-SHA256>` (signature mode)"),
+    ),
+    request_body(content = crate::openapi::ContactWebhook, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Stored: the outbox row is committed", body = Accepted),
+        (status = 200, description = "Repeated event id; nothing stored", body = Accepted),
+        (status = 400, description = "Not JSON or not an object (`malformed_json`), not UTF-8 (`invalid_encoding`), unreadable (`bad_request`)", body = crate::api_error::ErrorBody),
+        (status = 401, description = "Authentication failed (`unauthorized`)", body = crate::api_error::ErrorBody),
+        (status = 404, description = "`ingest.auth.mode = \"disabled\"`", body = crate::api_error::ErrorBody),
+        (status = 405, description = "Another method (`method_not_allowed`); `Allow: POST`", body = crate::api_error::ErrorBody),
+        (status = 408, description = "The body did not arrive in time (`request_timeout`)", body = crate::api_error::ErrorBody),
+        (status = 413, description = "The body is over `http.max_body_bytes` (`payload_too_large`)", body = crate::api_error::ErrorBody),
+        (status = 415, description = "A `Content-Encoding` (`unsupported_encoding`) or not JSON (`unsupported_media_type`)", body = crate::api_error::ErrorBody),
+        (status = 422, description = "A field is wrong; `field` names it", body = crate::api_error::ErrorBody),
+        (status = 503, description = "Not committed (`unavailable`); `Retry-After: 5`", body = crate::api_error::ErrorBody,
+            headers(("Retry-After" = String, description = "Seconds: 5"))),
+    ))]
 #[tracing::instrument(skip_all, fields(event_id, outbox_id))]
-async fn post_contact(
+pub async fn post_contact(
     request: HttpRequest,
     payload: web::Payload,
     state: web::Data<IngestState>,
@@ -145,10 +185,16 @@ async fn accept(
 
     Ok(if accepted.duplicate {
         tracing::info!("Repeated event acknowledged; nothing stored");
-        HttpResponse::Ok().json(json!({"id": accepted.id, "status": "duplicate"}))
+        HttpResponse::Ok().json(Accepted {
+            id: accepted.id,
+            status: AcceptedStatus::Duplicate,
+        })
     } else {
         tracing::info!("Event queued");
-        HttpResponse::Accepted().json(json!({"id": accepted.id, "status": "queued"}))
+        HttpResponse::Accepted().json(Accepted {
+            id: accepted.id,
+            status: AcceptedStatus::Queued,
+        })
     })
 }
 

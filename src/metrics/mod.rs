@@ -2,7 +2,7 @@
 //! one process (the tests) never share counts. Recording is a labelled atomic add; the gauges
 //! that describe stored state are read from the store's `Snapshot` when `/metrics` is scraped.
 
-mod scrape;
+pub mod scrape;
 mod webhooks;
 
 use std::sync::Arc;

@@ -34,7 +34,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/metrics", web::get().to(scrape));
 }
 
-async fn scrape(request: HttpRequest, state: web::Data<MetricsState>) -> HttpResponse {
+/// Prometheus text exposition (OpenMetrics); every metric is in docs/metrics.md.
+#[utoipa::path(get, path = "/metrics", tag = "status", security(("metrics_token" = []), ()),
+    responses(
+        (status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String),
+        (status = 401, description = "`metrics.token` is set and was not presented", body = crate::api_error::ErrorBody),
+        (status = 404, description = "`metrics.enabled = false`", body = crate::api_error::ErrorBody),
+        (status = 500, description = "The exposition could not be encoded", body = crate::api_error::ErrorBody),
+    ))]
+pub async fn scrape(request: HttpRequest, state: web::Data<MetricsState>) -> HttpResponse {
     let Some(families) = &state.metrics.0 else {
         return json_error(
             StatusCode::NOT_FOUND,

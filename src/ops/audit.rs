@@ -30,10 +30,11 @@ impl AuditNote {
 }
 
 /// One line of the audit trail.
-#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct AuditView {
     pub id: i64,
     #[serde(serialize_with = "crate::time::serialize_ms")]
+    #[schema(value_type = String, format = DateTime)]
     pub at: i64,
     /// retry | cancel | bulk_retry | bulk_cancel
     pub action: String,
@@ -41,6 +42,7 @@ pub struct AuditView {
     pub target: Option<String>,
     /// The filter and limit of a bulk action, as the JSON it was stored as.
     #[serde(serialize_with = "raw_json")]
+    #[schema(value_type = Option<Object>)]
     pub filter: Option<String>,
     pub affected: i64,
     pub request_id: Option<String>,
@@ -66,7 +68,19 @@ pub fn log(note: &AuditNote, action: &str, target: Option<i64>, affected: u64) {
 }
 
 /// `GET /audit?limit=&cursor=`
-pub(super) async fn list(request: HttpRequest, state: web::Data<OpsState>) -> HttpResponse {
+#[utoipa::path(get, path = "/audit", operation_id = "list_audit", tag = "admin", security(("admin_token" = [])),
+    params(
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Items per page, 1 to 500, default 50"),
+        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the page before"),
+    ),
+    responses(
+        (status = 200, body = super::page::Page<AuditView>),
+        (status = 400, description = "A bad or unknown parameter (`bad_request`, `field` names it)", body = crate::api_error::ErrorBody),
+        (status = 401, description = "Wrong or missing admin token", body = crate::api_error::ErrorBody),
+        (status = 404, description = "No admin token configured", body = crate::api_error::ErrorBody),
+        (status = 500, description = "The database could not be read", body = crate::api_error::ErrorBody),
+    ))]
+pub async fn list(request: HttpRequest, state: web::Data<OpsState>) -> HttpResponse {
     if let Some(refusal) = refuse(&request, &state) {
         return refusal;
     }

@@ -3,7 +3,6 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde_json::json;
 
 use super::audit::{self, AuditNote};
 use super::filter::{FILTER_FIELDS, known_pairs, parse_bulk, parse_filter};
@@ -63,8 +62,57 @@ pub enum Moved {
     Refused(RowState),
 }
 
+/// `POST /deliveries/{id}/retry|cancel`: the row after the change.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Changed {
+    pub delivery: Box<super::DeliveryView>,
+}
+
+/// `POST /deliveries/retry|cancel`: how many rows moved, and whether more still match.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct BulkMoved {
+    pub moved: u64,
+    /// Rows still match: send the same request again.
+    pub more: bool,
+}
+
+/// The body of `POST /deliveries/retry|cancel`, as documented; [`super::filter`] reads it field
+/// by field so each bad or unknown field is named.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)] // Only its schema is used.
+pub struct BulkChange {
+    /// Required: `failed` or `cancelled` for a retry; `queued`, `retrying` or `failed` for a cancel.
+    state: RowState,
+    source: Option<String>,
+    email: Option<String>,
+    #[schema(format = DateTime)]
+    since: Option<String>,
+    #[schema(format = DateTime)]
+    until: Option<String>,
+    /// 1 to 10000, default 1000.
+    #[schema(minimum = 1, maximum = 10000)]
+    limit: Option<u32>,
+}
+
 /// `GET /deliveries?state=&source=&email=&since=&until=&limit=&cursor=`
-pub(super) async fn list(request: HttpRequest, state: web::Data<OpsState>) -> HttpResponse {
+#[utoipa::path(get, path = "/deliveries", operation_id = "list_deliveries", tag = "admin", security(("admin_token" = [])),
+    params(
+        ("state" = Option<RowState>, Query, description = "The row's state"),
+        ("source" = Option<String>, Query, description = "`canonical`, `hubspot`, `pipedrive` or `salesforce`"),
+        ("email" = Option<String>, Query, description = "Normalised as ingest stores it"),
+        ("since" = Option<String>, Query, format = DateTime, description = "RFC 3339, inclusive, on `received_at`"),
+        ("until" = Option<String>, Query, format = DateTime, description = "RFC 3339, exclusive, on `received_at`"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Rows per page, 1 to 500, default 50"),
+        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the page before"),
+    ),
+    responses(
+        (status = 200, body = Page<super::DeliveryView>),
+        (status = 400, description = "A bad or unknown parameter or a forged cursor (`bad_request`, `field` names it)", body = crate::api_error::ErrorBody),
+        (status = 401, description = "Wrong or missing admin token", body = crate::api_error::ErrorBody),
+        (status = 404, description = "No admin token configured", body = crate::api_error::ErrorBody),
+        (status = 500, description = "The database could not be read", body = crate::api_error::ErrorBody),
+    ))]
+pub async fn list(request: HttpRequest, state: web::Data<OpsState>) -> HttpResponse {
     if let Some(refusal) = refuse(&request, &state) {
         return refusal;
     }
@@ -96,7 +144,17 @@ pub(super) async fn list(request: HttpRequest, state: web::Data<OpsState>) -> Ht
     }
 }
 
-pub(super) async fn retry_one(
+/// A failed or cancelled row becomes due now, with a fresh retry budget.
+#[utoipa::path(post, path = "/deliveries/{id}/retry", tag = "admin", security(("admin_token" = [])),
+    params(("id" = String, Path, description = "The outbox row id")),
+    responses(
+        (status = 200, description = "The row after the change", body = Changed),
+        (status = 401, description = "Wrong or missing admin token", body = crate::api_error::ErrorBody),
+        (status = 404, description = "No such delivery, or no admin token configured", body = crate::api_error::ErrorBody),
+        (status = 409, description = "The row is in a state the action does not apply to (`conflict`, `field` is `state`)", body = crate::api_error::ErrorBody),
+        (status = 500, description = "The database could not be written", body = crate::api_error::ErrorBody),
+    ))]
+pub async fn retry_one(
     request: HttpRequest,
     id: web::Path<String>,
     state: web::Data<OpsState>,
@@ -104,7 +162,17 @@ pub(super) async fn retry_one(
     change_one(request, id, state, RowAction::Retry).await
 }
 
-pub(super) async fn cancel_one(
+/// A queued, retrying or failed row ends as `cancelled`.
+#[utoipa::path(post, path = "/deliveries/{id}/cancel", tag = "admin", security(("admin_token" = [])),
+    params(("id" = String, Path, description = "The outbox row id")),
+    responses(
+        (status = 200, description = "The row after the change", body = Changed),
+        (status = 401, description = "Wrong or missing admin token", body = crate::api_error::ErrorBody),
+        (status = 404, description = "No such delivery, or no admin token configured", body = crate::api_error::ErrorBody),
+        (status = 409, description = "The row is in a state the action does not apply to (`conflict`, `field` is `state`)", body = crate::api_error::ErrorBody),
+        (status = 500, description = "The database could not be written", body = crate::api_error::ErrorBody),
+    ))]
+pub async fn cancel_one(
     request: HttpRequest,
     id: web::Path<String>,
     state: web::Data<OpsState>,
@@ -131,7 +199,7 @@ async fn change_one(
             if action == RowAction::Retry {
                 state.wake.notify_one();
             }
-            HttpResponse::Ok().json(json!({ "delivery": row }))
+            HttpResponse::Ok().json(Changed { delivery: row })
         }
         Ok(Moved::NotFound) => not_found("delivery"),
         Ok(Moved::Refused(current)) => {
@@ -159,7 +227,17 @@ async fn change_one(
     }
 }
 
-pub(super) async fn retry_bulk(
+/// The same change for every row matching a filter, bounded by `limit`.
+#[utoipa::path(post, path = "/deliveries/retry", tag = "admin", security(("admin_token" = [])),
+    request_body(content = BulkChange, content_type = "application/json"),
+    responses(
+        (status = 200, body = BulkMoved),
+        (status = 400, description = "A bad or unknown field (`bad_request`; `field` names it, `body` for an unknown field or a body that is not a JSON object)", body = crate::api_error::ErrorBody),
+        (status = 401, description = "Wrong or missing admin token", body = crate::api_error::ErrorBody),
+        (status = 404, description = "No admin token configured", body = crate::api_error::ErrorBody),
+        (status = 500, description = "The database could not be read", body = crate::api_error::ErrorBody),
+    ))]
+pub async fn retry_bulk(
     request: HttpRequest,
     body: web::Bytes,
     state: web::Data<OpsState>,
@@ -167,7 +245,17 @@ pub(super) async fn retry_bulk(
     change_bulk(request, body, state, RowAction::Retry).await
 }
 
-pub(super) async fn cancel_bulk(
+/// The same change for every row matching a filter, bounded by `limit`.
+#[utoipa::path(post, path = "/deliveries/cancel", tag = "admin", security(("admin_token" = [])),
+    request_body(content = BulkChange, content_type = "application/json"),
+    responses(
+        (status = 200, body = BulkMoved),
+        (status = 400, description = "A bad or unknown field (`bad_request`; `field` names it, `body` for an unknown field or a body that is not a JSON object)", body = crate::api_error::ErrorBody),
+        (status = 401, description = "Wrong or missing admin token", body = crate::api_error::ErrorBody),
+        (status = 404, description = "No admin token configured", body = crate::api_error::ErrorBody),
+        (status = 500, description = "The database could not be read", body = crate::api_error::ErrorBody),
+    ))]
+pub async fn cancel_bulk(
     request: HttpRequest,
     body: web::Bytes,
     state: web::Data<OpsState>,
@@ -199,7 +287,7 @@ async fn change_bulk(
             if action == RowAction::Retry && moved > 0 {
                 state.wake.notify_one();
             }
-            HttpResponse::Ok().json(json!({ "moved": moved, "more": more }))
+            HttpResponse::Ok().json(BulkMoved { moved, more })
         }
         Err(error) => internal(error),
     }

@@ -9,7 +9,6 @@ use tokio::sync::Notify;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::json;
 
 use crate::api_error::json_error;
 use crate::domain::lookup_key;
@@ -118,7 +117,16 @@ fn internal(error: anyhow::Error) -> HttpResponse {
     )
 }
 
-async fn delivery(
+/// One outbox row and its attempt log.
+#[utoipa::path(get, path = "/deliveries/{id}", tag = "admin", security(("admin_token" = [])),
+    params(("id" = String, Path, description = "The outbox row id")),
+    responses(
+        (status = 200, body = DeliveryDetail),
+        (status = 401, description = "Wrong or missing admin token", body = crate::api_error::ErrorBody),
+        (status = 404, description = "No such delivery, or no admin token configured", body = crate::api_error::ErrorBody),
+        (status = 500, description = "The database could not be read", body = crate::api_error::ErrorBody),
+    ))]
+pub async fn delivery(
     request: HttpRequest,
     id: web::Path<String>,
     state: web::Data<OpsState>,
@@ -130,16 +138,24 @@ async fn delivery(
         return not_found("delivery");
     };
     match state.store.delivery(id).await {
-        Ok(Some((row, attempts))) => HttpResponse::Ok().json(json!({
-            "delivery": row,
-            "attempts": attempts,
-        })),
+        Ok(Some((delivery, attempts))) => {
+            HttpResponse::Ok().json(DeliveryDetail { delivery, attempts })
+        }
         Ok(None) => not_found("delivery"),
         Err(error) => internal(error),
     }
 }
 
-async fn guest(
+/// The guest ledger entry of an email in the configured organisation.
+#[utoipa::path(get, path = "/guests/{email}", tag = "admin", security(("admin_token" = [])),
+    params(("email" = String, Path, description = "The email, normalised as ingest stores it")),
+    responses(
+        (status = 200, body = LedgerEntry),
+        (status = 401, description = "Wrong or missing admin token", body = crate::api_error::ErrorBody),
+        (status = 404, description = "No such guest, or no admin token configured", body = crate::api_error::ErrorBody),
+        (status = 500, description = "The database could not be read", body = crate::api_error::ErrorBody),
+    ))]
+pub async fn guest(
     request: HttpRequest,
     email: web::Path<String>,
     state: web::Data<OpsState>,
@@ -158,7 +174,7 @@ async fn guest(
 }
 
 /// One outbox row as operators see it.
-#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct DeliveryView {
     pub id: i64,
     pub source: String,
@@ -169,25 +185,38 @@ pub struct DeliveryView {
     pub state: RowState,
     pub attempts: i64,
     #[serde(serialize_with = "crate::time::serialize_ms")]
+    #[schema(value_type = String, format = DateTime)]
     pub next_attempt_at: i64,
     #[serde(serialize_with = "crate::time::serialize_opt_ms")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub lease_until: Option<i64>,
     pub guest_id: Option<String>,
     pub last_error: Option<String>,
     #[serde(serialize_with = "crate::time::serialize_ms")]
+    #[schema(value_type = String, format = DateTime)]
     pub received_at: i64,
     #[serde(serialize_with = "crate::time::serialize_opt_ms")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub delivered_at: Option<i64>,
     /// When an operator last retried the row.
     #[serde(serialize_with = "crate::time::serialize_opt_ms")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub retried_at: Option<i64>,
 }
 
+/// `GET /deliveries/{id}`: the row and its attempt log.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct DeliveryDetail {
+    pub delivery: DeliveryView,
+    pub attempts: Vec<AttemptView>,
+}
+
 /// One line of a row's attempt log.
-#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct AttemptView {
     pub attempt: i64,
     #[serde(serialize_with = "crate::time::serialize_ms")]
+    #[schema(value_type = String, format = DateTime)]
     pub started_at: i64,
     pub duration_ms: i64,
     pub http_status: Option<i64>,
@@ -196,7 +225,7 @@ pub struct AttemptView {
 }
 
 /// What the ledger knows of one email.
-#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct LedgerEntry {
     pub org_id: String,
     pub email: String,
@@ -204,5 +233,6 @@ pub struct LedgerEntry {
     pub outbox_id: i64,
     pub learned_by: LearnedBy,
     #[serde(serialize_with = "crate::time::serialize_ms")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
 }

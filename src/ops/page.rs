@@ -75,9 +75,10 @@ impl PageRequest {
 }
 
 /// One page of a list: the items and, when more may follow, the cursor of the next page.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
+    /// The `cursor` of the next page; null on the last page.
     pub next_cursor: Option<String>,
 }
 

@@ -19,7 +19,7 @@ pub struct RefusedFilter {
 }
 
 /// One refused item: where to find it in its CRM and why, never its contact data.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct RefusedView {
     pub id: i64,
     pub source: String,
@@ -31,6 +31,7 @@ pub struct RefusedView {
     /// The outbox row, when the worker refused it after reading the CRM record.
     pub outbox_id: Option<i64>,
     #[serde(serialize_with = "crate::time::serialize_ms")]
+    #[schema(value_type = String, format = DateTime)]
     pub refused_at: i64,
 }
 
@@ -61,7 +62,24 @@ impl Params {
     }
 }
 
-pub(super) async fn list(request: HttpRequest, state: web::Data<OpsState>) -> HttpResponse {
+/// The CRM items the bridge did not queue, newest first.
+#[utoipa::path(get, path = "/refused", operation_id = "list_refused", tag = "admin", security(("admin_token" = [])),
+    params(
+        ("source" = Option<String>, Query, description = "`pipedrive`, `hubspot` or `salesforce`"),
+        ("reason" = Option<String>, Query, description = "The refusal's code, e.g. `invalid_email`"),
+        ("since" = Option<String>, Query, format = DateTime, description = "RFC 3339, inclusive, on `refused_at`"),
+        ("until" = Option<String>, Query, format = DateTime, description = "RFC 3339, exclusive, on `refused_at`"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Items per page, 1 to 500, default 50"),
+        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the page before"),
+    ),
+    responses(
+        (status = 200, body = super::page::Page<RefusedView>),
+        (status = 400, description = "A bad, unknown or repeated parameter (`bad_request`, `field` names it)", body = crate::api_error::ErrorBody),
+        (status = 401, description = "Wrong or missing admin token", body = crate::api_error::ErrorBody),
+        (status = 404, description = "No admin token configured", body = crate::api_error::ErrorBody),
+        (status = 500, description = "The database could not be read", body = crate::api_error::ErrorBody),
+    ))]
+pub async fn list(request: HttpRequest, state: web::Data<OpsState>) -> HttpResponse {
     if let Some(refusal) = refuse(&request, &state) {
         return refusal;
     }

@@ -19,7 +19,7 @@ pub use writer::{Accepted, NewEvent, NewRefusal, StoreError, WriterHandle};
 
 /// Where a row is in its life (see docs/DESIGN: queued → in_flight → delivered, or back to
 /// retrying, or failed; an operator may retry a failed row or cancel one nobody wants delivered).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, sqlx::Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, sqlx::Type, utoipa::ToSchema)]
 #[sqlx(type_name = "TEXT", rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum RowState {

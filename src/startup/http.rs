@@ -54,6 +54,7 @@ pub(super) fn server(
             .configure(status::routes)
             .configure(ops::routes)
             .configure(metrics::routes)
+            .configure(crate::openapi::routes)
             .default_service(web::to(not_found))
     })
     .listen(listener)?

@@ -11,6 +11,7 @@ mod helpers;
 mod hostile_input;
 mod ingest;
 mod metrics;
+mod openapi;
 mod process;
 mod refused;
 mod retention;

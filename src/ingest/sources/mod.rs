@@ -220,7 +220,47 @@ impl Sources {
     }
 }
 
+/// A CRM that cannot sign (Salesforce) calls a URL with its secret token segment.
+#[utoipa::path(post, path = "/webhooks/{source}/{token}", tag = "webhooks",
+    params(
+        ("source" = String, Path, description = "`salesforce`"),
+        ("token" = String, Path, description = "The source's secret endpoint token"),
+    ),
+    request_body(content = String, description = "Salesforce's outbound message (SOAP)", content_type = "text/xml"),
+    responses(
+        (status = 200, description = "Pipedrive and HubSpot: what became of each item. Salesforce: its SOAP acknowledgement",
+            content((Report = "application/json"), (String = "text/xml"))),
+        (status = 400, description = "Malformed body, not UTF-8 (`invalid_encoding`); a SOAP fault for Salesforce", content((crate::api_error::ErrorBody = "application/json"), (String = "text/xml"))),
+        (status = 401, description = "The CRM's authentication failed; a SOAP fault for Salesforce", content((crate::api_error::ErrorBody = "application/json"), (String = "text/xml"))),
+        (status = 404, description = "No such source configured", body = crate::api_error::ErrorBody),
+        (status = 405, description = "Another method (`method_not_allowed`)", body = crate::api_error::ErrorBody),
+        (status = 408, description = "The body did not arrive in time", content((crate::api_error::ErrorBody = "application/json"), (String = "text/xml"))),
+        (status = 413, description = "The body is too large", content((crate::api_error::ErrorBody = "application/json"), (String = "text/xml"))),
+        (status = 415, description = "A `Content-Encoding` or the wrong content type", content((crate::api_error::ErrorBody = "application/json"), (String = "text/xml"))),
+        (status = 422, description = "A field is wrong; `field` names it", content((crate::api_error::ErrorBody = "application/json"), (String = "text/xml"))),
+        (status = 503, description = "Not committed; `Retry-After: 5`", content((crate::api_error::ErrorBody = "application/json"), (String = "text/xml"))),
+    ))]
+#[allow(dead_code)] // Documents the route `post_source` serves.
+fn post_crm_with_token() {}
+
 /// `POST /webhooks/{source}` and `POST /webhooks/{source}/{token}`.
+#[utoipa::path(post, path = "/webhooks/{source}", tag = "webhooks",
+    security(("pipedrive_basic" = []), ("hubspot_signature" = [])),
+    params(("source" = crate::openapi::CrmSource, Path, description = "The CRM; one not configured answers 404")),
+    request_body(content = Object, description = "The CRM's webhook body, as the CRM sends it", content_type = "application/json"),
+    responses(
+        (status = 200, description = "Pipedrive and HubSpot: what became of each item. Salesforce: its SOAP acknowledgement",
+            content((Report = "application/json"), (String = "text/xml"))),
+        (status = 400, description = "Malformed body, not UTF-8 (`invalid_encoding`); a SOAP fault for Salesforce", content((crate::api_error::ErrorBody = "application/json"), (String = "text/xml"))),
+        (status = 401, description = "The CRM's authentication failed; a SOAP fault for Salesforce", content((crate::api_error::ErrorBody = "application/json"), (String = "text/xml"))),
+        (status = 404, description = "No such source configured", body = crate::api_error::ErrorBody),
+        (status = 405, description = "Another method (`method_not_allowed`)", body = crate::api_error::ErrorBody),
+        (status = 408, description = "The body did not arrive in time", content((crate::api_error::ErrorBody = "application/json"), (String = "text/xml"))),
+        (status = 413, description = "The body is too large", content((crate::api_error::ErrorBody = "application/json"), (String = "text/xml"))),
+        (status = 415, description = "A `Content-Encoding` or the wrong content type", content((crate::api_error::ErrorBody = "application/json"), (String = "text/xml"))),
+        (status = 422, description = "A field is wrong; `field` names it", content((crate::api_error::ErrorBody = "application/json"), (String = "text/xml"))),
+        (status = 503, description = "Not committed; `Retry-After: 5`", content((crate::api_error::ErrorBody = "application/json"), (String = "text/xml"))),
+    ))]
 #[tracing::instrument(skip_all, fields(source))]
 pub(super) async fn post_source(
     request: HttpRequest,

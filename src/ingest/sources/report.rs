@@ -39,12 +39,13 @@ impl RecordIds {
 }
 
 /// What became of each item, in the order the CRM sent them.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = SourceReport)]
 pub struct Report {
     pub items: Vec<ItemReport>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum ItemReport {
     Queued {
@@ -64,6 +65,7 @@ pub enum ItemReport {
         message: String,
         /// Logged, not sent: the CRM already knows its own record.
         #[serde(skip)]
+        #[schema(ignore)]
         record: RecordIds,
     },
 }

@@ -1,0 +1,181 @@
+//! The OpenAPI 3.1 document of every endpoint, derived from the handlers' own `#[utoipa::path]`
+//! and answer types so it cannot drift from them, and `GET /openapi.json` serving it.
+
+use std::sync::LazyLock;
+
+use actix_web::{HttpResponse, web};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "tallyfy-bridge",
+        description = "CRM contact webhooks in, each email created once as a Tallyfy guest. \
+            Every JSON error is `{\"error\": {\"code\", \"message\", \"field\"?}}`; unknown paths \
+            answer 404 `not_found`. Reference: docs/endpoints.md."
+    ),
+    paths(
+        crate::ingest::post_contact,
+        crate::ingest::sources::post_source,
+        crate::ingest::sources::post_crm_with_token,
+        crate::status::status,
+        crate::status::live,
+        crate::status::ready,
+        crate::metrics::scrape::scrape,
+        crate::ops::delivery,
+        crate::ops::guest,
+        crate::ops::deliveries::list,
+        crate::ops::deliveries::retry_one,
+        crate::ops::deliveries::cancel_one,
+        crate::ops::deliveries::retry_bulk,
+        crate::ops::deliveries::cancel_bulk,
+        crate::ops::audit::list,
+        crate::ops::refused::list,
+        openapi_json,
+    ),
+    components(schemas(crate::api_error::ErrorBody, CrmSource)),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "webhooks", description = "Contacts in: the bridge's own format and each CRM's"),
+        (name = "status", description = "Operators and orchestrators: status, health, metrics"),
+        (name = "admin", description = "Operator look-ups and changes, behind `admin.token`"),
+        (name = "meta", description = "This document"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The ways callers authenticate (docs/authentication.md, docs/crm.md).
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let bearer = |description: &str| {
+            let mut http = Http::new(HttpAuthScheme::Bearer);
+            http.description = Some(description.to_owned());
+            SecurityScheme::Http(http)
+        };
+        let basic = |description: &str| {
+            let mut http = Http::new(HttpAuthScheme::Basic);
+            http.description = Some(description.to_owned());
+            SecurityScheme::Http(http)
+        };
+        let header = |name: &str, description: &str| {
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                name,
+                description,
+            )))
+        };
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for (name, scheme) in [
+            (
+                "admin_token",
+                bearer("`Authorization: Bearer <admin.token>`"),
+            ),
+            (
+                "metrics_token",
+                bearer("`Authorization: Bearer <metrics.token>`, when it is set"),
+            ),
+            (
+                "webhook_signature",
+                header(
+                    "webhook-signature",
+                    "`ingest.auth.mode = \"signature\"` (the default): Standard Webhooks, \
+                     `webhook-id`, `webhook-timestamp` (±5 min) and `webhook-signature: \
+                     v1,<base64 HMAC-SHA256 of {id}.{timestamp}.{body}>`",
+                ),
+            ),
+            (
+                "webhook_shared_secret",
+                bearer("`ingest.auth.mode = \"shared_secret\"`: `Authorization: Bearer <secret>`"),
+            ),
+            (
+                "webhook_basic",
+                basic(
+                    "`ingest.auth.mode = \"shared_secret\"`: HTTP Basic, the secret as the password",
+                ),
+            ),
+            (
+                "pipedrive_basic",
+                basic("Pipedrive: HTTP Basic (`sources.pipedrive`)"),
+            ),
+            (
+                "hubspot_signature",
+                header(
+                    "X-HubSpot-Signature-v3",
+                    "HubSpot: signature v3 with `X-HubSpot-Request-Timestamp` (`sources.hubspot`)",
+                ),
+            ),
+        ] {
+            components.add_security_scheme(name, scheme);
+        }
+    }
+}
+
+/// The CRMs with a webhook path; documentation only (each adapter names its own `SOURCE`).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum CrmSource {
+    Pipedrive,
+    Hubspot,
+    Salesforce,
+}
+
+/// The body of `POST /webhooks/contacts`. Documentation only: ingest reads the body field by
+/// field (`ingest::contact`) so each problem names its field; the limits here are the same.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct ContactWebhook {
+    /// A plain `local@domain` address.
+    #[schema(max_length = 254, format = Email)]
+    email: String,
+    #[schema(max_length = 200)]
+    first_name: Option<String>,
+    #[schema(max_length = 200)]
+    last_name: Option<String>,
+    #[schema(max_length = 200)]
+    company_name: Option<String>,
+    #[schema(max_length = 20)]
+    phone_1: Option<String>,
+    #[schema(max_length = 20)]
+    phone_2: Option<String>,
+    /// An IANA zone name, e.g. `Europe/Paris`.
+    timezone: Option<String>,
+    /// Tallyfy member user ids, each 1 to 2^53 − 1.
+    #[schema(max_items = 100)]
+    associated_members: Option<Vec<u64>>,
+    #[schema(max_length = 2000)]
+    company_url: Option<String>,
+    #[schema(max_length = 2000)]
+    contact_url: Option<String>,
+    #[schema(max_length = 2000)]
+    image_url: Option<String>,
+    #[schema(max_length = 200)]
+    opportunity_name: Option<String>,
+    #[schema(max_length = 2000)]
+    opportunity_url: Option<String>,
+    /// The CRM's event id, for deduplication; the `webhook-id` header wins.
+    #[schema(max_length = 255)]
+    event_id: Option<String>,
+}
+
+static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
+    ApiDoc::openapi().to_json().unwrap_or_else(|error| {
+        format!("{{\"error\":{{\"code\":\"internal\",\"message\":\"{error}\"}}}}")
+    })
+});
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/openapi.json", web::get().to(openapi_json));
+}
+
+/// This document (OpenAPI 3.1). Public: it holds no secrets.
+#[utoipa::path(get, path = "/openapi.json", tag = "meta",
+    responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json", body = Object)))]
+pub async fn openapi_json() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(DOCUMENT.as_str())
+}

@@ -1,0 +1,151 @@
+//! The answers of `/status` and the health checks as types: what the handlers send and what
+//! `/openapi.json` documents are the same structs. A new `/status` section is a new field here.
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::{RefusedCount, Snapshot, StateCounts};
+
+/// `200 /status`: the database could be read.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Status {
+    /// The bridge's version (`Cargo.toml`).
+    pub version: &'static str,
+    /// Whole seconds since start.
+    pub uptime_secs: u64,
+    pub database: DatabaseStatus,
+    /// The webhook paths this deployment accepts, a secret URL segment shown as `{token}`.
+    pub webhooks: Vec<String>,
+    pub outbox: OutboxStatus,
+    pub delivery: DeliveryStatus,
+    pub refused: RefusedStatus,
+    pub retention: RetentionStatus,
+}
+
+/// `503 /status`: the figures could not be read.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatusUnavailable {
+    pub version: &'static str,
+    pub uptime_secs: u64,
+    pub database: DatabaseDown,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DatabaseStatus {
+    /// Always `true` here.
+    pub ok: bool,
+    /// Pages × page size, the WAL not included.
+    pub size_bytes: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DatabaseDown {
+    /// Always `false` here.
+    pub ok: bool,
+    /// Set when the database file was deleted or replaced under the running bridge.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OutboxStatus {
+    pub counts: StateCounts,
+    /// Arrival (RFC 3339) of the oldest row still queued, in flight or retrying.
+    #[schema(format = DateTime)]
+    pub oldest_waiting_at: Option<String>,
+    pub oldest_waiting_age_secs: Option<f64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryStatus {
+    /// Paused because Tallyfy refused the credentials (401/403).
+    pub paused: bool,
+    pub paused_reason: Option<String>,
+    /// After a 429 from Tallyfy: nothing is sent before this time.
+    #[schema(format = DateTime)]
+    pub rate_limited_until: Option<String>,
+    #[schema(format = DateTime)]
+    pub heartbeat_at: Option<String>,
+    pub heartbeat_age_secs: Option<f64>,
+    #[schema(format = DateTime)]
+    pub last_delivered_at: Option<String>,
+    /// Redacted: no tokens, no email local parts.
+    pub last_error: Option<String>,
+    #[schema(format = DateTime)]
+    pub last_error_at: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RefusedStatus {
+    pub total: i64,
+    pub by_source: Vec<RefusedCount>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RetentionStatus {
+    #[schema(format = DateTime)]
+    pub last_prune_at: Option<String>,
+    pub last_prune_rows: Option<i64>,
+}
+
+/// `/health/live` and `/health/ready` when healthy.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `live` or `ready`.
+    pub status: &'static str,
+}
+
+fn iso(ms: Option<i64>) -> Option<String> {
+    ms.and_then(crate::time::rfc3339)
+}
+
+fn age_secs(ms: Option<i64>, now: i64) -> Option<f64> {
+    ms.map(|t| ((now - t).max(0) as f64) / 1000.0)
+}
+
+impl Status {
+    pub fn new(uptime_secs: u64, webhooks: Vec<String>, snapshot: Snapshot, now: i64) -> Self {
+        Self {
+            version: env!("CARGO_PKG_VERSION"),
+            uptime_secs,
+            database: DatabaseStatus {
+                ok: true,
+                size_bytes: snapshot.database_bytes,
+            },
+            webhooks,
+            outbox: OutboxStatus {
+                counts: snapshot.counts,
+                oldest_waiting_at: iso(snapshot.oldest_waiting_at),
+                oldest_waiting_age_secs: age_secs(snapshot.oldest_waiting_at, now),
+            },
+            delivery: DeliveryStatus {
+                paused: snapshot.paused_reason.is_some(),
+                paused_reason: snapshot.paused_reason,
+                rate_limited_until: iso(snapshot.rate_limited_until.filter(|until| *until > now)),
+                heartbeat_at: iso(snapshot.heartbeat_at),
+                heartbeat_age_secs: age_secs(snapshot.heartbeat_at, now),
+                last_delivered_at: iso(snapshot.last_delivered_at),
+                last_error: snapshot.last_error,
+                last_error_at: iso(snapshot.last_error_at),
+            },
+            refused: RefusedStatus {
+                total: snapshot.refused.iter().map(|r| r.n).sum(),
+                by_source: snapshot.refused,
+            },
+            retention: RetentionStatus {
+                last_prune_at: iso(snapshot.last_prune_at),
+                last_prune_rows: snapshot.last_prune_rows,
+            },
+        }
+    }
+}
+
+impl StatusUnavailable {
+    pub fn new(uptime_secs: u64, problem: Option<String>) -> Self {
+        Self {
+            version: env!("CARGO_PKG_VERSION"),
+            uptime_secs,
+            database: DatabaseDown { ok: false, problem },
+        }
+    }
+}
