@@ -109,7 +109,7 @@ mod tests {
         let svg = chart(&hours).into_string();
         assert_eq!(svg.matches("class=\"accepted\"").count(), 48);
         assert_eq!(svg.matches("class=\"delivered\"").count(), 48);
-        assert!(svg.contains("data-accepted=\"47\""), "{svg}");
+        assert!(svg.contains("data-accepted=\"48\""), "{svg}");
         assert!(svg.contains("data-delivered=\"24\""), "{svg}");
         assert!(svg.contains("<title id=\"chart-title\">"));
         assert!(!svg.contains("NaN") && !svg.contains("inf"));
