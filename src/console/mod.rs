@@ -114,3 +114,34 @@ async fn stylesheet() -> HttpResponse {
     refused::list,
 ))]
 pub struct ConsoleApi;
+
+#[cfg(test)]
+mod tests {
+    use utoipa::OpenApi;
+
+    use super::ConsoleApi;
+
+    #[test]
+    fn every_console_page_is_in_the_openapi_document() {
+        let document = ConsoleApi::openapi();
+        let paths: Vec<&str> = document.paths.paths.keys().map(String::as_str).collect();
+        for path in [
+            "/console",
+            "/console/login",
+            "/console/logout",
+            "/console/static/console.css",
+            "/console/deliveries",
+            "/console/deliveries/{id}",
+            "/console/deliveries/{id}/retry",
+            "/console/deliveries/{id}/cancel",
+            "/console/bulk",
+            "/console/bulk/done",
+            "/console/search",
+            "/console/refused",
+        ] {
+            assert!(paths.contains(&path), "{path}: {paths:?}");
+        }
+        let json = document.to_json().unwrap_or_default();
+        assert!(json.contains("text/html"), "{json}");
+    }
+}

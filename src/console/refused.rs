@@ -78,12 +78,12 @@ pub(super) async fn list(request: HttpRequest, state: web::Data<ConsoleState>) -
         id: item.id,
     });
     let body = html! {
+        // One <tr> per item and nothing else (the DOM contract): the columns are named in the
+        // caption.
         table id="refused" {
-            thead {
-                tr {
-                    th { "Refused" } th { "Source" } th { "Reason" } th { "Field" }
-                    th { "CRM record" } th { "CRM event" } th { "Notification" } th { "Row" }
-                }
+            caption {
+                "Refused at · source · reason · field at fault · CRM record · CRM event · "
+                "notification · outbox row"
             }
             tbody {
                 @for item in &items.items {

@@ -9,11 +9,11 @@ use reqwest::header::{COOKIE, HeaderMap, LOCATION, SET_COOKIE};
 use sqlx::SqlitePool;
 
 use crate::admin::TOKEN;
-use crate::helpers::{TestApp, spawn_app_with};
+use crate::helpers::TestApp;
 
 /// An app with the admin token (so the console) and no delivery.
 pub async fn console_app() -> TestApp {
-    spawn_app_with(&[("BRIDGE__ADMIN__TOKEN", TOKEN.into())]).await
+    crate::admin::admin_app().await
 }
 
 /// `request` with `fields` as its `application/x-www-form-urlencoded` body, as a browser posts
