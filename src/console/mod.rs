@@ -10,6 +10,7 @@ mod guard;
 mod layout;
 mod overview;
 mod refused;
+mod row;
 mod search;
 mod session;
 
@@ -66,12 +67,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/logout", web::post().to(session::logout))
             .route("/static/console.css", web::get().to(stylesheet))
             .route("/deliveries", web::get().to(deliveries::list))
-            .route("/deliveries/{id}", web::get().to(deliveries::row))
-            .route("/deliveries/{id}/retry", web::post().to(deliveries::retry))
-            .route(
-                "/deliveries/{id}/cancel",
-                web::post().to(deliveries::cancel),
-            )
+            .route("/deliveries/{id}", web::get().to(row::row))
+            .route("/deliveries/{id}/retry", web::post().to(row::retry))
+            .route("/deliveries/{id}/cancel", web::post().to(row::cancel))
             .route("/bulk", web::get().to(bulk::confirm))
             .route("/bulk", web::post().to(bulk::apply))
             .route("/bulk/done", web::get().to(bulk::done))
@@ -104,9 +102,9 @@ async fn stylesheet() -> HttpResponse {
     session::logout,
     stylesheet,
     deliveries::list,
-    deliveries::row,
-    deliveries::retry,
-    deliveries::cancel,
+    row::row,
+    row::retry,
+    row::cancel,
     bulk::confirm,
     bulk::apply,
     bulk::done,
