@@ -146,3 +146,11 @@ pub(super) fn age(ms: i64, now: i64) -> String {
         _ => format!("{} h {} min", secs / 3600, secs % 3600 / 60),
     }
 }
+
+/// A value's name as the admin API's JSON shows it (`fetch_failed`, not `FetchFailed`).
+pub(super) fn wire_name(value: &impl serde::Serialize) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}

@@ -5,7 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use maud::{Markup, html};
 
-use super::layout::{html, internal, not_found_page, opt_time, page, see_other, time};
+use super::layout::{html, internal, not_found_page, opt_time, page, see_other, time, wire_name};
 use super::session::{self, Session};
 use super::{ConsoleState, PRINCIPAL, form};
 use crate::ops::audit::{self, AuditNote};
@@ -90,7 +90,7 @@ pub(super) async fn row(
                     td { (time(attempt.started_at)) }
                     td { (attempt.duration_ms) " ms" }
                     td { (attempt.http_status.map(|s| s.to_string()).unwrap_or_default()) }
-                    td { (format!("{:?}", attempt.outcome)) }
+                    td { (wire_name(&attempt.outcome)) }
                     td class="error" { (attempt.error.as_deref().unwrap_or("")) }
                 }
             }

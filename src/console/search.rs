@@ -6,7 +6,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use maud::html;
 
 use super::deliveries::{next_link, rows_table};
-use super::layout::{bad_param, html, internal, page, time};
+use super::layout::{bad_param, html, internal, page, time, wire_name};
 use super::{ConsoleState, form, session};
 use crate::domain::lookup_key;
 use crate::ops::deliveries::DeliveryFilter;
@@ -67,7 +67,7 @@ pub(super) async fn search(request: HttpRequest, state: web::Data<ConsoleState>)
                 (Some(entry), _) => dl {
                     dt { "Guest id" } dd id="guest-id" { (entry.guest_id) }
                     dt { "Organisation" } dd { (entry.org_id) }
-                    dt { "Learned by" } dd { (format!("{:?}", entry.learned_by)) }
+                    dt { "Learned by" } dd { (wire_name(&entry.learned_by)) }
                     dt { "Recorded" } dd { (time(entry.created_at)) }
                     dt { "By row" } dd {
                         a href=(format!("/console/deliveries/{}", entry.outbox_id)) { (entry.outbox_id) }
