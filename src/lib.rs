@@ -7,6 +7,7 @@
 pub mod api_error;
 pub mod cli;
 pub mod configuration;
+pub mod console;
 pub mod crm;
 pub mod delivery;
 pub mod domain;

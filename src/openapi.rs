@@ -40,6 +40,7 @@ use utoipa::{Modify, OpenApi};
         (name = "webhooks", description = "Contacts in: the bridge's own format and each CRM's"),
         (name = "status", description = "Operators and orchestrators: status, health, metrics"),
         (name = "admin", description = "Operator look-ups and changes, behind `admin.token`"),
+        (name = "console", description = "The operator console's HTML pages (docs/console.md)"),
         (name = "meta", description = "This document"),
     )
 )]
@@ -161,8 +162,15 @@ pub struct ContactWebhook {
     event_id: Option<String>,
 }
 
+/// The whole document: the JSON API and the console's HTML pages.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut document = ApiDoc::openapi();
+    document.merge(crate::console::ConsoleApi::openapi());
+    document
+}
+
 static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
-    ApiDoc::openapi().to_json().unwrap_or_else(|error| {
+    document().to_json().unwrap_or_else(|error| {
         format!("{{\"error\":{{\"code\":\"internal\",\"message\":\"{error}\"}}}}")
     })
 });

@@ -158,6 +158,7 @@ impl Settings {
         }
         self.sources.validate()?;
         self.retention.validate()?;
+        self.admin.validate()?;
         self.check_crm_reads_end_inside_the_lease()?;
         self.ingest.auth.validate()
     }

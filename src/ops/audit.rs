@@ -15,11 +15,23 @@ pub struct AuditNote {
     pub at: i64,
     /// The request's `x-request-id`.
     pub request_id: Option<String>,
+    /// Who acted: [`Self::ADMIN_API`] or the console's `console`.
+    pub principal: &'static str,
 }
 
 impl AuditNote {
+    /// The bearer-token admin API.
+    pub const ADMIN_API: &'static str = "admin_api";
+
+    /// A change by the admin API.
     pub fn of(request: &HttpRequest) -> Self {
+        Self::by(request, Self::ADMIN_API)
+    }
+
+    /// A change made through `principal` (the console says `console`).
+    pub fn by(request: &HttpRequest, principal: &'static str) -> Self {
         Self {
+            principal,
             at: crate::time::now_ms(),
             request_id: request
                 .extensions()
@@ -46,6 +58,8 @@ pub struct AuditView {
     pub filter: Option<String>,
     pub affected: i64,
     pub request_id: Option<String>,
+    /// admin_api | console
+    pub principal: String,
 }
 
 /// Stored JSON shown as JSON, not as a string of it.
@@ -62,6 +76,7 @@ pub fn log(note: &AuditNote, action: &str, target: Option<i64>, affected: u64) {
         action,
         outbox_id = target,
         affected,
+        principal = note.principal,
         request_id = note.request_id.as_deref().unwrap_or(""),
         "Admin action"
     );

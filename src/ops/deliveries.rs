@@ -47,7 +47,7 @@ impl RowAction {
         }
     }
 
-    pub(super) fn allowed(self) -> String {
+    pub(crate) fn allowed(self) -> String {
         let names: Vec<&str> = self.from_states().iter().map(|s| s.as_str()).collect();
         names.join(" or ")
     }

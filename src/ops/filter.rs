@@ -38,13 +38,13 @@ pub struct DeliveryFilter {
     pub until: Option<i64>,
 }
 
-pub(super) const FILTER_FIELDS: [&str; 5] = ["state", "source", "email", "since", "until"];
+pub(crate) const FILTER_FIELDS: [&str; 5] = ["state", "source", "email", "since", "until"];
 
 /// Parameters by their static field name, as given.
-pub(super) type Fields = Vec<(&'static str, String)>;
+pub(crate) type Fields = Vec<(&'static str, String)>;
 
 /// Reads the filter fields of `pairs` into a filter, and hands back the rest.
-pub(super) fn parse_filter(pairs: Fields) -> Result<(DeliveryFilter, Fields), BadParam> {
+pub(crate) fn parse_filter(pairs: Fields) -> Result<(DeliveryFilter, Fields), BadParam> {
     let mut filter = DeliveryFilter::default();
     let mut rest = Vec::new();
     for (field, value) in pairs {
@@ -73,7 +73,7 @@ pub(super) fn parse_filter(pairs: Fields) -> Result<(DeliveryFilter, Fields), Ba
 }
 
 /// The known query parameters of `request`, each named by its static field name.
-pub(super) fn known_pairs(
+pub(crate) fn known_pairs(
     request: &HttpRequest,
     known: &[&'static str],
 ) -> Result<Fields, BadParam> {
@@ -109,6 +109,20 @@ pub(super) fn parse_bulk(
         pairs.push((field, text));
     }
     let (filter, rest) = parse_filter(pairs)?;
+    check_bulk(&filter, action)?;
+    let limit = match rest.first() {
+        None => BULK_DEFAULT,
+        Some((_, text)) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=BULK_MAX).contains(n))
+            .ok_or_else(|| BadParam::new("limit", format!("limit must be 1 to {BULK_MAX}")))?,
+    };
+    Ok((filter, limit))
+}
+
+/// A bulk change names a state, one `action` applies to.
+pub(crate) fn check_bulk(filter: &DeliveryFilter, action: RowAction) -> Result<(), BadParam> {
     let Some(from) = filter.state else {
         return Err(BadParam::new(
             "state",
@@ -121,15 +135,7 @@ pub(super) fn parse_bulk(
             format!("state must be {}", action.allowed()),
         ));
     }
-    let limit = match rest.first() {
-        None => BULK_DEFAULT,
-        Some((_, text)) => text
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=BULK_MAX).contains(n))
-            .ok_or_else(|| BadParam::new("limit", format!("limit must be 1 to {BULK_MAX}")))?,
-    };
-    Ok((filter, limit))
+    Ok(())
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use crate::outbox::{RowState, Store};
 
 pub mod audit;
 pub mod deliveries;
-mod filter;
+pub(crate) mod filter;
 pub mod page;
 pub mod refused;
 

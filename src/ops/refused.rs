@@ -39,7 +39,7 @@ pub struct RefusedView {
 /// would otherwise list everything).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Params {
+pub(crate) struct Params {
     source: Option<String>,
     reason: Option<String>,
     since: Option<String>,
@@ -49,7 +49,7 @@ struct Params {
 }
 
 impl Params {
-    fn parse(self) -> Result<(RefusedFilter, PageRequest), BadParam> {
+    pub(crate) fn parse(self) -> Result<(RefusedFilter, PageRequest), BadParam> {
         let page = PageRequest::parse(self.limit.as_deref(), self.cursor.as_deref())?;
         let time = |field, text: Option<String>| text.map(|t| parse_time(field, &t)).transpose();
         let filter = RefusedFilter {

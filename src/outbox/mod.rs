@@ -7,6 +7,7 @@ pub mod sqlite;
 pub mod writer;
 
 use crate::configuration::RetentionSettings;
+use crate::console::{HourCounts, StoredSession};
 use crate::domain::outcome::Outcome;
 use crate::ops::audit::{AuditNote, AuditView};
 use crate::ops::deliveries::{DeliveryFilter, Moved, RowAction};
@@ -220,6 +221,24 @@ pub trait Store: Send + Sync {
     /// `policy.batch_rows`, each its own short transaction, until nothing is old enough. Never
     /// the guest ledger. Records the run for `/status`.
     async fn prune(&self, now: i64, policy: &RetentionSettings) -> anyhow::Result<Pruned>;
+
+    // console: the ops console's chart, bulk confirmation and login sessions
+    /// Per hour from the hour of `since` to `until` (every hour, empty ones as 0): events
+    /// accepted (by `received_at`) and rows delivered (by when they became delivered);
+    /// index-backed, so each hour costs what it holds.
+    async fn hourly_activity(&self, since: i64, until: i64) -> anyhow::Result<Vec<HourCounts>>;
+    /// How many rows [`Store::change_deliveries`] with the same arguments would move now.
+    async fn count_deliveries(
+        &self,
+        filter: &DeliveryFilter,
+        action: RowAction,
+        limit: usize,
+    ) -> anyhow::Result<u64>;
+    /// Stores a console session, deleting expired ones first (as of `now`).
+    async fn create_session(&self, session: &StoredSession, now: i64) -> anyhow::Result<()>;
+    /// The session whose id hashes to `id_hash`, unless it expired by `now`.
+    async fn session(&self, id_hash: &[u8], now: i64) -> anyhow::Result<Option<StoredSession>>;
+    async fn delete_session(&self, id_hash: &[u8]) -> anyhow::Result<()>;
 }
 
 /// What one prune deleted.

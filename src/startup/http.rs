@@ -15,6 +15,7 @@ use tracing_actix_web::{RequestId, TracingLogger};
 
 use crate::api_error::json_error;
 use crate::configuration::HttpSettings;
+use crate::console::{self, ConsoleState};
 use crate::ingest::{self, IngestState};
 use crate::metrics::{self, MetricsState};
 use crate::ops::{self, OpsState};
@@ -27,6 +28,7 @@ pub(super) struct Endpoints {
     pub status: web::Data<StatusState>,
     pub ops: web::Data<OpsState>,
     pub metrics: web::Data<MetricsState>,
+    pub console: web::Data<ConsoleState>,
 }
 
 /// The server on `listener`, started (actix serves once the returned future is polled).
@@ -40,6 +42,7 @@ pub(super) fn server(
         status,
         ops,
         metrics,
+        console,
     } = endpoints;
     let mut server = HttpServer::new(move || {
         App::new()
@@ -50,11 +53,13 @@ pub(super) fn server(
             .app_data(status.clone())
             .app_data(ops.clone())
             .app_data(metrics.clone())
+            .app_data(console.clone())
             .configure(ingest::routes)
             .configure(status::routes)
             .configure(ops::routes)
             .configure(metrics::routes)
             .configure(crate::openapi::routes)
+            .configure(console::routes)
             .default_service(web::to(not_found))
     })
     .listen(listener)?

@@ -16,6 +16,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::configuration::Settings;
+use crate::console::ConsoleState;
 use crate::crm::CrmClients;
 use crate::delivery::Worker;
 use crate::delivery::policy::{Clock, SystemClock};
@@ -159,6 +160,13 @@ impl Application {
                 admin_token: settings.admin.token.as_ref().map(|t| t.to_secret_string()),
                 org_id: settings.tallyfy.org_id.clone(),
                 wake: app.wake.clone(),
+            }),
+            console: web::Data::new(ConsoleState {
+                store: app.store.clone(),
+                admin_token: settings.admin.token.as_ref().map(|t| t.to_secret_string()),
+                org_id: settings.tallyfy.org_id.clone(),
+                wake: app.wake.clone(),
+                session_secs: settings.admin.console_session_secs,
             }),
             metrics: web::Data::new(MetricsState {
                 metrics,

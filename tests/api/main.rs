@@ -3,6 +3,7 @@
 mod admin;
 mod auth;
 mod binary;
+mod console;
 mod crash;
 mod database_file;
 mod delivery;

@@ -185,3 +185,13 @@ fn key_of(env: &str) -> String {
         .replace("__", ".")
         .to_ascii_lowercase()
 }
+
+#[test]
+fn a_console_session_must_last_some_time() {
+    let settings = load(&[SIGNED]).expect("defaults are valid");
+    assert_eq!(settings.admin.console_session_secs, 28_800);
+    let err = load(&[SIGNED, ("BRIDGE__ADMIN__CONSOLE_SESSION_SECS", "0")])
+        .expect_err("zero")
+        .to_string();
+    assert!(err.contains("admin.console_session_secs"), "{err}");
+}

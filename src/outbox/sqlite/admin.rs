@@ -31,7 +31,7 @@ fn index_of(filter: &DeliveryFilter) -> &'static str {
 }
 
 /// `SELECT {columns} FROM outbox INDEXED BY … WHERE …` for `filter`, newest first.
-fn select(columns: &str, filter: &DeliveryFilter, paged: bool) -> String {
+pub(super) fn select(columns: &str, filter: &DeliveryFilter, paged: bool) -> String {
     let mut terms = vec!["1"];
     if filter.state.is_some() {
         terms.push("state = ?1");
@@ -64,7 +64,7 @@ fn list_sql(filter: &DeliveryFilter, paged: bool) -> String {
 
 /// What an action does to a row, and the states it applies to as an SQL list (from
 /// [`RowAction::from_states`], the one place they are named).
-fn change_sql(action: RowAction) -> (&'static str, String) {
+pub(super) fn change_sql(action: RowAction) -> (&'static str, String) {
     let set = match action {
         // Due now with a fresh budget; `attempts` keeps counting (the fence, and the sign that
         // an earlier attempt may have reached Tallyfy).
@@ -94,12 +94,12 @@ fn more_sql(filter: &DeliveryFilter) -> String {
     format!("SELECT EXISTS ({} LIMIT 1)", select("1", filter, false))
 }
 
-type Query<'q, O> = sqlx::query::QueryAs<'q, Sqlite, O, sqlx::sqlite::SqliteArguments>;
+pub(super) type Query<'q, O> = sqlx::query::QueryAs<'q, Sqlite, O, sqlx::sqlite::SqliteArguments>;
 
 /// Binds what every list and bulk statement may use, in this order (a statement that does not
 /// use one still binds it, as NULL): ?1 state, ?2 source, ?3 email, ?4 since, ?5 until,
 /// ?6 cursor time, ?7 cursor id, ?8 limit, ?9 now.
-fn bind<'q, O>(
+pub(super) fn bind<'q, O>(
     query: Query<'q, O>,
     filter: &'q DeliveryFilter,
     after: Option<Cursor>,
@@ -236,8 +236,8 @@ async fn audit(
     affected: u64,
 ) -> anyhow::Result<()> {
     sqlx::query(
-        "INSERT INTO admin_audit (at, action, target, filter, affected, request_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO admin_audit (at, action, target, filter, affected, request_id, principal)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )
     .bind(note.at)
     .bind(action)
@@ -245,6 +245,7 @@ async fn audit(
     .bind(filter)
     .bind(affected as i64)
     .bind(note.request_id.as_deref())
+    .bind(note.principal)
     .execute(conn)
     .await
     .context("Failed to write the admin audit")?;
@@ -253,7 +254,7 @@ async fn audit(
 
 fn audit_sql(paged: bool) -> String {
     format!(
-        "SELECT id, at, action, target, filter, affected, request_id
+        "SELECT id, at, action, target, filter, affected, request_id, principal
          FROM admin_audit INDEXED BY admin_audit_at WHERE {} ORDER BY at DESC, id DESC LIMIT ?3",
         if paged {
             "(at, id) < (?1, ?2)"

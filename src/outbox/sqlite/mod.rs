@@ -4,6 +4,7 @@
 mod admin;
 mod append;
 mod claim;
+mod console;
 pub mod identity;
 mod prune;
 mod reads;

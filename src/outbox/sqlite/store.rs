@@ -7,8 +7,9 @@ use anyhow::Context;
 use sqlx::SqlitePool;
 use tokio::sync::Mutex;
 
-use super::{DatabaseFile, admin, claim, prune, reads, refused, results, worker_state};
+use super::{DatabaseFile, admin, claim, console, prune, reads, refused, results, worker_state};
 use crate::configuration::{DatabaseSettings, RetentionSettings};
+use crate::console::{HourCounts, StoredSession};
 use crate::ops::audit::{AuditNote, AuditView};
 use crate::ops::deliveries::{DeliveryFilter, Moved, RowAction};
 use crate::ops::page::Cursor;
@@ -187,5 +188,31 @@ impl Store for SqliteStore {
             policy,
         )
         .await
+    }
+
+    // console: the ops console's chart, bulk confirmation and login sessions
+    async fn hourly_activity(&self, since: i64, until: i64) -> anyhow::Result<Vec<HourCounts>> {
+        console::hourly_activity(&self.pool, since, until).await
+    }
+
+    async fn count_deliveries(
+        &self,
+        filter: &DeliveryFilter,
+        action: RowAction,
+        limit: usize,
+    ) -> anyhow::Result<u64> {
+        console::count_deliveries(&self.pool, filter, action, limit).await
+    }
+
+    async fn create_session(&self, session: &StoredSession, now: i64) -> anyhow::Result<()> {
+        console::create_session(&self.pool, session, now).await
+    }
+
+    async fn session(&self, id_hash: &[u8], now: i64) -> anyhow::Result<Option<StoredSession>> {
+        console::session(&self.pool, id_hash, now).await
+    }
+
+    async fn delete_session(&self, id_hash: &[u8]) -> anyhow::Result<()> {
+        console::delete_session(&self.pool, id_hash).await
     }
 }
