@@ -97,6 +97,7 @@ fn bulk_form(filter: &DeliveryFilter, action: RowAction) -> Markup {
 #[utoipa::path(
     get,
     path = "/console/deliveries",
+    operation_id = "console_deliveries",
     tag = "console",
     params(
         ("state" = Option<String>, Query, description = "queued, in_flight, retrying, delivered, failed or cancelled"),

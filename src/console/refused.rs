@@ -37,6 +37,7 @@ fn next_href(filter: &RefusedFilter, limit: usize, cursor: &str) -> String {
 #[utoipa::path(
     get,
     path = "/console/refused",
+    operation_id = "console_refused",
     tag = "console",
     params(
         ("source" = Option<String>, Query, description = "The CRM source"),
