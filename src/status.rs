@@ -20,6 +20,8 @@ pub struct StatusState {
     pub started: Instant,
     /// The webhook paths this deployment accepts (the canonical one and configured CRMs).
     pub webhooks: Vec<String>,
+    /// The Tallyfy credentials delivery uses (`None` without delivery).
+    pub credentials: Option<Arc<crate::tallyfy::Credentials>>,
 }
 
 /// Rows per state.
@@ -120,6 +122,7 @@ async fn status(state: web::Data<StatusState>) -> HttpResponse {
             "last_error": snapshot.last_error,
             "last_error_at": iso(snapshot.last_error_at),
         },
+        "tallyfy": crate::tallyfy::TallyfyStatus::of(state.credentials.as_deref()),
         "refused": {
             "total": snapshot.refused.iter().map(|r| r.n).sum::<i64>(),
             "by_source": snapshot.refused,
