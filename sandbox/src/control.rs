@@ -1,5 +1,5 @@
 //! The `/_sandbox` control API (no auth, JSON): inspect guests and stats, change faults and
-//! token, queue 429 bursts, reset. Never subject to injected faults.
+//! token, queue 429 bursts, expire issued tokens, reset. Never subject to injected faults.
 
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
@@ -62,6 +62,15 @@ pub(crate) async fn handle(req: Request<Incoming>, path: &str, shared: &Shared) 
             }
             Err(resp) => resp,
         },
+        // Issued access tokens stop working now; `revoke_refresh` refuses refresh tokens too.
+        (&Method::POST, "/tokens/expire") => {
+            shared.lock().tokens.expire_all();
+            ok(&json!({"ok": true}))
+        }
+        (&Method::POST, "/tokens/revoke_refresh") => {
+            shared.lock().tokens.revoke_refresh();
+            ok(&json!({"ok": true}))
+        }
         (&Method::POST, "/reset") => {
             shared.reset();
             ok(&json!({"ok": true}))

@@ -158,7 +158,7 @@ mod tests {
         clock.fetch_add(7 * DAY_MS, Ordering::SeqCst);
         let close = CredentialsStatus::of(&credentials);
         assert_eq!(close.expires_in_days, Some(13));
-        let warning = close.warning.expect("a warning 13 days before");
+        let warning = close.warning.clone().expect("a warning 13 days before");
         assert!(warning.contains("expires in 13 days"), "{warning}");
         assert!(warning.contains("tallyfy.token"), "{warning}");
         let printed = serde_json::to_string(&close).expect("json");

@@ -4,6 +4,7 @@ mod admin;
 mod auth;
 mod binary;
 mod crash;
+mod credentials;
 mod database_file;
 mod delivery;
 mod durability;
