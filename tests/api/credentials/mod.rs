@@ -3,6 +3,7 @@
 //! restarts without a pause or a second create; refusals that pause with what to fix; a personal
 //! access token replaced by a restart.
 
+mod binary;
 mod oauth;
 mod personal;
 
