@@ -90,12 +90,18 @@ impl Tokens {
         }
         match field("grant_type") {
             "client_credentials" => Ok(self.issue(false, now)),
-            "password" if field("username") == self.username && field("password") == self.password => {
+            "password"
+                if field("username") == self.username && field("password") == self.password =>
+            {
                 Ok(self.issue(true, now))
             }
-            "password" => Err(Refusal::InvalidGrant("The user credentials were incorrect.")),
+            "password" => Err(Refusal::InvalidGrant(
+                "The user credentials were incorrect.",
+            )),
             // Rotated: a refresh token works once.
-            "refresh_token" if self.refresh.remove(field("refresh_token")) => Ok(self.issue(true, now)),
+            "refresh_token" if self.refresh.remove(field("refresh_token")) => {
+                Ok(self.issue(true, now))
+            }
             "refresh_token" => Err(Refusal::InvalidGrant("The refresh token is invalid.")),
             _ => Err(Refusal::UnsupportedGrant),
         }
@@ -163,11 +169,14 @@ pub(crate) async fn handle(req: Request<Incoming>, shared: &Shared) -> Resp {
 }
 
 fn respond(state: &mut State, form: &HashMap<String, String>, now: Instant) -> Resp {
-    let grant = match form.get("grant_type").map(String::as_str) {
-        Some(g @ ("client_credentials" | "password" | "refresh_token")) => g,
-        _ => "unsupported",
-    };
-    *state.stats.token_requests.entry(grant.to_owned()).or_default() += 1;
+    let given = form.get("grant_type").map_or("", String::as_str);
+    let known = ["client_credentials", "password", "refresh_token"].contains(&given);
+    let grant = if known { given } else { "unsupported" };
+    *state
+        .stats
+        .token_requests
+        .entry(grant.to_owned())
+        .or_default() += 1;
     match state.tokens.answer(form, now) {
         Ok(answer) => {
             state.stats.tokens_issued += 1;
@@ -233,7 +242,10 @@ mod tests {
             ("username", "bridge@example.com"),
             ("password", "sandbox-password"),
         ];
-        let first = tokens.answer(&with_client(&user), now).ok().expect("issued");
+        let first = tokens
+            .answer(&with_client(&user), now)
+            .ok()
+            .expect("issued");
         let refresh = first["refresh_token"].as_str().expect("refresh").to_owned();
         let again = [("grant_type", "refresh_token"), ("refresh_token", &refresh)];
         assert!(tokens.answer(&with_client(&again), now).is_ok());
@@ -241,7 +253,11 @@ mod tests {
             tokens.answer(&with_client(&again), now),
             Err(Refusal::InvalidGrant(_))
         ));
-        let wrong = [("grant_type", "password"), ("username", "bridge@example.com"), ("password", "x")];
+        let wrong = [
+            ("grant_type", "password"),
+            ("username", "bridge@example.com"),
+            ("password", "x"),
+        ];
         assert!(matches!(
             tokens.answer(&with_client(&wrong), now),
             Err(Refusal::InvalidGrant(_))
@@ -257,14 +273,23 @@ mod tests {
             ("client_id", "sandbox-client"),
             ("client_secret", "nope"),
         ]);
-        assert_eq!(respond(&mut state, &wrong, now).status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            respond(&mut state, &wrong, now).status(),
+            StatusCode::UNAUTHORIZED
+        );
         let odd = with_client(&[("grant_type", "implicit")]);
-        assert_eq!(respond(&mut state, &odd, now).status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            respond(&mut state, &odd, now).status(),
+            StatusCode::BAD_REQUEST
+        );
         let good = with_client(&[("grant_type", "client_credentials")]);
         assert_eq!(respond(&mut state, &good, now).status(), StatusCode::OK);
         assert_eq!(state.stats.token_requests["client_credentials"], 2);
         assert_eq!(state.stats.token_requests["unsupported"], 1);
-        assert_eq!((state.stats.tokens_issued, state.stats.token_refusals), (1, 2));
+        assert_eq!(
+            (state.stats.tokens_issued, state.stats.token_refusals),
+            (1, 2)
+        );
         assert!(state.accepts("sandbox-token", now));
     }
 

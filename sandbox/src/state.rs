@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::cap::HourlyCap;
-use super::oauth::Tokens;
 use super::config::{DuplicateMode, Faults, IdStyle, SandboxConfig};
 use super::guest::{GuestRecord, SandboxGuest};
+use super::oauth::Tokens;
 use super::validate::{NewGuest, normalise_email};
 
 /// Counters exposed by `/_sandbox/stats`.

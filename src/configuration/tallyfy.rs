@@ -62,7 +62,10 @@ fn required(key: &str, auth: TallyfyAuth) -> ConfigError {
     let env = format!("BRIDGE__{}", key.replace('.', "__").to_uppercase());
     let why = match auth {
         TallyfyAuth::Token => "is required for delivery".to_owned(),
-        other => format!("is required for delivery with tallyfy.auth = \"{}\"", other.as_str()),
+        other => format!(
+            "is required for delivery with tallyfy.auth = \"{}\"",
+            other.as_str()
+        ),
     };
     ConfigError::key(
         key,

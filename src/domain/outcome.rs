@@ -62,10 +62,7 @@ pub enum Outcome {
     /// Tallyfy refused the credentials, or none could be had from its token endpoint (`status`
     /// is then the endpoint's, `None` without an answer): delivery pauses with this reason; the
     /// row is due again at once (the pause decides when it is tried), attempt given back.
-    Paused {
-        reason: String,
-        status: Option<u16>,
-    },
+    Paused { reason: String, status: Option<u16> },
     /// Nothing more will be tried for this row.
     Failed {
         reason: String,

@@ -20,7 +20,10 @@ pub(super) fn build(
     let missing = |key: &str| anyhow::anyhow!("invalid configuration: `{key}` is required");
     let credentials = match tallyfy.auth {
         TallyfyAuth::Token => {
-            let token = tallyfy.token.as_ref().ok_or_else(|| missing("tallyfy.token"))?;
+            let token = tallyfy
+                .token
+                .as_ref()
+                .ok_or_else(|| missing("tallyfy.token"))?;
             Credentials::personal(token.to_secret_string(), now).context("tallyfy.token")?
         }
         mode @ (TallyfyAuth::ClientCredentials | TallyfyAuth::Password) => {
@@ -47,11 +50,19 @@ pub(super) fn build(
                     .to_secret_string(),
                 user,
             };
-            Credentials::oauth(config, tallyfy.connect_timeout, tallyfy.request_timeout, now)?
+            Credentials::oauth(
+                config,
+                tallyfy.connect_timeout,
+                tallyfy.request_timeout,
+                now,
+            )?
         }
     };
     let credentials = Arc::new(credentials.with_metrics(metrics.clone()));
-    tracing::info!(mode = credentials.mode().as_str(), "Tallyfy credentials configured");
+    tracing::info!(
+        mode = credentials.mode().as_str(),
+        "Tallyfy credentials configured"
+    );
     credentials.warn_if_expiring();
     Ok(credentials)
 }

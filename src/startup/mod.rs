@@ -103,7 +103,11 @@ impl Application {
             options.clock.clone(),
         ));
         let credentials = if settings.delivery.enabled {
-            Some(credentials::build(&settings.tallyfy, options.clock.clone(), &metrics)?)
+            Some(credentials::build(
+                &settings.tallyfy,
+                options.clock.clone(),
+                &metrics,
+            )?)
         } else {
             None
         };
@@ -224,7 +228,8 @@ impl Application {
         let stop = CancellationToken::new();
         let checkpointer = tokio::spawn(checkpoint_periodically(store.clone(), stop.clone()));
         let pruner = tokio::spawn(retention::prune_periodically(retention, stop.clone()));
-        let expiry = credentials.map(|c| tokio::spawn(crate::tallyfy::watch_expiry(c, stop.clone())));
+        let expiry =
+            credentials.map(|c| tokio::spawn(crate::tallyfy::watch_expiry(c, stop.clone())));
         let worker = worker
             .filter(|_| delivery_loop)
             .map(|worker| tokio::spawn(worker.run(wake, stop.clone())));

@@ -109,7 +109,9 @@ impl TallyfyClient {
         let body = GuestRequest::from(guest);
         let (received, token) = self
             .send("create", || {
-                self.http.request(Method::POST, &self.guests_url).json(&body)
+                self.http
+                    .request(Method::POST, &self.guests_url)
+                    .json(&body)
             })
             .await?;
         match received.sorted() {

@@ -260,7 +260,10 @@ impl Credentials {
         drop(report);
         let failure = CallError::Credentials {
             status: refusal.status,
-            reason: format!("Tallyfy credentials could not be renewed: {}", refusal.reason),
+            reason: format!(
+                "Tallyfy credentials could not be renewed: {}",
+                refusal.reason
+            ),
         };
         held.last_failure = Some(failure.clone());
         if keep_valid
@@ -309,7 +312,9 @@ impl Credentials {
         held.generation = generation;
         held.current = Some(Current {
             token: token.clone(),
-            renew_at: issued.expires_in.map(|d| at(d.saturating_sub(renew_margin(d)))),
+            renew_at: issued
+                .expires_in
+                .map(|d| at(d.saturating_sub(renew_margin(d)))),
             expires_at: issued.expires_in.map(at),
         });
         tracing::info!(

@@ -150,7 +150,10 @@ mod tests {
 
         let early = CredentialsStatus::of(&credentials);
         assert_eq!(early.mode, "token");
-        assert_eq!(early.expires_at.as_deref(), Some("2030-03-17T17:46:40.000Z"));
+        assert_eq!(
+            early.expires_at.as_deref(),
+            Some("2030-03-17T17:46:40.000Z")
+        );
         assert_eq!(early.expires_in_days, Some(20));
         assert_eq!(early.warning, None);
         assert_eq!(credentials.warning_due(), None);

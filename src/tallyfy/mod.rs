@@ -14,7 +14,7 @@ pub(crate) mod types;
 
 pub use client::{ClientConfig, TallyfyClient};
 pub use credentials::{Credentials, Now};
+pub use error::CallError;
 pub use expiry::{CredentialsStatus, TallyfyStatus, watch_expiry};
 pub use oauth::OAuthConfig;
-pub use error::CallError;
 pub use types::{GuestId, GuestRequest};

@@ -230,11 +230,26 @@ mod tests {
             "the token endpoint refused the client credentials (HTTP 401 invalid_client): check tallyfy.client_id and tallyfy.client_secret"
         );
         let user = sorted(400, r#"{"error":"invalid_grant"}"#, Grant::Password);
-        assert!(user.reason.contains("tallyfy.username and tallyfy.password"), "{user:?}");
+        assert!(
+            user.reason
+                .contains("tallyfy.username and tallyfy.password"),
+            "{user:?}"
+        );
         assert!(user.grant_rejected);
         let refresh = SecretString::from("r");
-        assert!(sorted(400, r#"{"error":"invalid_grant"}"#, Grant::Refresh(&refresh)).grant_rejected);
-        assert!(sorted(404, "", Grant::Password).reason.contains("tallyfy.token_url"));
+        assert!(
+            sorted(
+                400,
+                r#"{"error":"invalid_grant"}"#,
+                Grant::Refresh(&refresh)
+            )
+            .grant_rejected
+        );
+        assert!(
+            sorted(404, "", Grant::Password)
+                .reason
+                .contains("tallyfy.token_url")
+        );
         assert!(sorted(503, "", Grant::Password).reason.contains("HTTP 503"));
     }
 

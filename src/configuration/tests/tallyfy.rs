@@ -45,7 +45,10 @@ fn token_mode_is_the_default_and_needs_the_token() {
 fn each_oauth_mode_names_the_first_key_it_misses() {
     assert!(load_only(&CLIENT).is_ok());
     assert!(load_only(&PASSWORD).is_ok());
-    for (mode, keys) in [("client_credentials", &CLIENT[..]), ("password", &PASSWORD[..])] {
+    for (mode, keys) in [
+        ("client_credentials", &CLIENT[..]),
+        ("password", &PASSWORD[..]),
+    ] {
         for missing in &keys[1..] {
             let env: Vec<_> = keys.iter().copied().filter(|k| k != missing).collect();
             let err = load_only(&env).expect_err(missing.0).to_string();
@@ -65,7 +68,11 @@ fn an_empty_oauth_secret_is_an_error_naming_it_never_no_check() {
         "BRIDGE__TALLYFY__USERNAME",
     ] {
         for blank in ["", "  "] {
-            let mut env: Vec<_> = PASSWORD.iter().copied().filter(|(k, _)| *k != key).collect();
+            let mut env: Vec<_> = PASSWORD
+                .iter()
+                .copied()
+                .filter(|(k, _)| *k != key)
+                .collect();
             env.push((key, blank));
             let err = load_only(&env).expect_err(key).to_string();
             assert!(err.contains(&format!("`{}`", key_of(key))), "{key}: {err}");

@@ -56,7 +56,13 @@ async fn the_binary_renews_through_an_expiry_and_logs_no_secret_or_token() {
     let client = reqwest::Client::new();
     let post = |n: u32| {
         let body = json!({"email": format!("bin{n}@example.com")}).to_string();
-        signed_post(&client, &format!("{base}/webhooks/contacts"), &format!("evt-{n}"), &body).send()
+        signed_post(
+            &client,
+            &format!("{base}/webhooks/contacts"),
+            &format!("evt-{n}"),
+            &body,
+        )
+        .send()
     };
 
     // Act

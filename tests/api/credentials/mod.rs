@@ -48,7 +48,10 @@ pub fn password(sandbox: &SandboxHandle) -> Overrides {
     vec![
         ("BRIDGE__TALLYFY__AUTH", "password".into()),
         ("BRIDGE__TALLYFY__CLIENT_ID", "sandbox-client".into()),
-        ("BRIDGE__TALLYFY__CLIENT_SECRET", "sandbox-client-secret".into()),
+        (
+            "BRIDGE__TALLYFY__CLIENT_SECRET",
+            "sandbox-client-secret".into(),
+        ),
         ("BRIDGE__TALLYFY__USERNAME", "bridge@example.com".into()),
         ("BRIDGE__TALLYFY__PASSWORD", "sandbox-password".into()),
         (
@@ -89,8 +92,7 @@ impl AuthEnv {
     pub async fn post(&self, email: &str) {
         let response = self.app.post_contact(json!({"email": email})).await;
         assert_eq!(response.status().as_u16(), 202);
-        self.clock
-            .catch_up(chrono::Utc::now().timestamp_millis());
+        self.clock.catch_up(chrono::Utc::now().timestamp_millis());
     }
 
     /// Runs the worker until nothing is due or delivery pauses; every outcome, in order.
@@ -134,7 +136,10 @@ impl AuthEnv {
         assert_eq!(self.sandbox.guests().len(), emails.len());
         let stats = self.sandbox.stats();
         assert_eq!(stats.creates, emails.len() as u64);
-        assert_eq!(stats.duplicate_create_attempts, 0, "no second create for any email");
+        assert_eq!(
+            stats.duplicate_create_attempts, 0,
+            "no second create for any email"
+        );
     }
 
     pub async fn restart(self) -> Self {
@@ -156,9 +161,6 @@ impl AuthEnv {
 pub fn all_delivered(outcomes: &[Outcome]) {
     assert!(!outcomes.is_empty());
     for outcome in outcomes {
-        assert!(
-            matches!(outcome, Outcome::Delivered { .. }),
-            "{outcome:?}"
-        );
+        assert!(matches!(outcome, Outcome::Delivered { .. }), "{outcome:?}");
     }
 }

@@ -54,7 +54,10 @@ async fn client_credentials_deliver_through_expiries_without_a_pause_or_a_second
         assert_eq!(env.grants("client_credentials"), round + 1, "round {round}");
     }
     let stats = env.sandbox.stats();
-    assert_eq!(stats.unauthorized, 3, "one 401 per forced expiry, renewed ahead otherwise");
+    assert_eq!(
+        stats.unauthorized, 3,
+        "one 401 per forced expiry, renewed ahead otherwise"
+    );
     assert_eq!(stats.token_refusals, 0);
     let emails: Vec<&str> = emails.iter().map(String::as_str).collect();
     env.assert_created_once(&emails);
@@ -65,7 +68,10 @@ async fn client_credentials_deliver_through_expiries_without_a_pause_or_a_second
     assert!(credentials["last_renewal_at"].is_string(), "{credentials}");
     assert!(credentials["last_renewal_error"].is_null(), "{credentials}");
     assert_eq!(credentials["expires_in_days"], 0);
-    assert!(!status.to_string().contains("sbx_at_"), "a token in /status");
+    assert!(
+        !status.to_string().contains("sbx_at_"),
+        "a token in /status"
+    );
 }
 
 #[tokio::test]
@@ -99,7 +105,12 @@ async fn a_restart_mid_run_asks_for_a_new_token_and_creates_nothing_twice() {
     all_delivered(&again);
     assert_eq!(env.grants("client_credentials"), 2);
     assert_eq!(env.sandbox.stats().unauthorized, 0);
-    env.assert_created_once(&["a@example.com", "b@example.com", "c@example.com", "d@example.com"]);
+    env.assert_created_once(&[
+        "a@example.com",
+        "b@example.com",
+        "c@example.com",
+        "d@example.com",
+    ]);
 }
 
 #[tokio::test]
@@ -112,23 +123,35 @@ async fn password_mode_refreshes_and_falls_back_to_the_password_when_the_refresh
     // Act + Assert: first token by password ...
     env.post("p1@example.com").await;
     all_delivered(&env.drain().await);
-    assert_eq!((env.grants("password"), env.grants("refresh_token")), (1, 0));
+    assert_eq!(
+        (env.grants("password"), env.grants("refresh_token")),
+        (1, 0)
+    );
     // ... a forced expiry: refreshed after the 401 ...
     env.sandbox.expire_tokens();
     env.post("p2@example.com").await;
     all_delivered(&env.drain().await);
-    assert_eq!((env.grants("password"), env.grants("refresh_token")), (1, 1));
+    assert_eq!(
+        (env.grants("password"), env.grants("refresh_token")),
+        (1, 1)
+    );
     // ... the clock passing expires_in: refreshed ahead ...
     env.clock.advance(TTL);
     env.post("p3@example.com").await;
     all_delivered(&env.drain().await);
-    assert_eq!((env.grants("password"), env.grants("refresh_token")), (1, 2));
+    assert_eq!(
+        (env.grants("password"), env.grants("refresh_token")),
+        (1, 2)
+    );
     // ... and a refresh token refused: the password again, still without a pause.
     env.sandbox.revoke_refresh_tokens();
     env.sandbox.expire_tokens();
     env.post("p4@example.com").await;
     all_delivered(&env.drain().await);
-    assert_eq!((env.grants("password"), env.grants("refresh_token")), (2, 3));
+    assert_eq!(
+        (env.grants("password"), env.grants("refresh_token")),
+        (2, 3)
+    );
     env.assert_created_once(&[
         "p1@example.com",
         "p2@example.com",
@@ -165,16 +188,21 @@ async fn a_wrong_client_secret_pauses_with_what_to_fix_and_never_the_secret() {
     assert_eq!(status["delivery"]["paused"], true);
     assert_eq!(status["delivery"]["paused_reason"], reason.as_str());
     let credentials = &status["tallyfy"]["credentials"];
-    let error = credentials["last_renewal_error"].as_str().expect("an error");
+    let error = credentials["last_renewal_error"]
+        .as_str()
+        .expect("an error");
     assert!(error.contains("invalid_client"), "{credentials}");
     assert!(credentials["last_renewal_at"].is_null());
     assert!(!status.to_string().contains(wrong));
-    let (state, attempts): (String, i64) =
-        sqlx::query_as("SELECT state, attempts FROM outbox")
-            .fetch_one(&env.app.db().await)
-            .await
-            .expect("row");
-    assert_eq!((state.as_str(), attempts), ("retrying", 0), "attempt given back");
+    let (state, attempts): (String, i64) = sqlx::query_as("SELECT state, attempts FROM outbox")
+        .fetch_one(&env.app.db().await)
+        .await
+        .expect("row");
+    assert_eq!(
+        (state.as_str(), attempts),
+        ("retrying", 0),
+        "attempt given back"
+    );
 }
 
 /// The client alone on a clock of its own: `Credentials::oauth` as `serve` builds it.
@@ -220,9 +248,11 @@ async fn a_401_renews_once_for_all_concurrent_callers_and_each_call_is_retried_o
     // Act: eight creates at once, all sent with the token that just expired.
     let emails: Vec<String> = (0..8).map(|i| format!("c{i}@example.com")).collect();
     let client = &client;
-    let results = join_all(emails.iter().map(|email| async move {
-        client.create_guest(&Guest::new(email.as_str())).await
-    }))
+    let results = join_all(
+        emails
+            .iter()
+            .map(|email| async move { client.create_guest(&Guest::new(email.as_str())).await }),
+    )
     .await;
 
     // Assert: every one created once; one renewal shared by all.

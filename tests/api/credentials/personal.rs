@@ -76,7 +76,16 @@ async fn a_token_no_longer_accepted_pauses_and_a_restart_with_a_new_one_delivers
 
     // Assert 1: paused, nothing created, the rows wait with their attempts given back.
     assert!(
-        matches!(outcomes.as_slice(), [.., Outcome::Paused { status: Some(401), .. }]),
+        matches!(
+            outcomes.as_slice(),
+            [
+                ..,
+                Outcome::Paused {
+                    status: Some(401),
+                    ..
+                }
+            ]
+        ),
         "{outcomes:?}"
     );
     assert_eq!(env.status().await["delivery"]["paused"], true);
