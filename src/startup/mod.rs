@@ -1,7 +1,6 @@
 //! Wires settings, database, writer, worker and HTTP server into an [`Application`] that tests
 //! start on port 0 and `main` runs until a signal arrives.
 
-mod credentials;
 mod http;
 mod retention;
 
@@ -103,11 +102,13 @@ impl Application {
             options.clock.clone(),
         ));
         let credentials = if settings.delivery.enabled {
-            Some(credentials::build(
-                &settings.tallyfy,
-                options.clock.clone(),
-                &metrics,
-            )?)
+            let clock = options.clock.clone();
+            let now: crate::tallyfy::Now = Arc::new(move || clock.now_ms());
+            let credentials = Credentials::from_settings(&settings.tallyfy, now)?;
+            let credentials = Arc::new(credentials.with_metrics(metrics.clone()));
+            tracing::info!(mode = credentials.mode().as_str(), "Tallyfy credentials");
+            credentials.warn_if_expiring();
+            Some(credentials)
         } else {
             None
         };

@@ -349,3 +349,29 @@ impl fmt::Debug for Credentials {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renewal_comes_a_tenth_of_the_lifetime_early_at_most_five_minutes() {
+        let secs = Duration::from_secs;
+        assert_eq!(renew_margin(secs(60)), secs(6));
+        assert_eq!(renew_margin(secs(2400)), secs(240));
+        assert_eq!(renew_margin(secs(3600)), secs(300));
+        assert_eq!(renew_margin(secs(7 * 86_400)), secs(300));
+    }
+
+    #[test]
+    fn a_token_never_prints_and_its_header_is_sensitive() {
+        let token = Token::new(SecretString::from("tok-VERY-secret"), 3).expect("valid");
+        assert_eq!(format!("{token:?}"), "Token([REDACTED])");
+        assert!(token.header().is_sensitive());
+        assert!(Token::new(SecretString::from("a\nb"), 0).is_err());
+        let credentials =
+            Credentials::personal(SecretString::from("tok-VERY-secret"), Arc::new(|| 0))
+                .expect("valid");
+        assert!(!format!("{credentials:?}").contains("VERY"));
+    }
+}

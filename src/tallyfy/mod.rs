@@ -10,6 +10,7 @@ mod expiry;
 mod jwt;
 mod oauth;
 mod redact;
+mod settings;
 pub(crate) mod types;
 
 pub use client::{ClientConfig, TallyfyClient};
