@@ -21,6 +21,12 @@ fn default_retry_after() -> u64 {
     1
 }
 
+/// `{"fail_with": 503}` starts an outage of the token endpoint, `{"fail_with": null}` ends it.
+#[derive(Deserialize)]
+struct TokenEndpoint {
+    fail_with: Option<u16>,
+}
+
 #[derive(Deserialize)]
 struct Token {
     token: String,
@@ -71,6 +77,13 @@ pub(crate) async fn handle(req: Request<Incoming>, path: &str, shared: &Shared) 
             shared.lock().tokens.revoke_refresh();
             ok(&json!({"ok": true}))
         }
+        (&Method::PUT, "/token_endpoint") => match parse::<TokenEndpoint>(req).await {
+            Ok(TokenEndpoint { fail_with }) => {
+                shared.lock().tokens.fail_with = fail_with;
+                ok(&json!({"fail_with": fail_with}))
+            }
+            Err(resp) => resp,
+        },
         (&Method::POST, "/reset") => {
             shared.reset();
             ok(&json!({"ok": true}))

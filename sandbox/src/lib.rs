@@ -113,6 +113,11 @@ impl SandboxHandle {
         self.shared.lock().tokens.expire_all();
     }
 
+    /// An outage of the token endpoint: every request gets `status` (`None` ends it).
+    pub fn fail_token_endpoint(&self, status: Option<u16>) {
+        self.shared.lock().tokens.fail_with = status;
+    }
+
     /// Refresh tokens issued so far are refused from now on (`invalid_grant`).
     pub fn revoke_refresh_tokens(&self) {
         self.shared.lock().tokens.revoke_refresh();

@@ -27,6 +27,8 @@ pub(crate) struct Tokens {
     /// Access tokens and when each stops working.
     access: HashMap<String, Instant>,
     refresh: HashSet<String>,
+    /// An outage of the token endpoint: every request answered with this status.
+    pub fail_with: Option<u16>,
     /// Not the fault dice: issuing a token must not change a seeded fault sequence.
     rng: fastrand::Rng,
 }
@@ -42,6 +44,7 @@ impl Tokens {
             expires_in: config.expires_in.unwrap_or(config.token_ttl_secs),
             access: HashMap::new(),
             refresh: HashSet::new(),
+            fail_with: None,
             rng: fastrand::Rng::new(),
         }
     }
@@ -177,6 +180,14 @@ fn respond(state: &mut State, form: &HashMap<String, String>, now: Instant) -> R
         .token_requests
         .entry(grant.to_owned())
         .or_default() += 1;
+    if let Some(status) = state.tokens.fail_with {
+        state.stats.token_refusals += 1;
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        return json_response(
+            status,
+            &json!({"error": "server_error", "message": "Injected token endpoint failure"}),
+        );
+    }
     match state.tokens.answer(form, now) {
         Ok(answer) => {
             state.stats.tokens_issued += 1;
@@ -284,11 +295,15 @@ mod tests {
         );
         let good = with_client(&[("grant_type", "client_credentials")]);
         assert_eq!(respond(&mut state, &good, now).status(), StatusCode::OK);
-        assert_eq!(state.stats.token_requests["client_credentials"], 2);
+        state.tokens.fail_with = Some(503);
+        let down = respond(&mut state, &good, now).status();
+        assert_eq!(down, StatusCode::SERVICE_UNAVAILABLE);
+        state.tokens.fail_with = None;
+        assert_eq!(state.stats.token_requests["client_credentials"], 3);
         assert_eq!(state.stats.token_requests["unsupported"], 1);
         assert_eq!(
             (state.stats.tokens_issued, state.stats.token_refusals),
-            (1, 2)
+            (1, 3)
         );
         assert!(state.accepts("sandbox-token", now));
     }

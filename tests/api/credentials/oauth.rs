@@ -267,3 +267,57 @@ async fn a_401_renews_once_for_all_concurrent_callers_and_each_call_is_retried_o
     assert!(stats.unauthorized <= 8, "{}", stats.unauthorized);
     assert_eq!(stats.requests["create_guest"], 1 + 8 + stats.unauthorized);
 }
+
+#[tokio::test]
+async fn a_token_endpoint_outage_keeps_the_valid_token_then_pauses_at_its_expiry_and_resumes() {
+    // Arrange: a token issued at the start, valid for an hour on the bridge's clock.
+    let sandbox = sandbox(short_lived()).await;
+    let settings = bridge(
+        &sandbox,
+        "unused",
+        &client_credentials(&sandbox, "sandbox-client-secret"),
+    );
+    let env = AuthEnv::start(sandbox, &settings).await;
+    env.post("o1@example.com").await;
+    all_delivered(&env.drain().await);
+    env.sandbox.fail_token_endpoint(Some(503));
+
+    // Act 1: inside the renewal window the renewal fails; the token still works.
+    env.clock.advance(TTL - Duration::from_secs(100));
+    env.post("o2@example.com").await;
+    let kept = env.drain().await;
+
+    // Assert 1
+    all_delivered(&kept);
+    assert_eq!(env.grants("client_credentials"), 2);
+    let status = env.status().await;
+    let error = &status["tallyfy"]["credentials"]["last_renewal_error"];
+    assert!(
+        error.as_str().is_some_and(|e| e.contains("HTTP 503")),
+        "{error}"
+    );
+
+    // Act 2: past its expiry, with the endpoint still down.
+    env.clock.advance(Duration::from_secs(200));
+    env.post("o3@example.com").await;
+    let paused = env.drain().await;
+
+    // Assert 2
+    let [Outcome::Paused { reason, status }] = paused.as_slice() else {
+        panic!("one pause expected: {paused:?}");
+    };
+    assert_eq!(*status, Some(503));
+    assert!(
+        reason.contains("the token endpoint failed (HTTP 503 server_error)"),
+        "{reason}"
+    );
+
+    // Act 3: the endpoint is back; the next probe renews and delivery resumes.
+    env.sandbox.fail_token_endpoint(None);
+    let resumed = env.drain().await;
+
+    // Assert 3
+    all_delivered(&resumed);
+    assert_eq!(env.status().await["delivery"]["paused"], false);
+    env.assert_created_once(&["o1@example.com", "o2@example.com", "o3@example.com"]);
+}
