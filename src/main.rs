@@ -241,10 +241,19 @@ mod demo {
     pub async fn serve(config_dir: &std::path::Path, addr: SocketAddr) -> Result<(), Failure> {
         let config = SandboxConfig::default();
         let sandbox = Sandbox::start(config.clone(), addr).await?;
+        // Every mode's credentials, so BRIDGE__TALLYFY__AUTH picks any against the sandbox.
         let overrides = [
             ("BRIDGE__TALLYFY__BASE_URL", sandbox.base_url()),
             ("BRIDGE__TALLYFY__ORG_ID", config.org_id),
             ("BRIDGE__TALLYFY__TOKEN", config.token),
+            (
+                "BRIDGE__TALLYFY__TOKEN_URL",
+                format!("{}/oauth/token", sandbox.base_url()),
+            ),
+            ("BRIDGE__TALLYFY__CLIENT_ID", config.client_id),
+            ("BRIDGE__TALLYFY__CLIENT_SECRET", config.client_secret),
+            ("BRIDGE__TALLYFY__USERNAME", config.username),
+            ("BRIDGE__TALLYFY__PASSWORD", config.password),
         ];
         let settings = started(Settings::load(config_dir, &overrides))?;
         let app = Application::build(settings.clone()).await?;

@@ -22,6 +22,8 @@ pub struct StatusState {
     pub started: Instant,
     /// The webhook paths this deployment accepts (the canonical one and configured CRMs).
     pub webhooks: Vec<String>,
+    /// The Tallyfy credentials delivery uses (`None` without delivery).
+    pub credentials: Option<Arc<crate::tallyfy::Credentials>>,
 }
 
 /// Rows per state.
@@ -88,6 +90,7 @@ pub async fn status(state: web::Data<StatusState>) -> HttpResponse {
             uptime_secs,
             state.webhooks.clone(),
             snapshot,
+            crate::tallyfy::TallyfyStatus::of(state.credentials.as_deref()),
             now_ms(),
         )),
         Err(error) => {

@@ -7,7 +7,19 @@ use serde::{Deserialize, Serialize};
 #[serde(default)]
 pub struct SandboxConfig {
     pub org_id: String,
+    /// The static token the guest API always accepts (a personal access token).
     pub token: String,
+    /// The OAuth client the token endpoint (`POST /oauth/token`) knows.
+    pub client_id: String,
+    pub client_secret: String,
+    /// The user of `grant_type=password`.
+    pub username: String,
+    pub password: String,
+    /// How long an issued access token is accepted.
+    pub token_ttl_secs: u64,
+    /// The `expires_in` the token endpoint announces; `None`: `token_ttl_secs`. A value above
+    /// the real lifetime imitates a token revoked early.
+    pub expires_in: Option<u64>,
     pub duplicate_mode: DuplicateMode,
     pub id_style: IdStyle,
     pub faults: Faults,
@@ -20,6 +32,12 @@ impl Default for SandboxConfig {
         Self {
             org_id: "demo-org".to_owned(),
             token: "sandbox-token".to_owned(),
+            client_id: "sandbox-client".to_owned(),
+            client_secret: "sandbox-client-secret".to_owned(),
+            username: "bridge@example.com".to_owned(),
+            password: "sandbox-password".to_owned(),
+            token_ttl_secs: 3600,
+            expires_in: None,
             duplicate_mode: DuplicateMode::Link,
             id_style: IdStyle::Numeric,
             faults: Faults::default(),

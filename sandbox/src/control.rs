@@ -1,5 +1,5 @@
 //! The `/_sandbox` control API (no auth, JSON): inspect guests and stats, change faults and
-//! token, queue 429 bursts, reset. Never subject to injected faults.
+//! token, queue 429 bursts, expire issued tokens, reset. Never subject to injected faults.
 
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
@@ -19,6 +19,12 @@ struct Burst {
 
 fn default_retry_after() -> u64 {
     1
+}
+
+/// `{"fail_with": 503}` starts an outage of the token endpoint, `{"fail_with": null}` ends it.
+#[derive(Deserialize)]
+struct TokenEndpoint {
+    fail_with: Option<u16>,
 }
 
 #[derive(Deserialize)]
@@ -59,6 +65,22 @@ pub(crate) async fn handle(req: Request<Incoming>, path: &str, shared: &Shared) 
             Ok(Token { token }) => {
                 shared.lock().token = token;
                 ok(&json!({"ok": true}))
+            }
+            Err(resp) => resp,
+        },
+        // Issued access tokens stop working now; `revoke_refresh` refuses refresh tokens too.
+        (&Method::POST, "/tokens/expire") => {
+            shared.lock().tokens.expire_all();
+            ok(&json!({"ok": true}))
+        }
+        (&Method::POST, "/tokens/revoke_refresh") => {
+            shared.lock().tokens.revoke_refresh();
+            ok(&json!({"ok": true}))
+        }
+        (&Method::PUT, "/token_endpoint") => match parse::<TokenEndpoint>(req).await {
+            Ok(TokenEndpoint { fail_with }) => {
+                shared.lock().tokens.fail_with = fail_with;
+                ok(&json!({"fail_with": fail_with}))
             }
             Err(resp) => resp,
         },

@@ -120,7 +120,8 @@ pub(crate) async fn handle(
 fn deny_access(headers: &HeaderMap, org: &str, is_post: bool, shared: &Shared) -> Option<Resp> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let mut state = shared.lock();
-    if header(AUTHORIZATION.as_str()) != Some(format!("Bearer {}", state.token).as_str()) {
+    let bearer = header(AUTHORIZATION.as_str()).and_then(|v| v.strip_prefix("Bearer "));
+    if !bearer.is_some_and(|token| state.accepts(token, Instant::now())) {
         state.stats.unauthorized += 1;
         let body = json!({"error": true, "message": "Unauthenticated."});
         return Some(json_response(StatusCode::UNAUTHORIZED, &body));

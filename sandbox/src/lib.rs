@@ -1,11 +1,13 @@
 //! A fake Tallyfy guest API with fault injection (5xx, hangs, create-then-drop, 429s), for
-//! tests, demos and crash tests; it counts creates per email so duplicates become visible.
+//! tests, demos and crash tests; it counts creates per email so duplicates become visible. An
+//! OAuth token endpoint issues short-lived tokens the guest API then accepts.
 
 mod cap;
 mod config;
 mod control;
 mod guest;
 mod guests;
+mod oauth;
 mod server;
 mod state;
 mod validate;
@@ -103,6 +105,22 @@ impl SandboxHandle {
     /// Simulates an expired or rotated token: requests with the old one get 401.
     pub fn set_token(&self, token: impl Into<String>) {
         self.shared.lock().token = token.into();
+    }
+
+    /// Every access token issued so far stops working now (refresh tokens stay valid): the
+    /// bridge's next call gets 401, as after an expiry, without a test waiting for one.
+    pub fn expire_tokens(&self) {
+        self.shared.lock().tokens.expire_all();
+    }
+
+    /// An outage of the token endpoint: every request gets `status` (`None` ends it).
+    pub fn fail_token_endpoint(&self, status: Option<u16>) {
+        self.shared.lock().tokens.fail_with = status;
+    }
+
+    /// Refresh tokens issued so far are refused from now on (`invalid_grant`).
+    pub fn revoke_refresh_tokens(&self) {
+        self.shared.lock().tokens.revoke_refresh();
     }
 
     /// The next `count` guest API requests get 429 with `Retry-After: retry_after_secs`.

@@ -17,12 +17,12 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::state::Shared;
-use super::{control, guests};
+use super::{control, guests, oauth};
 
 pub(crate) type Resp = Response<Full<Bytes>>;
 
 /// Largest request body read; guest bodies are tiny.
-const BODY_LIMIT: usize = 64 * 1024;
+pub(crate) const BODY_LIMIT: usize = 64 * 1024;
 
 /// A handler's verdict: answer, or hang up without a word (the fault Tallyfy clients fear).
 pub(crate) enum Reply {
@@ -89,6 +89,9 @@ async fn route(req: Request<Incoming>, shared: &Arc<Shared>) -> Reply {
     let path = req.uri().path().to_owned();
     if let Some(rest) = path.strip_prefix("/_sandbox") {
         return Reply::Send(control::handle(req, rest, shared).await);
+    }
+    if oauth::is_token_path(&path) && req.method() == hyper::Method::POST {
+        return Reply::Send(oauth::handle(req, shared).await);
     }
     match guests::GuestRoute::parse(req.method(), &path, req.uri().query()) {
         Some(route) => guests::handle(req, route, shared).await,

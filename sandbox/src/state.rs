@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::cap::HourlyCap;
 use super::config::{DuplicateMode, Faults, IdStyle, SandboxConfig};
 use super::guest::{GuestRecord, SandboxGuest};
+use super::oauth::Tokens;
 use super::validate::{NewGuest, normalise_email};
 
 /// Counters exposed by `/_sandbox/stats`.
@@ -29,6 +30,13 @@ pub struct Stats {
     pub rate_limited: u64,
     /// Every 401/403 sent.
     pub unauthorized: u64,
+    /// Token endpoint requests per `grant_type` (`client_credentials`, `password`,
+    /// `refresh_token`; anything else as `unsupported`), answered or refused.
+    pub token_requests: BTreeMap<String, u64>,
+    /// Access tokens the token endpoint issued.
+    pub tokens_issued: u64,
+    /// Token endpoint requests refused (wrong client, user or refresh token).
+    pub token_refusals: u64,
 }
 
 /// What to do to a guest API request before looking at it.
@@ -62,9 +70,15 @@ pub(crate) struct State {
     /// 429s still to send from `burst_429`, and their Retry-After.
     burst: (u32, u64),
     cap: HourlyCap,
+    pub tokens: Tokens,
 }
 
 impl State {
+    #[cfg(test)]
+    pub(crate) fn for_tests(config: &SandboxConfig) -> Self {
+        Self::new(config)
+    }
+
     fn new(config: &SandboxConfig) -> Self {
         Self {
             org_id: config.org_id.clone(),
@@ -78,7 +92,13 @@ impl State {
             stats: Stats::default(),
             burst: (0, 0),
             cap: HourlyCap::default(),
+            tokens: Tokens::new(config),
         }
+    }
+
+    /// The guest API takes the static token or an issued one not yet expired.
+    pub fn accepts(&self, bearer: &str, now: Instant) -> bool {
+        bearer == self.token || self.tokens.valid(bearer, now)
     }
 
     pub fn count_request(&mut self, route: &str) {

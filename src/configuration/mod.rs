@@ -36,7 +36,7 @@ pub use sources::{
     ENDPOINT_TOKEN_MIN_CHARS, HubSpotSettings, PipedriveSettings, SalesforceSettings,
     SourcesSettings,
 };
-pub use tallyfy::TallyfySettings;
+pub use tallyfy::{TallyfyAuth, TallyfySettings};
 
 use crate::delivery::policy::LEASE_MARGIN;
 

@@ -69,7 +69,11 @@ impl Worker {
                 until: now + self.policy.rate_limit_wait(retry_after).as_millis() as i64,
                 reason,
             },
-            CallError::Unauthorized { status } => Outcome::Paused { reason, status },
+            CallError::Unauthorized { status } => Outcome::Paused {
+                reason,
+                status: Some(status),
+            },
+            CallError::Credentials { status, .. } => Outcome::Paused { reason, status },
             CallError::Permanent { .. } | CallError::Unprocessable { .. } => Outcome::Failed {
                 reason,
                 status: error.status(),

@@ -59,9 +59,10 @@ pub enum Outcome {
     /// Tallyfy's 429: nothing is sent before `until`; the row waits until then, attempt given
     /// back.
     RateLimited { until: i64, reason: String },
-    /// Tallyfy refused the credentials: delivery pauses with this reason; the row is due again
-    /// at once (the pause decides when it is tried), attempt given back.
-    Paused { reason: String, status: u16 },
+    /// Tallyfy refused the credentials, or none could be had from its token endpoint (`status`
+    /// is then the endpoint's, `None` without an answer): delivery pauses with this reason; the
+    /// row is due again at once (the pause decides when it is tried), attempt given back.
+    Paused { reason: String, status: Option<u16> },
     /// Nothing more will be tried for this row.
     Failed {
         reason: String,
@@ -111,8 +112,9 @@ impl Outcome {
     pub fn http_status(&self) -> Option<u16> {
         match self {
             Self::RateLimited { .. } => Some(429),
-            Self::Paused { status, .. } => Some(*status),
-            Self::Retry { status, .. } | Self::Failed { status, .. } => *status,
+            Self::Retry { status, .. }
+            | Self::Failed { status, .. }
+            | Self::Paused { status, .. } => *status,
             Self::Delivered { .. } | Self::Fetched { .. } | Self::Refused { .. } => None,
         }
     }

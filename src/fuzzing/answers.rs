@@ -60,6 +60,8 @@ pub fn tallyfy_response(data: &[u8]) {
         CallError::Unprocessable { .. } => "unprocessable",
         CallError::Transient { .. } => "transient",
         CallError::Permanent { .. } => "permanent",
+        // Only the token endpoint gives these, never a guest API answer.
+        CallError::Credentials { .. } => "credentials",
     };
     assert_eq!(class, class_of_status);
     match &classified {
@@ -69,7 +71,9 @@ pub fn tallyfy_response(data: &[u8]) {
             assert!(!text.contains(['\n', '\r']), "{text:?}");
             assert!(text.chars().count() <= EXCERPT_MAX, "{text:?}");
         }
-        CallError::RateLimited { .. } | CallError::Unauthorized { .. } => {}
+        CallError::RateLimited { .. }
+        | CallError::Unauthorized { .. }
+        | CallError::Credentials { .. } => {}
     }
     let scrubbed = classified.scrub(TALLYFY_TOKEN);
     assert!(!scrubbed.to_string().contains(TALLYFY_TOKEN));

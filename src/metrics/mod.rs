@@ -6,11 +6,13 @@ pub mod scrape;
 mod webhooks;
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -45,6 +47,8 @@ struct Families {
     tallyfy_seconds: Histograms<OperationLabel>,
     crm_reads: Family<CrmLabels, Counter>,
     crm_seconds: Histograms<CrmLabel>,
+    /// auth: when the Tallyfy token in use expires (s since epoch), 0 when unknown.
+    credentials_expiry: Gauge<f64, AtomicU64>,
 }
 
 /// An HTTP status as a label: the code as text, `transport` when no answer came back.
@@ -125,6 +129,7 @@ impl Metrics {
             tallyfy_seconds: Family::new_with_constructor(latency),
             crm_reads: Family::default(),
             crm_seconds: Family::new_with_constructor(latency),
+            credentials_expiry: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -171,6 +176,11 @@ impl Metrics {
             "crm_read_duration_seconds",
             "Time of a read of a CRM's API, by CRM",
             families.crm_seconds.clone(),
+        );
+        registry.register(
+            "tallyfy_credentials_expiry_timestamp_seconds",
+            "When the Tallyfy token in use expires, Unix time (0 when unknown)",
+            families.credentials_expiry.clone(),
         );
         // Declared at 0, so an alert's `increase()` sees the first one.
         for outcome in OUTCOMES {
@@ -252,6 +262,14 @@ impl Metrics {
             f.tallyfy_seconds
                 .get_or_create(&OperationLabel { operation })
                 .observe(elapsed.as_secs_f64());
+        }
+    }
+
+    /// auth: the Tallyfy token in use expires at `ms` (`None`: unknown).
+    pub fn credentials_expire_at(&self, ms: Option<i64>) {
+        if let Some(f) = &self.0 {
+            f.credentials_expiry
+                .set(ms.map_or(0.0, |ms| ms as f64 / 1000.0));
         }
     }
 

@@ -28,7 +28,7 @@ use crate::ops::OpsState;
 use crate::outbox::Store;
 use crate::outbox::sqlite::{self, SqliteStore, writer};
 use crate::status::StatusState;
-use crate::tallyfy::{ClientConfig, TallyfyClient};
+use crate::tallyfy::{ClientConfig, Credentials, TallyfyClient};
 
 pub use retention::Retention;
 
@@ -64,6 +64,8 @@ pub struct Application {
     store: Arc<SqliteStore>,
     /// Run every `retention.every_secs` by `run_until_stopped`.
     retention: Arc<Retention>,
+    /// The Tallyfy credentials the worker calls with (`None` without delivery).
+    credentials: Option<Arc<Credentials>>,
 }
 
 impl Application {
@@ -100,12 +102,24 @@ impl Application {
             settings.retention.clone(),
             options.clock.clone(),
         ));
-        let worker = if settings.delivery.enabled {
+        let credentials = if settings.delivery.enabled {
+            let clock = options.clock.clone();
+            let now: crate::tallyfy::Now = Arc::new(move || clock.now_ms());
+            let credentials = Credentials::from_settings(&settings.tallyfy, now)?;
+            let credentials = Arc::new(credentials.with_metrics(metrics.clone()));
+            tracing::info!(mode = credentials.mode().as_str(), "Tallyfy credentials");
+            credentials.warn_if_expiring();
+            Some(credentials)
+        } else {
+            None
+        };
+        let worker = if let Some(credentials) = &credentials {
             Some(Arc::new(build_worker(
                 &settings,
                 store.clone(),
                 options.clock,
                 &metrics,
+                credentials.clone(),
             )?))
         } else {
             tracing::warn!("delivery.enabled = false: events are stored but not sent to Tallyfy");
@@ -120,6 +134,7 @@ impl Application {
             wake,
             store,
             retention,
+            credentials,
         };
         if !settings.http.enabled {
             return Ok(app);
@@ -182,6 +197,7 @@ impl Application {
                 writer: writer_handle,
                 started: Instant::now(),
                 webhooks,
+                credentials: app.credentials.clone(),
             }),
         };
         app.server = Some(http::server(&settings.http, listener, endpoints)?);
@@ -214,12 +230,15 @@ impl Application {
             wake,
             store,
             retention,
+            credentials,
             ..
         } = self;
         // Stops the worker, the checkpointer and the pruner once the HTTP server has stopped.
         let stop = CancellationToken::new();
         let checkpointer = tokio::spawn(checkpoint_periodically(store.clone(), stop.clone()));
         let pruner = tokio::spawn(retention::prune_periodically(retention, stop.clone()));
+        let expiry =
+            credentials.map(|c| tokio::spawn(crate::tallyfy::watch_expiry(c, stop.clone())));
         let worker = worker
             .filter(|_| delivery_loop)
             .map(|worker| tokio::spawn(worker.run(wake, stop.clone())));
@@ -240,6 +259,9 @@ impl Application {
         writer.shutdown().await;
         let _ = checkpointer.await;
         let _ = pruner.await;
+        if let Some(expiry) = expiry {
+            let _ = expiry.await;
+        }
         if let Err(error) = store.maintain(true).await {
             tracing::warn!(error = %format!("{error:#}"), "Failed to checkpoint at shutdown");
         }
@@ -268,20 +290,16 @@ fn build_worker(
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     metrics: &Metrics,
+    credentials: Arc<Credentials>,
 ) -> anyhow::Result<Worker> {
     let tallyfy = &settings.tallyfy;
-    let (Some(org_id), Some(token)) = (
-        tallyfy.org_id.clone(),
-        tallyfy.token.as_ref().map(|t| t.to_secret_string()),
-    ) else {
-        anyhow::bail!(
-            "invalid configuration: `tallyfy.org_id` and `tallyfy.token` are required for delivery"
-        );
+    let Some(org_id) = tallyfy.org_id.clone() else {
+        anyhow::bail!("invalid configuration: `tallyfy.org_id` is required for delivery");
     };
     let client = TallyfyClient::new(ClientConfig {
         base_url: tallyfy.base_url.clone(),
         org_id: org_id.clone(),
-        token,
+        credentials,
         connect_timeout: tallyfy.connect_timeout,
         request_timeout: tallyfy.request_timeout,
     })?

@@ -5,6 +5,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::{RefusedCount, Snapshot, StateCounts};
+use crate::tallyfy::TallyfyStatus;
 
 /// `200 /status`: the database could be read.
 #[derive(Debug, Serialize, ToSchema)]
@@ -18,6 +19,8 @@ pub struct Status {
     pub webhooks: Vec<String>,
     pub outbox: OutboxStatus,
     pub delivery: DeliveryStatus,
+    /// The Tallyfy credentials in use (never the token).
+    pub tallyfy: TallyfyStatus,
     pub refused: RefusedStatus,
     pub retention: RetentionStatus,
 }
@@ -104,7 +107,13 @@ fn age_secs(ms: Option<i64>, now: i64) -> Option<f64> {
 }
 
 impl Status {
-    pub fn new(uptime_secs: u64, webhooks: Vec<String>, snapshot: Snapshot, now: i64) -> Self {
+    pub fn new(
+        uptime_secs: u64,
+        webhooks: Vec<String>,
+        snapshot: Snapshot,
+        tallyfy: TallyfyStatus,
+        now: i64,
+    ) -> Self {
         Self {
             version: env!("CARGO_PKG_VERSION"),
             uptime_secs,
@@ -128,6 +137,7 @@ impl Status {
                 last_error: snapshot.last_error,
                 last_error_at: iso(snapshot.last_error_at),
             },
+            tallyfy,
             refused: RefusedStatus {
                 total: snapshot.refused.iter().map(|r| r.n).sum(),
                 by_source: snapshot.refused,

@@ -2,14 +2,15 @@
 //! call, and the two guest operations the bridge needs (create, find by email).
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue};
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap};
 use reqwest::{Method, RequestBuilder, StatusCode};
-use secrecy::{ExposeSecret, SecretString};
 
+use super::credentials::{Credentials, Token};
 use super::error::{self, CallError};
 use super::redact::redact;
 use super::types::{GuestId, GuestRequest};
@@ -33,7 +34,8 @@ pub struct ClientConfig {
     /// e.g. `https://go.tallyfy.com/api` or `https://api.tallyfy.com`; a trailing `/` is fine.
     pub base_url: String,
     pub org_id: String,
-    pub token: SecretString,
+    /// Where every call's bearer token comes from.
+    pub credentials: Arc<Credentials>,
     pub connect_timeout: Duration,
     /// Whole call, connect to last body byte.
     pub request_timeout: Duration,
@@ -43,7 +45,7 @@ pub struct TallyfyClient {
     http: reqwest::Client,
     /// `{base}/organizations/{org}/guests`, computed once.
     guests_url: String,
-    token: SecretString,
+    credentials: Arc<Credentials>,
     metrics: Metrics,
 }
 
@@ -74,10 +76,6 @@ impl TallyfyClient {
         if config.org_id.trim().is_empty() {
             bail!("Tallyfy org_id is empty");
         }
-        if config.token.expose_secret().trim().is_empty() || bearer(&config.token).is_err() {
-            // Never echo the token itself.
-            bail!("Tallyfy token is empty or not a valid header value");
-        }
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
@@ -90,7 +88,7 @@ impl TallyfyClient {
         Ok(Self {
             http,
             guests_url: format!("{base}/organizations/{org}/guests"),
-            token: config.token,
+            credentials: config.credentials,
             metrics: Metrics::default(),
         })
     }
@@ -109,13 +107,18 @@ impl TallyfyClient {
     pub async fn create_guest(&self, guest: &Guest) -> Result<GuestId, CallError> {
         tracing::debug!(email = %guest.email, "creating Tallyfy guest");
         let body = GuestRequest::from(guest);
-        let request = self.request(Method::POST, &self.guests_url).json(&body);
-        let received = self.execute("create", request).await?;
+        let (received, token) = self
+            .send("create", || {
+                self.http
+                    .request(Method::POST, &self.guests_url)
+                    .json(&body)
+            })
+            .await?;
         match received.sorted() {
             Ok(()) => id_or_protocol_error(&received),
             Err(failure) => Err(error::from_failure(failure, &received.body)),
         }
-        .map_err(|e| e.scrub(self.secret()))
+        .map_err(|e| e.scrub(token.expose()))
     }
 
     /// `GET /organizations/{org}/guests/{email}`: any 2xx is found, 404 is not found.
@@ -128,32 +131,37 @@ impl TallyfyClient {
             self.guests_url,
             utf8_percent_encode(email, SEGMENT)
         );
-        let received = self
-            .execute("find", self.request(Method::GET, &url))
+        let (received, token) = self
+            .send("find", || self.http.request(Method::GET, &url))
             .await?;
         match received.sorted() {
             Ok(()) => id_or_protocol_error(&received).map(Some),
             Err(Failure::NotFound) => Ok(None),
             Err(failure) => Err(error::from_failure(failure, &received.body)),
         }
-        .map_err(|e| e.scrub(self.secret()))
+        .map_err(|e| e.scrub(token.expose()))
     }
 
-    fn secret(&self) -> &str {
-        self.token.expose_secret()
-    }
-
-    fn request(&self, method: Method, url: &str) -> RequestBuilder {
-        let mut builder = self
-            .http
-            .request(method, url)
-            .header(ACCEPT, "application/json")
-            .header(CLIENT_HEADER, CLIENT_HEADER_VALUE);
-        // Checked in `new`, so this cannot fail here; skipping it would only yield a 401.
-        if let Ok(value) = bearer(&self.token) {
-            builder = builder.header(AUTHORIZATION, value);
+    /// Sends the request `build` makes with the current token; after a 401, once more with a
+    /// renewed one where the credentials can renew (a 401 created nothing, so a create is safe
+    /// to repeat). Returns the answer and the token it was sent with.
+    async fn send(
+        &self,
+        operation: &'static str,
+        build: impl Fn() -> RequestBuilder,
+    ) -> Result<(Received, Token), CallError> {
+        let token = self.credentials.token().await?;
+        let received = self.execute(operation, build(), &token).await?;
+        if received.status != StatusCode::UNAUTHORIZED {
+            return Ok((received, token));
         }
-        builder
+        match self.credentials.renew_after_refusal(&token).await? {
+            Some(renewed) => {
+                let received = self.execute(operation, build(), &renewed).await?;
+                Ok((received, renewed))
+            }
+            None => Ok((received, token)),
+        }
     }
 
     /// Sends `request`, counted in the metrics as `operation`.
@@ -161,10 +169,15 @@ impl TallyfyClient {
         &self,
         operation: &'static str,
         request: RequestBuilder,
+        token: &Token,
     ) -> Result<Received, CallError> {
         let transport = |e: reqwest::Error| {
-            error::from_failure(upstream::transport(e), &[]).scrub(self.secret())
+            error::from_failure(upstream::transport(e), &[]).scrub(token.expose())
         };
+        let request = request
+            .header(ACCEPT, "application/json")
+            .header(CLIENT_HEADER, CLIENT_HEADER_VALUE)
+            .header(AUTHORIZATION, token.header().clone());
         let started = Instant::now();
         let sent = request.send().await;
         let status = sent.as_ref().ok().map(|r| r.status().as_u16());
@@ -177,7 +190,7 @@ impl TallyfyClient {
         // Redacted before anything cuts an excerpt from it, which could keep half the token.
         let body = redact(
             response.bytes().await.map_err(transport)?.to_vec(),
-            self.secret(),
+            token.expose(),
         );
         tracing::info!(status = status.as_u16(), "Tallyfy answered");
         Ok(Received {
@@ -186,12 +199,6 @@ impl TallyfyClient {
             body,
         })
     }
-}
-
-fn bearer(token: &SecretString) -> Result<HeaderValue, reqwest::header::InvalidHeaderValue> {
-    let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))?;
-    value.set_sensitive(true);
-    Ok(value)
 }
 
 fn id_or_protocol_error(received: &Received) -> Result<GuestId, CallError> {
@@ -209,22 +216,28 @@ impl fmt::Debug for TallyfyClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TallyfyClient")
             .field("guests_url", &self.guests_url)
-            .field("token", &"[REDACTED]")
+            .field("credentials", &self.credentials)
             .finish_non_exhaustive()
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use secrecy::SecretString;
+
     use super::*;
 
     const TOKEN: &str = "tok_VERY_SECRET_value_42";
+
+    fn personal(token: &str) -> anyhow::Result<Arc<Credentials>> {
+        Credentials::personal(SecretString::from(token.to_owned()), Arc::new(|| 0)).map(Arc::new)
+    }
 
     fn config(base: &str) -> ClientConfig {
         ClientConfig {
             base_url: base.to_owned(),
             org_id: "org 1".to_owned(),
-            token: SecretString::from(TOKEN),
+            credentials: personal(TOKEN).expect("a valid token"),
             connect_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(2),
         }
@@ -250,9 +263,7 @@ mod tests {
     fn bad_config_is_rejected_without_echoing_the_token() {
         assert!(TallyfyClient::new(config("not a url")).is_err());
         assert!(TallyfyClient::new(config("ftp://x")).is_err());
-        let mut bad = config("https://x");
-        bad.token = SecretString::from("line\nbreak");
-        let err = TallyfyClient::new(bad).unwrap_err();
+        let err = personal("line\nbreak").unwrap_err();
         assert!(!format!("{err:#}").contains("line"));
     }
 
@@ -286,7 +297,7 @@ mod tests {
         ];
         let mut rendered = vec![format!("{client:?}"), format!("{:?}", config("https://x"))];
         for err in errors {
-            let err = err.scrub(client.secret());
+            let err = err.scrub(TOKEN);
             rendered.push(format!("{err}"));
             rendered.push(format!("{err:?}"));
         }

@@ -20,6 +20,10 @@ pub enum CallError {
     /// 401/403: the token (or its access to the org) is bad; pause, don't fail rows.
     #[error("Tallyfy rejected the credentials (HTTP {status})")]
     Unauthorized { status: u16 },
+    /// No token could be had from the OAuth token endpoint: pause, don't fail rows. `reason`
+    /// names the settings to check; `status` is the token endpoint's, `None` without an answer.
+    #[error("{reason}")]
+    Credentials { status: Option<u16>, reason: String },
     /// 422: ambiguous (the email may already be a guest): look it up before failing.
     #[error("Tallyfy rejected the data (HTTP 422): {message}")]
     Unprocessable { message: String },
@@ -43,7 +47,7 @@ impl CallError {
             Self::RateLimited { .. } => Some(429),
             Self::Unauthorized { status } | Self::Permanent { status, .. } => Some(*status),
             Self::Unprocessable { .. } => Some(422),
-            Self::Transient { status, .. } => *status,
+            Self::Transient { status, .. } | Self::Credentials { status, .. } => *status,
         }
     }
 
@@ -56,6 +60,7 @@ impl CallError {
             Self::Unprocessable { message } => message,
             Self::Transient { detail, .. } => detail,
             Self::Permanent { excerpt, .. } => excerpt,
+            Self::Credentials { reason, .. } => reason,
             Self::RateLimited { .. } | Self::Unauthorized { .. } => return self,
         };
         if text.contains(secret) {

@@ -129,6 +129,14 @@ impl TestApp {
         .await
     }
 
+    /// Stops gracefully and starts anew on the same database with `overrides` on the test
+    /// settings, as an operator restarts with a changed setting (a new token).
+    pub async fn restart_with(mut self, overrides: Overrides<'_>) -> TestApp {
+        self.shutdown().await;
+        let settings = test_settings_with(self.dir.path(), overrides);
+        start(settings, self.dir.clone(), self.options.clone()).await
+    }
+
     pub async fn shutdown(&mut self) {
         self.stop.cancel();
         if let Some(task) = self.task.take() {

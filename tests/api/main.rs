@@ -5,6 +5,7 @@ mod auth;
 mod binary;
 mod console;
 mod crash;
+mod credentials;
 mod database_file;
 mod delivery;
 mod durability;

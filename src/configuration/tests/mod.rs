@@ -3,6 +3,7 @@
 
 mod secrets;
 mod sources;
+mod tallyfy;
 
 use std::path::Path;
 use std::time::Duration;

@@ -184,7 +184,13 @@ async fn refused_credentials_pause_delivery_until_the_token_works_again() {
     let outcomes = env.worker.run_once().await.expect("run");
 
     assert!(
-        matches!(outcomes[0].1, Ok(Outcome::Paused { status: 401, .. })),
+        matches!(
+            outcomes[0].1,
+            Ok(Outcome::Paused {
+                status: Some(401),
+                ..
+            })
+        ),
         "{outcomes:?}"
     );
     let status: Value = env.app.get("/status").await.json().await.expect("json");

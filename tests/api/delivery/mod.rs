@@ -2,7 +2,7 @@
 //! `run_once()` on a manual clock (and its real loop in `running.rs`): each email becomes exactly
 //! one guest, and the id comes back to the outbox and ledger.
 
-mod clock;
+pub mod clock;
 mod failures;
 mod idempotency;
 mod running;

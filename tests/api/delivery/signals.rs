@@ -39,7 +39,13 @@ async fn a_refused_token_pauses_delivery_in_the_same_commit_that_gives_the_row_b
 
     // Assert: the row never was due while delivery looked open.
     assert!(
-        matches!(outcomes[0].1, Ok(Outcome::Paused { status: 401, .. })),
+        matches!(
+            outcomes[0].1,
+            Ok(Outcome::Paused {
+                status: Some(401),
+                ..
+            })
+        ),
         "{outcomes:?}"
     );
     let seen: Vec<(i64, Option<String>)> = sqlx::query_as("SELECT * FROM seen_gate")

@@ -2,12 +2,13 @@
 //! for checks the typed client cannot express (missing headers, control API).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::SecretString;
 use serde_json::Value;
 use tallyfy_bridge::domain::Guest;
-use tallyfy_bridge::tallyfy::{ClientConfig, TallyfyClient};
+use tallyfy_bridge::tallyfy::{ClientConfig, Credentials, TallyfyClient};
 use tallyfy_sandbox::{Sandbox, SandboxConfig, SandboxHandle};
 
 pub const TOKEN: &str = "sandbox-token";
@@ -42,7 +43,9 @@ pub fn client_for(base_url: &str, org: &str, request_timeout: Duration) -> Tally
     TallyfyClient::new(ClientConfig {
         base_url: base_url.to_owned(),
         org_id: org.to_owned(),
-        token: SecretString::from(TOKEN),
+        credentials: Arc::new(
+            Credentials::personal(SecretString::from(TOKEN), Arc::new(|| 0)).expect("a token"),
+        ),
         connect_timeout: Duration::from_secs(1),
         request_timeout,
     })

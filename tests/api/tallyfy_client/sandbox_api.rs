@@ -154,3 +154,47 @@ async fn the_control_api_drives_faults_tokens_bursts_and_reset() {
         "token restored"
     );
 }
+
+#[tokio::test]
+async fn the_token_endpoint_takes_forms_on_both_paths_and_its_tokens_expire_on_demand() {
+    let env = spawn(config()).await;
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", "sandbox-client"),
+        ("client_secret", "sandbox-client-secret"),
+    ];
+    let ask = |path: &'static str| env.http.post(env.url(path)).form(&form).send();
+
+    let issued: serde_json::Value = ask("/oauth/token").await.unwrap().json().await.unwrap();
+    let other_path = ask("/api/oauth/token").await.unwrap().status().as_u16();
+    let as_json = env
+        .http
+        .post(env.url("/oauth/token"))
+        .json(&json!({"grant_type": "client_credentials"}))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(issued["token_type"], "Bearer");
+    assert_eq!(issued["expires_in"], 3600);
+    let token = issued["access_token"].as_str().expect("a token");
+    assert_eq!(other_path, 200);
+    assert_eq!(as_json.status().as_u16(), 400, "JSON is not a form");
+    let find = |token: String| {
+        env.http
+            .get(env.url(&format!("/organizations/{ORG}/guests/nobody@example.com")))
+            .bearer_auth(token)
+            .header("accept", "application/json")
+            .header("x-tallyfy-client", "APIClient")
+            .send()
+    };
+    assert_eq!(find(token.to_owned()).await.unwrap().status().as_u16(), 404);
+    let (status, _) = env
+        .control(Method::POST, "/tokens/expire", json!(null))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(find(token.to_owned()).await.unwrap().status().as_u16(), 401);
+    let (_, stats) = env.control(Method::GET, "/stats", json!(null)).await;
+    assert_eq!(stats["token_requests"]["client_credentials"], 2);
+    assert_eq!(stats["tokens_issued"], 2);
+}
