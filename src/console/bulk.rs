@@ -134,7 +134,7 @@ pub(super) async fn confirm(request: HttpRequest, state: web::Data<ConsoleState>
     post,
     path = "/console/bulk",
     tag = "console",
-    request_body(content = String, description = "`csrf`, `action` and the filter, as the confirmation form carries them", content_type = "application/x-www-form-urlencoded"),
+    request_body(content = super::form::schema::BulkForm, description = "`csrf`, `action` and the filter, as the confirmation form carries them", content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 303, description = "Done: on to /console/bulk/done, which says how many rows moved"),
         (status = 400, description = "A bad or unknown field, named", body = String, content_type = "text/html"),

@@ -61,3 +61,38 @@ mod tests {
         assert_eq!(parse(b"\xff").map_err(|e| e.field), Err("body"));
     }
 }
+
+/// The forms the console's POSTs carry, for the OpenAPI document (the handlers read the pairs
+/// with [`parse`] so that each problem names its field).
+pub(super) mod schema {
+    #![allow(dead_code)]
+
+    /// `POST /console/login`.
+    #[derive(utoipa::ToSchema)]
+    pub struct LoginForm {
+        /// The admin token.
+        token: String,
+        /// The login form's CSRF token (it matches the `bridge_login_csrf` cookie).
+        csrf: String,
+    }
+
+    /// `POST /console/logout` and the row actions.
+    #[derive(utoipa::ToSchema)]
+    pub struct CsrfForm {
+        /// The session's CSRF token.
+        csrf: String,
+    }
+
+    /// `POST /console/bulk`: what the confirmation page carries.
+    #[derive(utoipa::ToSchema)]
+    pub struct BulkForm {
+        csrf: String,
+        /// `retry` or `cancel`.
+        action: String,
+        state: String,
+        source: Option<String>,
+        email: Option<String>,
+        since: Option<String>,
+        until: Option<String>,
+    }
+}

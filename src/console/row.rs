@@ -123,7 +123,7 @@ fn action_form(session: &Session, id: i64, action: RowAction) -> Markup {
     path = "/console/deliveries/{id}/retry",
     tag = "console",
     params(("id" = i64, Path, description = "The outbox row id")),
-    request_body(content = String, description = "The session's `csrf`", content_type = "application/x-www-form-urlencoded"),
+    request_body(content = super::form::schema::CsrfForm, description = "The session's `csrf`", content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 303, description = "Done or refused (by the row's state): back to the row page, which says which"),
         (status = 403, description = "The form's CSRF token is missing or wrong; nothing changed", body = String, content_type = "text/html"),
@@ -144,7 +144,7 @@ pub(super) async fn retry(
     path = "/console/deliveries/{id}/cancel",
     tag = "console",
     params(("id" = i64, Path, description = "The outbox row id")),
-    request_body(content = String, description = "The session's `csrf`", content_type = "application/x-www-form-urlencoded"),
+    request_body(content = super::form::schema::CsrfForm, description = "The session's `csrf`", content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 303, description = "Done or refused (by the row's state): back to the row page, which says which"),
         (status = 403, description = "The form's CSRF token is missing or wrong; nothing changed", body = String, content_type = "text/html"),

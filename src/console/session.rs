@@ -150,7 +150,7 @@ pub(super) async fn login_page(request: HttpRequest) -> HttpResponse {
     post,
     path = "/console/login",
     tag = "console",
-    request_body(content = String, description = "`token` and the login form's `csrf`", content_type = "application/x-www-form-urlencoded"),
+    request_body(content = super::form::schema::LoginForm, description = "`token` and the login form's `csrf`", content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 303, description = "Logged in: the session cookie is set, on to /console"),
         (status = 401, description = "Wrong token: the login page again, with #error", body = String, content_type = "text/html"),
@@ -224,7 +224,7 @@ async fn start_session(
     post,
     path = "/console/logout",
     tag = "console",
-    request_body(content = String, description = "The session's `csrf`", content_type = "application/x-www-form-urlencoded"),
+    request_body(content = super::form::schema::CsrfForm, description = "The session's `csrf`", content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 303, description = "Logged out (the session is deleted), on to /console/login"),
         (status = 403, description = "The form's CSRF token is missing or wrong", body = String, content_type = "text/html"),
