@@ -78,11 +78,13 @@ pub struct BulkMoved {
 
 /// The body of `POST /deliveries/retry|cancel`, as documented; [`super::filter`] reads it field
 /// by field so each bad or unknown field is named.
-#[derive(Debug, utoipa::ToSchema)]
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)] // For the schema: `additionalProperties: false`.
 #[allow(dead_code)] // Only its schema is used.
 pub struct BulkChange {
     /// Required: `failed` or `cancelled` for a retry; `queued`, `retrying` or `failed` for a cancel.
     state: RowState,
+    #[schema(min_length = 1)]
     source: Option<String>,
     email: Option<String>,
     #[schema(format = DateTime)]
@@ -98,12 +100,12 @@ pub struct BulkChange {
 #[utoipa::path(get, path = "/deliveries", operation_id = "list_deliveries", tag = "admin", security(("admin_token" = [])),
     params(
         ("state" = Option<RowState>, Query, description = "The row's state"),
-        ("source" = Option<String>, Query, description = "`canonical`, `hubspot`, `pipedrive` or `salesforce`"),
+        ("source" = Option<String>, Query, min_length = 1, description = "`canonical`, `hubspot`, `pipedrive` or `salesforce`"),
         ("email" = Option<String>, Query, description = "Normalised as ingest stores it"),
         ("since" = Option<String>, Query, format = DateTime, description = "RFC 3339, inclusive, on `received_at`"),
         ("until" = Option<String>, Query, format = DateTime, description = "RFC 3339, exclusive, on `received_at`"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Rows per page, 1 to 500, default 50"),
-        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the page before"),
+        ("cursor" = Option<String>, Query, min_length = 1, description = "The `next_cursor` of the page before"),
     ),
     responses(
         (status = 200, body = Page<super::DeliveryView>),
