@@ -76,14 +76,14 @@ pub struct BulkMoved {
     pub more: bool,
 }
 
-/// The body of `POST /deliveries/retry|cancel`, as documented; [`super::filter`] reads it field
-/// by field so each bad or unknown field is named.
+/// The body of `POST /deliveries/retry|cancel`, as documented; `ops::filter` reads it field by
+/// field so each bad or unknown field is named.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)] // For the schema: `additionalProperties: false`.
 #[allow(dead_code)] // Only its schema is used.
-pub struct BulkChange {
-    /// Required: `failed` or `cancelled` for a retry; `queued`, `retrying` or `failed` for a cancel.
-    state: RowState,
+pub struct BulkChange<S> {
+    /// The rows' state: one the action applies to.
+    state: S,
     #[schema(min_length = 1)]
     source: Option<String>,
     email: Option<String>,
@@ -94,6 +94,25 @@ pub struct BulkChange {
     /// 1 to 10000, default 1000.
     #[schema(minimum = 1, maximum = 10000)]
     limit: Option<u32>,
+}
+
+/// The states a bulk retry takes rows from (`RowAction::Retry`; documentation only).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum RetryFrom {
+    Failed,
+    Cancelled,
+}
+
+/// The states a bulk cancel takes rows from (`RowAction::Cancel`; documentation only).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum CancelFrom {
+    Queued,
+    Retrying,
+    Failed,
 }
 
 /// `GET /deliveries?state=&source=&email=&since=&until=&limit=&cursor=`
@@ -231,7 +250,7 @@ async fn change_one(
 
 /// The same change for every row matching a filter, bounded by `limit`.
 #[utoipa::path(post, path = "/deliveries/retry", tag = "admin", security(("admin_token" = [])),
-    request_body(content = BulkChange, content_type = "application/json"),
+    request_body(content = BulkChange<RetryFrom>, content_type = "application/json"),
     responses(
         (status = 200, body = BulkMoved),
         (status = 400, description = "A bad or unknown field (`bad_request`; `field` names it, `body` for an unknown field or a body that is not a JSON object)", body = crate::api_error::ErrorBody),
@@ -249,7 +268,7 @@ pub async fn retry_bulk(
 
 /// The same change for every row matching a filter, bounded by `limit`.
 #[utoipa::path(post, path = "/deliveries/cancel", tag = "admin", security(("admin_token" = [])),
-    request_body(content = BulkChange, content_type = "application/json"),
+    request_body(content = BulkChange<CancelFrom>, content_type = "application/json"),
     responses(
         (status = 200, body = BulkMoved),
         (status = 400, description = "A bad or unknown field (`bad_request`; `field` names it, `body` for an unknown field or a body that is not a JSON object)", body = crate::api_error::ErrorBody),

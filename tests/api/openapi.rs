@@ -333,6 +333,33 @@ async fn real_answers_match_their_documented_schemas() {
     assert_conforms(&doc, "/deliveries/{id}", "get", 404, &body);
 }
 
+/// The documented states of each bulk body are the ones its action applies to.
+#[tokio::test]
+async fn each_bulk_body_documents_the_states_its_action_takes() {
+    use tallyfy_bridge::ops::deliveries::RowAction;
+    let app = spawn_app_with(&[]).await;
+    let doc = document(&app).await;
+    for (path, action) in [
+        ("/deliveries/retry", RowAction::Retry),
+        ("/deliveries/cancel", RowAction::Cancel),
+    ] {
+        let reference = doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+            ["schema"]["$ref"]
+            .as_str()
+            .expect("a $ref");
+        let name = reference.trim_start_matches("#/components/schemas/");
+        let state = &doc["components"]["schemas"][name]["properties"]["state"];
+        let documented: BTreeSet<&str> = state["enum"]
+            .as_array()
+            .expect("an enum")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        let applies: BTreeSet<&str> = action.from_states().iter().map(|s| s.as_str()).collect();
+        assert_eq!(documented, applies, "{path}");
+    }
+}
+
 /// Schemathesis finding: another method on a route answered the unknown-path 404.
 #[tokio::test]
 async fn another_method_on_a_known_path_gets_405_naming_the_allowed_ones() {
