@@ -208,7 +208,7 @@ static ALLOWED: LazyLock<HashMap<String, String>> = LazyLock::new(|| {
 /// `405` with `Allow` for a request whose path is a route but whose method is not one of its
 /// (`POST /status`); `None` for a path that is no route at all.
 pub fn method_not_allowed(request: &HttpRequest) -> Option<HttpResponse> {
-    let allowed = ALLOWED.get(&request.match_pattern()?)?;
+    let allowed = ALLOWED.get(&documented_path(&request.match_pattern()?))?;
     let allow = HeaderValue::from_str(allowed).ok()?;
     let mut response = crate::api_error::json_error(
         StatusCode::METHOD_NOT_ALLOWED,
@@ -218,6 +218,28 @@ pub fn method_not_allowed(request: &HttpRequest) -> Option<HttpResponse> {
     );
     response.headers_mut().insert(ALLOW, allow);
     Some(response)
+}
+
+/// A route pattern as the document writes it: `/deliveries/{id:[0-9]+}` is `/deliveries/{id}`.
+pub fn documented_path(pattern: &str) -> String {
+    let mut path = String::with_capacity(pattern.len());
+    let mut in_regex = false;
+    for c in pattern.chars() {
+        match c {
+            ':' if path.ends_with(|c: char| c.is_alphanumeric() || c == '_')
+                && path.rfind('{') > path.rfind('}') =>
+            {
+                in_regex = true
+            }
+            '}' => {
+                in_regex = false;
+                path.push(c);
+            }
+            _ if in_regex => {}
+            _ => path.push(c),
+        }
+    }
+    path
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -231,4 +253,26 @@ pub async fn openapi_json() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
         .body(DOCUMENT.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::documented_path;
+
+    #[test]
+    fn a_segment_regex_is_left_out_of_the_documented_path() {
+        assert_eq!(
+            documented_path("/deliveries/{id:[0-9]+}"),
+            "/deliveries/{id}"
+        );
+        assert_eq!(
+            documented_path("/deliveries/{id:[0-9]+}/retry"),
+            "/deliveries/{id}/retry"
+        );
+        assert_eq!(
+            documented_path("/webhooks/{source}/{token}"),
+            "/webhooks/{source}/{token}"
+        );
+        assert_eq!(documented_path("/status"), "/status");
+    }
 }

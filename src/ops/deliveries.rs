@@ -167,7 +167,7 @@ pub async fn list(request: HttpRequest, state: web::Data<OpsState>) -> HttpRespo
 
 /// A failed or cancelled row becomes due now, with a fresh retry budget.
 #[utoipa::path(post, path = "/deliveries/{id}/retry", tag = "admin", security(("admin_token" = [])),
-    params(("id" = String, Path, description = "The outbox row id")),
+    params(("id" = i64, Path, minimum = 1, description = "The outbox row id")),
     responses(
         (status = 200, description = "The row after the change", body = Changed),
         (status = 401, description = "Wrong or missing admin token", body = crate::api_error::ErrorBody),
@@ -185,7 +185,7 @@ pub async fn retry_one(
 
 /// A queued, retrying or failed row ends as `cancelled`.
 #[utoipa::path(post, path = "/deliveries/{id}/cancel", tag = "admin", security(("admin_token" = [])),
-    params(("id" = String, Path, description = "The outbox row id")),
+    params(("id" = i64, Path, minimum = 1, description = "The outbox row id")),
     responses(
         (status = 200, description = "The row after the change", body = Changed),
         (status = 401, description = "Wrong or missing admin token", body = crate::api_error::ErrorBody),
