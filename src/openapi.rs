@@ -1,9 +1,12 @@
 //! The OpenAPI 3.1 document of every endpoint, derived from the handlers' own `#[utoipa::path]`
 //! and answer types so it cannot drift from them, and `GET /openapi.json` serving it.
 
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
-use actix_web::{HttpResponse, web};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{ALLOW, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -34,7 +37,7 @@ use utoipa::{Modify, OpenApi};
         crate::ops::refused::list,
         openapi_json,
     ),
-    components(schemas(crate::api_error::ErrorBody, CrmSource)),
+    components(schemas(crate::api_error::ErrorBody, CrmSource, MemberId)),
     modifiers(&SecuritySchemes),
     tags(
         (name = "webhooks", description = "Contacts in: the bridge's own format and each CRM's"),
@@ -146,7 +149,7 @@ pub struct ContactWebhook {
     timezone: Option<String>,
     /// Tallyfy member user ids, each 1 to 2^53 − 1.
     #[schema(max_items = 100)]
-    associated_members: Option<Vec<u64>>,
+    associated_members: Option<Vec<MemberId>>,
     #[schema(max_length = 2000)]
     company_url: Option<String>,
     #[schema(max_length = 2000)]
@@ -169,11 +172,83 @@ pub fn document() -> utoipa::openapi::OpenApi {
     document
 }
 
+/// A Tallyfy member user id: 1 to 2^53 − 1, the largest id its JavaScript clients hold exactly.
+#[derive(serde::Deserialize)]
+pub struct MemberId;
+
+impl utoipa::PartialSchema for MemberId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+            .minimum(Some(1))
+            .maximum(Some(9_007_199_254_740_991_i64))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for MemberId {}
+
 static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
     document().to_json().unwrap_or_else(|error| {
         format!("{{\"error\":{{\"code\":\"internal\",\"message\":\"{error}\"}}}}")
     })
 });
+
+/// Each documented path's methods, as an `Allow` value (`GET`, `POST`).
+static ALLOWED: LazyLock<HashMap<String, String>> = LazyLock::new(|| {
+    let document: serde_json::Value = serde_json::from_str(&DOCUMENT).unwrap_or_default();
+    let paths = document["paths"].as_object().cloned().unwrap_or_default();
+    paths
+        .into_iter()
+        .map(|(path, item)| {
+            let methods = item.as_object().map(|item| {
+                let mut methods: Vec<String> = item.keys().map(|m| m.to_uppercase()).collect();
+                methods.sort_unstable();
+                methods.join(", ")
+            });
+            (path, methods.unwrap_or_default())
+        })
+        .collect()
+});
+
+/// `405` with `Allow` for a request whose path is a route but whose method is not one of its
+/// (`POST /status`); `None` for a path that is no route at all.
+pub fn method_not_allowed(request: &HttpRequest) -> Option<HttpResponse> {
+    let allowed = ALLOWED.get(&documented_path(&request.match_pattern()?))?;
+    let allow = HeaderValue::from_str(allowed).ok()?;
+    let mut response = crate::api_error::json_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("use {allowed}"),
+        None,
+    );
+    response.headers_mut().insert(ALLOW, allow);
+    Some(response)
+}
+
+/// A route pattern as the document writes it: `/deliveries/{id:[0-9]+}` is `/deliveries/{id}`.
+pub fn documented_path(pattern: &str) -> String {
+    let mut path = String::with_capacity(pattern.len());
+    let mut in_regex = false;
+    for c in pattern.chars() {
+        match c {
+            ':' if path.ends_with(|c: char| c.is_alphanumeric() || c == '_')
+                && path.rfind('{') > path.rfind('}') =>
+            {
+                in_regex = true
+            }
+            '}' => {
+                in_regex = false;
+                path.push(c);
+            }
+            _ if in_regex => {}
+            _ => path.push(c),
+        }
+    }
+    path
+}
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/openapi.json", web::get().to(openapi_json));
@@ -186,4 +261,26 @@ pub async fn openapi_json() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
         .body(DOCUMENT.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::documented_path;
+
+    #[test]
+    fn a_segment_regex_is_left_out_of_the_documented_path() {
+        assert_eq!(
+            documented_path("/deliveries/{id:[0-9]+}"),
+            "/deliveries/{id}"
+        );
+        assert_eq!(
+            documented_path("/deliveries/{id:[0-9]+}/retry"),
+            "/deliveries/{id}/retry"
+        );
+        assert_eq!(
+            documented_path("/webhooks/{source}/{token}"),
+            "/webhooks/{source}/{token}"
+        );
+        assert_eq!(documented_path("/status"), "/status");
+    }
 }

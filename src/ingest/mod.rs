@@ -89,7 +89,12 @@ async fn method_not_allowed() -> HttpResponse {
     ),
     request_body(content = crate::openapi::ContactWebhook, content_type = "application/json"),
     responses(
-        (status = 202, description = "Stored: the outbox row is committed", body = Accepted),
+        (status = 202, description = "Stored: the outbox row is committed", body = Accepted,
+            links(
+                ("delivery" = (operation_id = "delivery", parameters(("id" = "$response.body#/id")))),
+                ("retry" = (operation_id = "retry_one", parameters(("id" = "$response.body#/id")))),
+                ("cancel" = (operation_id = "cancel_one", parameters(("id" = "$response.body#/id")))),
+            )),
         (status = 200, description = "Repeated event id; nothing stored", body = Accepted),
         (status = 400, description = "Not JSON or not an object (`malformed_json`), not UTF-8 (`invalid_encoding`), unreadable (`bad_request`)", body = crate::api_error::ErrorBody),
         (status = 401, description = "Authentication failed (`unauthorized`)", body = crate::api_error::ErrorBody),

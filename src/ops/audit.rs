@@ -86,7 +86,7 @@ pub fn log(note: &AuditNote, action: &str, target: Option<i64>, affected: u64) {
 #[utoipa::path(get, path = "/audit", operation_id = "list_audit", tag = "admin", security(("admin_token" = [])),
     params(
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Items per page, 1 to 500, default 50"),
-        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the page before"),
+        ("cursor" = Option<String>, Query, min_length = 1, description = "The `next_cursor` of the page before"),
     ),
     responses(
         (status = 200, body = super::page::Page<AuditView>),

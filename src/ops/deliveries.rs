@@ -76,13 +76,15 @@ pub struct BulkMoved {
     pub more: bool,
 }
 
-/// The body of `POST /deliveries/retry|cancel`, as documented; [`super::filter`] reads it field
-/// by field so each bad or unknown field is named.
-#[derive(Debug, utoipa::ToSchema)]
+/// The body of `POST /deliveries/retry|cancel`, as documented; `ops::filter` reads it field by
+/// field so each bad or unknown field is named.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)] // For the schema: `additionalProperties: false`.
 #[allow(dead_code)] // Only its schema is used.
-pub struct BulkChange {
-    /// Required: `failed` or `cancelled` for a retry; `queued`, `retrying` or `failed` for a cancel.
-    state: RowState,
+pub struct BulkChange<S> {
+    /// The rows' state: one the action applies to.
+    state: S,
+    #[schema(min_length = 1)]
     source: Option<String>,
     email: Option<String>,
     #[schema(format = DateTime)]
@@ -94,16 +96,35 @@ pub struct BulkChange {
     limit: Option<u32>,
 }
 
+/// The states a bulk retry takes rows from (`RowAction::Retry`; documentation only).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum RetryFrom {
+    Failed,
+    Cancelled,
+}
+
+/// The states a bulk cancel takes rows from (`RowAction::Cancel`; documentation only).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum CancelFrom {
+    Queued,
+    Retrying,
+    Failed,
+}
+
 /// `GET /deliveries?state=&source=&email=&since=&until=&limit=&cursor=`
 #[utoipa::path(get, path = "/deliveries", operation_id = "list_deliveries", tag = "admin", security(("admin_token" = [])),
     params(
         ("state" = Option<RowState>, Query, description = "The row's state"),
-        ("source" = Option<String>, Query, description = "`canonical`, `hubspot`, `pipedrive` or `salesforce`"),
+        ("source" = Option<String>, Query, min_length = 1, description = "`canonical`, `hubspot`, `pipedrive` or `salesforce`"),
         ("email" = Option<String>, Query, description = "Normalised as ingest stores it"),
         ("since" = Option<String>, Query, format = DateTime, description = "RFC 3339, inclusive, on `received_at`"),
         ("until" = Option<String>, Query, format = DateTime, description = "RFC 3339, exclusive, on `received_at`"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Rows per page, 1 to 500, default 50"),
-        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the page before"),
+        ("cursor" = Option<String>, Query, min_length = 1, description = "The `next_cursor` of the page before"),
     ),
     responses(
         (status = 200, body = Page<super::DeliveryView>),
@@ -146,7 +167,7 @@ pub async fn list(request: HttpRequest, state: web::Data<OpsState>) -> HttpRespo
 
 /// A failed or cancelled row becomes due now, with a fresh retry budget.
 #[utoipa::path(post, path = "/deliveries/{id}/retry", tag = "admin", security(("admin_token" = [])),
-    params(("id" = String, Path, description = "The outbox row id")),
+    params(("id" = i64, Path, minimum = 1, description = "The outbox row id")),
     responses(
         (status = 200, description = "The row after the change", body = Changed),
         (status = 401, description = "Wrong or missing admin token", body = crate::api_error::ErrorBody),
@@ -164,7 +185,7 @@ pub async fn retry_one(
 
 /// A queued, retrying or failed row ends as `cancelled`.
 #[utoipa::path(post, path = "/deliveries/{id}/cancel", tag = "admin", security(("admin_token" = [])),
-    params(("id" = String, Path, description = "The outbox row id")),
+    params(("id" = i64, Path, minimum = 1, description = "The outbox row id")),
     responses(
         (status = 200, description = "The row after the change", body = Changed),
         (status = 401, description = "Wrong or missing admin token", body = crate::api_error::ErrorBody),
@@ -229,7 +250,7 @@ async fn change_one(
 
 /// The same change for every row matching a filter, bounded by `limit`.
 #[utoipa::path(post, path = "/deliveries/retry", tag = "admin", security(("admin_token" = [])),
-    request_body(content = BulkChange, content_type = "application/json"),
+    request_body(content = BulkChange<RetryFrom>, content_type = "application/json"),
     responses(
         (status = 200, body = BulkMoved),
         (status = 400, description = "A bad or unknown field (`bad_request`; `field` names it, `body` for an unknown field or a body that is not a JSON object)", body = crate::api_error::ErrorBody),
@@ -247,7 +268,7 @@ pub async fn retry_bulk(
 
 /// The same change for every row matching a filter, bounded by `limit`.
 #[utoipa::path(post, path = "/deliveries/cancel", tag = "admin", security(("admin_token" = [])),
-    request_body(content = BulkChange, content_type = "application/json"),
+    request_body(content = BulkChange<CancelFrom>, content_type = "application/json"),
     responses(
         (status = 200, body = BulkMoved),
         (status = 400, description = "A bad or unknown field (`bad_request`; `field` names it, `body` for an unknown field or a body that is not a JSON object)", body = crate::api_error::ErrorBody),

@@ -33,6 +33,8 @@ pub struct OpsState {
     pub wake: Arc<Notify>,
 }
 
+/// A row id segment is digits, so `GET /deliveries/retry` is the bulk route's 405, not a
+/// look-up of a delivery called `retry`.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/deliveries", web::get().to(deliveries::list))
         .route("/deliveries/retry", web::post().to(deliveries::retry_bulk))
@@ -40,13 +42,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/deliveries/cancel",
             web::post().to(deliveries::cancel_bulk),
         )
-        .route("/deliveries/{id}", web::get().to(delivery))
+        .route("/deliveries/{id:[0-9]+}", web::get().to(delivery))
         .route(
-            "/deliveries/{id}/retry",
+            "/deliveries/{id:[0-9]+}/retry",
             web::post().to(deliveries::retry_one),
         )
         .route(
-            "/deliveries/{id}/cancel",
+            "/deliveries/{id:[0-9]+}/cancel",
             web::post().to(deliveries::cancel_one),
         )
         .route("/audit", web::get().to(audit::list))
@@ -119,7 +121,7 @@ fn internal(error: anyhow::Error) -> HttpResponse {
 
 /// One outbox row and its attempt log.
 #[utoipa::path(get, path = "/deliveries/{id}", tag = "admin", security(("admin_token" = [])),
-    params(("id" = String, Path, description = "The outbox row id")),
+    params(("id" = i64, Path, minimum = 1, description = "The outbox row id")),
     responses(
         (status = 200, body = DeliveryDetail),
         (status = 401, description = "Wrong or missing admin token", body = crate::api_error::ErrorBody),

@@ -70,7 +70,7 @@ impl Params {
         ("since" = Option<String>, Query, format = DateTime, description = "RFC 3339, inclusive, on `refused_at`"),
         ("until" = Option<String>, Query, format = DateTime, description = "RFC 3339, exclusive, on `refused_at`"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Items per page, 1 to 500, default 50"),
-        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the page before"),
+        ("cursor" = Option<String>, Query, min_length = 1, description = "The `next_cursor` of the page before"),
     ),
     responses(
         (status = 200, body = super::page::Page<RefusedView>),

@@ -128,7 +128,11 @@ async fn echo_request_id(
     Ok(response)
 }
 
-async fn not_found() -> HttpResponse {
+/// An unknown path, or (405) a known one with another method.
+async fn not_found(request: actix_web::HttpRequest) -> HttpResponse {
+    if let Some(refusal) = crate::openapi::method_not_allowed(&request) {
+        return refusal;
+    }
     json_error(
         StatusCode::NOT_FOUND,
         "not_found",
