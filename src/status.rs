@@ -53,6 +53,8 @@ pub struct Snapshot {
     /// Retention's last run and how many rows it deleted.
     pub last_prune_at: Option<i64>,
     pub last_prune_rows: Option<i64>,
+    /// The create budget and the backlog's drain (see `delivery::pacing`).
+    pub pacing: crate::domain::pacing::PacingSnapshot,
 }
 
 /// Refused CRM items of one source for one reason.
@@ -119,6 +121,7 @@ async fn status(state: web::Data<StatusState>) -> HttpResponse {
             "last_delivered_at": iso(snapshot.last_delivered_at),
             "last_error": snapshot.last_error,
             "last_error_at": iso(snapshot.last_error_at),
+            "pacing": crate::delivery::pacing::PacingView::of(&snapshot.pacing),
         },
         "refused": {
             "total": snapshot.refused.iter().map(|r| r.n).sum::<i64>(),

@@ -59,6 +59,14 @@ pub enum Outcome {
     /// Tallyfy's 429: nothing is sent before `until`; the row waits until then, attempt given
     /// back.
     RateLimited { until: i64, reason: String },
+    /// The hourly create budget: the row waits until `until`, attempt given back. The bridge's
+    /// own budget was spent before the POST (another worker spent it), or `by_tallyfy`: Tallyfy's
+    /// 429 said its hourly guest-invite cap is reached, and the budget is emptied until then.
+    Paced {
+        until: i64,
+        reason: String,
+        by_tallyfy: bool,
+    },
     /// Tallyfy refused the credentials: delivery pauses with this reason; the row is due again
     /// at once (the pause decides when it is tried), attempt given back.
     Paused { reason: String, status: u16 },
@@ -83,6 +91,7 @@ pub enum AttemptClass {
     FetchFailed,
     Retry,
     RateLimited,
+    Paced,
     Paused,
     Failed,
 }
@@ -102,6 +111,7 @@ impl Outcome {
             } => AttemptClass::FetchFailed,
             Self::Retry { .. } => AttemptClass::Retry,
             Self::RateLimited { .. } => AttemptClass::RateLimited,
+            Self::Paced { .. } => AttemptClass::Paced,
             Self::Paused { .. } => AttemptClass::Paused,
             Self::Failed { .. } | Self::Refused { .. } => AttemptClass::Failed,
         }
@@ -111,6 +121,7 @@ impl Outcome {
     pub fn http_status(&self) -> Option<u16> {
         match self {
             Self::RateLimited { .. } => Some(429),
+            Self::Paced { by_tallyfy, .. } => by_tallyfy.then_some(429),
             Self::Paused { status, .. } => Some(*status),
             Self::Retry { status, .. } | Self::Failed { status, .. } => *status,
             Self::Delivered { .. } | Self::Fetched { .. } | Self::Refused { .. } => None,
@@ -123,6 +134,7 @@ impl Outcome {
             Self::Delivered { .. } | Self::Fetched { .. } => None,
             Self::Retry { reason, .. }
             | Self::RateLimited { reason, .. }
+            | Self::Paced { reason, .. }
             | Self::Paused { reason, .. }
             | Self::Failed { reason, .. }
             | Self::Refused { reason, .. } => Some(reason),
@@ -149,6 +161,7 @@ impl Outcome {
             | Self::Fetched { .. }
             | Self::Refused { .. }
             | Self::RateLimited { .. }
+            | Self::Paced { .. }
             | Self::Paused { .. } => false,
         }
     }

@@ -55,7 +55,7 @@ pub fn tallyfy_response(data: &[u8]) {
         _ => "permanent",
     };
     let class = match &classified {
-        CallError::RateLimited { .. } => "rate_limited",
+        CallError::RateLimited { .. } | CallError::GuestCapReached { .. } => "rate_limited",
         CallError::Unauthorized { .. } => "unauthorized",
         CallError::Unprocessable { .. } => "unprocessable",
         CallError::Transient { .. } => "transient",
@@ -69,7 +69,9 @@ pub fn tallyfy_response(data: &[u8]) {
             assert!(!text.contains(['\n', '\r']), "{text:?}");
             assert!(text.chars().count() <= EXCERPT_MAX, "{text:?}");
         }
-        CallError::RateLimited { .. } | CallError::Unauthorized { .. } => {}
+        CallError::RateLimited { .. }
+        | CallError::GuestCapReached { .. }
+        | CallError::Unauthorized { .. } => {}
     }
     let scrubbed = classified.scrub(TALLYFY_TOKEN);
     assert!(!scrubbed.to_string().contains(TALLYFY_TOKEN));

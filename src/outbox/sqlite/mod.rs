@@ -5,6 +5,7 @@ mod admin;
 mod append;
 mod claim;
 pub mod identity;
+mod pacing;
 mod prune;
 mod reads;
 mod refused;

@@ -7,8 +7,9 @@ use anyhow::Context;
 use sqlx::SqlitePool;
 use tokio::sync::Mutex;
 
-use super::{DatabaseFile, admin, claim, prune, reads, refused, results, worker_state};
+use super::{DatabaseFile, admin, claim, pacing, prune, reads, refused, results, worker_state};
 use crate::configuration::{DatabaseSettings, RetentionSettings};
+use crate::domain::pacing::{Budget, PacingLimit};
 use crate::ops::audit::{AuditNote, AuditView};
 use crate::ops::deliveries::{DeliveryFilter, Moved, RowAction};
 use crate::ops::page::Cursor;
@@ -187,5 +188,23 @@ impl Store for SqliteStore {
             policy,
         )
         .await
+    }
+
+    // pacing
+    async fn create_budget(&self, now: i64, limit: PacingLimit) -> anyhow::Result<Budget> {
+        pacing::budget(&self.pool, now, limit).await
+    }
+
+    async fn spend_create(
+        &self,
+        now: i64,
+        limit: PacingLimit,
+        outbox_id: i64,
+    ) -> anyhow::Result<Option<i64>> {
+        pacing::spend(&self.pool, now, limit, outbox_id).await
+    }
+
+    async fn announce_pacing(&self, limit: PacingLimit) -> anyhow::Result<()> {
+        pacing::announce(&self.pool, limit).await
     }
 }
