@@ -17,14 +17,14 @@ impl Worker {
     /// its own attempts that have not spent yet (those of other workers are caught at the
     /// spend). With none left, remembers until when, so the idle loop sleeps instead of polling.
     pub(super) async fn budget_limit(&self, limit: usize, now: i64) -> anyhow::Result<usize> {
-        if self.pacing.unlimited() || limit == 0 {
-            return Ok(limit);
-        }
         if !self.pacing_announced.swap(true, Ordering::Relaxed)
             && let Err(error) = self.store.announce_pacing(self.pacing).await
         {
             self.pacing_announced.store(false, Ordering::Relaxed);
             return Err(error);
+        }
+        if self.pacing.unlimited() || limit == 0 {
+            return Ok(limit);
         }
         let budget = self.store.create_budget(now, self.pacing).await?;
         let left = usize::try_from(budget.left(self.pacing, now)).unwrap_or(0);
