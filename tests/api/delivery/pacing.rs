@@ -380,3 +380,37 @@ async fn zero_means_no_limit() {
         "{pacing}"
     );
 }
+
+#[tokio::test]
+async fn a_worker_that_dies_after_its_spend_wastes_the_unit_and_sends_nothing_unbudgeted() {
+    use tallyfy_bridge::outbox::Store;
+    let env = paced_env(2, SandboxConfig::default()).await;
+    let limit = env.app.settings.delivery.pacing();
+    let orphan = env.post(json!({"email": "died@example.com"})).await;
+    // A worker claims the row and spends for its POST, then dies before sending it.
+    let now = env.clock_now();
+    let claimed = env
+        .store
+        .claim_due(now, 1, now + 90_000)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(
+        env.store
+            .spend_create(now, limit, orphan)
+            .await
+            .expect("spend"),
+        None
+    );
+
+    // Its lease ends: the row is tried again, looked up (404), spends the last unit, is created.
+    env.advance(Duration::from_secs(91));
+    let outcomes = env.worker.run_once().await.expect("run");
+    assert_eq!(delivered(&outcomes), 1, "{outcomes:?}");
+    assert_eq!((env.lookups(), env.posts(), env.spends().await), (1, 1, 2));
+
+    // The unit the dead worker spent stays spent: nothing more goes in this window.
+    env.post(json!({"email": "next@example.com"})).await;
+    assert!(env.worker.run_once().await.expect("run").is_empty());
+    assert_eq!(env.posts(), 1);
+}
