@@ -74,6 +74,17 @@ retention Ingest while retention prunes ~1M old rows vs ingest alone (about 5 mi
     largest before a TRUNCATE checkpoint (every 100,000 rows and at the end) and after the last
     one (same line), and the database file before and after (free pages stay in it).
 
+pacing    Draining a backlog within Tallyfy's hourly guest cap (about 3 minutes).
+    Two bridges side by side, each with its own fresh sandbox whose `faults.hourly_cap` allows N
+    creates per `cap_window_secs` W (a fixed window opened by its first create, 429
+    RATE_LIMIT_EXCEEDED "hourly limit for Guest Invite" with Retry-After once spent): "unpaced"
+    with `delivery.max_creates_per_hour` 0 (pacing learned from 429s only, the behaviour before
+    the budget) and "paced" with the same N and W. Each gets the same backlog of signed canonical
+    webhooks (posted right after start-up) and is timed from the first post until /status shows
+    nothing waiting (both polled every 100 ms). Per bridge: POSTs and 429s the sandbox saw, rows
+    failed, attempts consumed beyond one per delivered row, paced attempts logged, drain time vs
+    the ideal rows / N x W. Each sandbox is checked: one create per email, none twice.
+
 xml       Salesforce's XML parse (about 10 s): examples/salesforce_xml_bench times the parser on
           the worst bodies it builds at the 4 MiB body limit against a normal 100-notification
           message of the same size, 9 interleaved rounds; ratios of the medians.
@@ -93,7 +104,8 @@ first-round bound, 30000); delivery: BENCH_DELIVERY_EVENTS (20000), BENCH_DELIVE
 never); scale: BENCH_SCALE_SIZES ("1000 100000 1000000"), BENCH_SCALE_DURATION (3s),
 BENCH_CLAIM_REPS (50), BENCH_CLAIM_LIMITS ("4 32"); startup: BENCH_STARTUP_REPS (5); retention:
 BENCH_RETENTION_CONNECTIONS (32), BENCH_RETENTION_BATCH_ROWS (the bridge's default if unset); xml:
-BENCH_XML_ROUNDS (9).
+BENCH_XML_ROUNDS (9); pacing: BENCH_PACING_ROWS (150), BENCH_PACING_CAP (N, 10),
+BENCH_PACING_WINDOW_SECS (W, 10), BENCH_PACING_CONCURRENCY (4).
 """
 from __future__ import annotations
 
@@ -121,7 +133,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
-PARTS = ["ingest", "sources", "delivery", "scale", "startup", "retention", "xml"]
+PARTS = ["ingest", "sources", "delivery", "scale", "startup", "retention", "xml", "pacing"]
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 MAX_BAD_FRACTION = 0.001
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -176,12 +188,17 @@ class Knobs:
     retention_connections: int = int(env("BENCH_RETENTION_CONNECTIONS", "32"))
     retention_batch_rows: str = env("BENCH_RETENTION_BATCH_ROWS", "")
     xml_rounds: int = int(env("BENCH_XML_ROUNDS", "9"))
+    pacing_rows: int = int(env("BENCH_PACING_ROWS", "150"))
+    pacing_cap: int = int(env("BENCH_PACING_CAP", "10"))
+    pacing_window_secs: int = int(env("BENCH_PACING_WINDOW_SECS", "10"))
+    pacing_concurrency: int = int(env("BENCH_PACING_CONCURRENCY", "4"))
 
     def __post_init__(self) -> None:
         if self.quick:  # one short round of every scenario, small databases
             self.rounds, self.duration, self.connections, self.events = 1, "2s", [32], 60000
             self.delivery_events, self.scale_sizes, self.scale_duration = 400, [1000, 100000], "1s"
             self.claim_reps, self.startup_reps, self.xml_rounds = 10, 1, 1
+            self.pacing_rows, self.pacing_window_secs = 30, 3
 
 
 def ints(text: str) -> list[int]:
@@ -209,19 +226,25 @@ def ensure_tools() -> None:
         subprocess.run(install, capture_output=True, check=True)
 
 
-def build(target: Path, skip: bool) -> tuple[Binaries, float]:
+# Parts that need only the bridge binary (the others need every binary).
+BRIDGE_ONLY = {"pacing"}
+
+
+def build(target: Path, skip: bool, parts: list[str]) -> tuple[Binaries, float]:
     release = target / "release"
     binaries = Binaries(release / "tallyfy-bridge", release / "bench-hello", release / "bench-rawclient",
                         release / "examples" / "claim_bench", release / "examples" / "salesforce_xml_bench")
     started = time.monotonic()
+    bridge_only = set(parts) <= BRIDGE_ONLY
     if not skip:
         log(f"building release binaries into {target}")
         cargo = ["cargo", "build", "--release", "--quiet"]
-        subprocess.run([*cargo, "--bin", "tallyfy-bridge", "--example", "salesforce_xml_bench",
-                        "--example", "claim_bench"], cwd=ROOT, check=True)
-        for baseline in ("hello", "rawclient"):
+        examples = [] if bridge_only else ["--example", "salesforce_xml_bench", "--example", "claim_bench"]
+        subprocess.run([*cargo, "--bin", "tallyfy-bridge", *examples], cwd=ROOT, check=True)
+        for baseline in () if bridge_only else ("hello", "rawclient"):
             subprocess.run([*cargo, "--manifest-path", str(BENCH / baseline / "Cargo.toml")], cwd=ROOT, check=True)
-    missing = [str(p) for p in vars(binaries).values() if not os.access(p, os.X_OK)]
+    needed = [binaries.bridge] if bridge_only else vars(binaries).values()
+    missing = [str(p) for p in needed if not os.access(p, os.X_OK)]
     if missing:
         raise BenchFailed(f"missing binaries: {', '.join(missing)}")
     return binaries, time.monotonic() - started
@@ -872,6 +895,101 @@ def part_delivery(b: Bench) -> dict:
     return {"points": points, "commit_ms": commit_ms}
 
 
+# --- pacing -----------------------------------------------------------------------------------
+
+@dataclass
+class PacingRun:
+    name: str
+    paced: bool
+    drain_s: float = 0.0
+    posts: int = 0
+    finds: int = 0
+    rate_limited: int = 0
+    failed: int = 0
+    extra_attempts: int = 0
+    paced_logged: int = 0
+    checks: str = ""
+
+
+def post_events(base: str, events: Path) -> int:
+    """Posts every signed event of `events` (gen_signed's lines) in order; how many got a 2xx."""
+    acked = 0
+    for line in events.read_text(encoding="ascii").splitlines():
+        event_id, ts, signature, body = line.split("\t", 3)
+        request = urllib.request.Request(f"{base}/webhooks/contacts", data=body.encode(), method="POST", headers={
+            "content-type": "application/json", "webhook-id": event_id, "webhook-timestamp": ts,
+            "webhook-signature": signature})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            acked += 200 <= response.status < 300
+    return acked
+
+
+def part_pacing(b: Bench) -> dict:
+    k = b.k
+    n, cap, window = k.pacing_rows, k.pacing_cap, k.pacing_window_secs
+    ideal = n / cap * window
+    log(f"part pacing: {n} rows, sandbox and bridge capped at {cap} creates per {window} s (ideal {ideal:.0f} s)")
+    runs, live = [PacingRun("unpaced", False), PacingRun("paced", True)], {}
+    for run in runs:
+        port = free_port()
+        environment = {**os.environ, "RUST_LOG": "warn"}
+        faults = {"faults": {"hourly_cap": cap, "cap_window_secs": window}}
+        sandbox = Process([b.bin.bridge, "sandbox", "--addr", f"127.0.0.1:{port}", "--config", compact(faults)],
+                          b.results / f"sandbox-pacing-{run.name}.log", environment)
+        url = f"http://127.0.0.1:{port}"
+        wait_200(f"{url}/_sandbox/stats", time.monotonic_ns(), sandbox)
+        db = b.work / f"pacing-{run.name}.sqlite"
+        remove_db(db)
+        bridge, base, _ = b.start_bridge(
+            db, f"bridge-pacing-{run.name}.log", delivery__enabled="true",
+            delivery__concurrency=str(k.pacing_concurrency),
+            delivery__max_creates_per_hour=str(cap if run.paced else 0), delivery__create_window_secs=str(window),
+            tallyfy__base_url=url, tallyfy__org_id="demo-org", tallyfy__token="sandbox-token")
+        events = b.results / f"pacing-{run.name}.events"
+        gen_signed(events, n, f"pc{run.name}")
+        live[run.name] = (sandbox, url, db, bridge, base, events)
+    started = {}
+    for run in runs:
+        _, _, _, _, base, events = live[run.name]
+        started[run.name] = time.monotonic_ns()
+        acked = post_events(base, events)
+        if acked != n:
+            raise BenchFailed(f"pacing {run.name}: {acked} of {n} events acknowledged")
+    # Both drains are watched in one loop, so neither is timed late for waiting on the other.
+    deadline = time.monotonic() + 4 * ideal + 120
+    while any(not run.drain_s for run in runs):
+        if time.monotonic() > deadline:
+            raise BenchFailed(f"pacing: not drained after {4 * ideal + 120:.0f} s")
+        for run in (r for r in runs if not r.drain_s):
+            try:
+                counts = get_json(f"{live[run.name][4]}/status")["outbox"]["counts"]
+            except (OSError, ValueError, KeyError):
+                continue
+            if counts["queued"] + counts["retrying"] + counts["in_flight"] == 0 and \
+                    counts["delivered"] + counts["failed"] >= n:
+                run.drain_s = (time.monotonic_ns() - started[run.name]) / 1e9
+                log(f"pacing {run.name}: drained in {run.drain_s:.1f} s")
+        time.sleep(0.1)
+    for run in runs:
+        sandbox, url, db, bridge, _, _ = live[run.name]
+        stats = get_json(f"{url}/_sandbox/stats")
+        run.posts = stats.get("requests", {}).get("create_guest", 0)
+        run.finds = stats.get("requests", {}).get("find_guest", 0)
+        run.rate_limited = stats.get("rate_limited", 0)
+        run.checks = verify_sandbox(url, n)
+        b.stop_cleanly(bridge)
+        sandbox.stop()
+        run.failed = query(db, "SELECT count(*) FROM outbox WHERE state = 'failed'")
+        run.extra_attempts = query(db, "SELECT coalesce(sum(attempts), 0) - count(*) FROM outbox WHERE state = 'delivered'")
+        run.paced_logged = query(db, "SELECT count(*) FROM delivery_attempts WHERE outcome = 'paced'")
+        remove_db(db)
+        log(f"pacing {run.name}: {run.posts} POSTs, {run.rate_limited} 429s, {run.failed} failed, "
+            f"{run.extra_attempts} extra attempts, {run.paced_logged} paced attempts; {run.checks}")
+        if run.failed:
+            raise BenchFailed(f"pacing {run.name}: {run.failed} rows failed")
+    return {"runs": runs, "ideal_s": ideal}
+
+
 def commit_probe(path: Path) -> float:
     """Milliseconds per one-row synchronous=FULL WAL commit on this disk (200 of them)."""
     db = sqlite3.connect(path, isolation_level=None)
@@ -1339,6 +1457,36 @@ def report_xml(b: Bench, r: dict) -> list[str]:
             r["table"].rstrip("\n")]
 
 
+def report_pacing(b: Bench, r: dict) -> list[str]:
+    k, ideal = b.k, r["ideal_s"]
+    n, cap, window = k.pacing_rows, k.pacing_cap, k.pacing_window_secs
+    last_batch = (-(-n // cap) - 1) * window
+
+    def floor_ratio(drain_s: float) -> str:
+        return f"{drain_s / last_batch:.2f}" if last_batch else "–"
+
+    out = [f"A backlog of {n} signed canonical webhooks (distinct emails) posted to a bridge whose sandbox allows "
+           f"{cap} creates per {window} s",
+           "(`faults.hourly_cap` / `cap_window_secs`: a fixed window opened by its first create, then 429 "
+           "RATE_LIMIT_EXCEEDED with Retry-After);",
+           f"`delivery.concurrency` {k.pacing_concurrency}. unpaced: `delivery.max_creates_per_hour` 0 (the cap "
+           "learned from 429s only, as before the budget);",
+           f"paced: `max_creates_per_hour` {cap}, `create_window_secs` {window}. Drain: first post → `/status` "
+           f"shows nothing waiting. Ideal = rows / N × W = {ideal:.0f} s",
+           f"(the first {cap} go at once, so the last batch can start at {last_batch} s: the floor).", "",
+           "| run | POSTs | 429s | **429s / POSTs** | rows failed | attempts consumed beyond one per row | "
+           "paced attempts logged | look-ups | **drain** | drain / ideal | drain / floor |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for run in r["runs"]:
+        share = f"{100 * run.rate_limited / run.posts:.1f} %" if run.posts else "–"
+        out.append(f"| {run.name} | {run.posts} | {run.rate_limited} | **{share}** | {run.failed} | "
+                   f"{run.extra_attempts} | {run.paced_logged} | {run.finds} | **{run.drain_s:.1f} s** | "
+                   f"{run.drain_s / ideal:.2f} | {floor_ratio(run.drain_s)} |")
+    out += ["", "Target: 429s ≤ 5 % of POSTs, no row failed, no attempt consumed by pacing.", ""]
+    out += [f"- {run.name}: sandbox {run.checks}." for run in r["runs"]]
+    return out
+
+
 SECTIONS = [
     ("ingest", "HTTP ceiling and durable ingest", report_ingest),
     ("sources", "CRM webhooks: events/s per source vs canonical ingest", report_sources),
@@ -1347,6 +1495,7 @@ SECTIONS = [
     (None, "Memory and start-up", None),
     ("retention", "Retention: ingest while pruning 1M old rows", report_retention),
     ("xml", "Salesforce XML: the worst bodies at the body limit vs a normal message", report_xml),
+    ("pacing", "Pacing: a backlog within Tallyfy's hourly guest cap", report_pacing),
 ]
 
 
@@ -1367,7 +1516,7 @@ def report(b: Bench, results: dict, command: str, parts: list[str], **run_times)
 # --- main -------------------------------------------------------------------------------------
 
 RUNNERS = {"ingest": part_ingest, "sources": part_sources, "delivery": part_delivery, "scale": part_scale,
-           "startup": part_startup, "retention": part_retention, "xml": part_xml}
+           "startup": part_startup, "retention": part_retention, "xml": part_xml, "pacing": part_pacing}
 
 
 def main() -> int:
@@ -1386,10 +1535,11 @@ def main() -> int:
     command = " ".join(["bench/bench.py", *sys.argv[1:]])
     started = time.monotonic()
     knobs = Knobs(quick=args.quick)
-    ensure_tools()
+    if not set(parts) <= BRIDGE_ONLY:
+        ensure_tools()
     target = Path(os.environ.setdefault("CARGO_TARGET_DIR", "/work/scratch/bench-target"))
     skip = args.skip_build or os.environ.get("BENCH_SKIP_BUILD") == "1"
-    binaries, build_s = build(target, skip)
+    binaries, build_s = build(target, skip, parts)
     measuring = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="tallyfy-bench."))
     bench = Bench(knobs, binaries, work)

@@ -57,6 +57,8 @@ pub struct Snapshot {
     /// Retention's last run and how many rows it deleted.
     pub last_prune_at: Option<i64>,
     pub last_prune_rows: Option<i64>,
+    /// The create budget and the backlog's drain (see `delivery::pacing`).
+    pub pacing: crate::domain::pacing::PacingSnapshot,
 }
 
 /// Refused CRM items of one source for one reason.

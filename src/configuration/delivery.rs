@@ -30,6 +30,10 @@ pub struct DeliverySettings {
     pub paused_probe: Duration,
     #[serde(rename = "idle_poll_ms", deserialize_with = "millis")]
     pub idle_poll: Duration,
+    /// Creates per `create_window` at most, org-wide (Tallyfy's guest-invite cap); 0 = no limit.
+    pub max_creates_per_hour: u32,
+    #[serde(rename = "create_window_secs", deserialize_with = "secs")]
+    pub create_window: Duration,
 }
 
 impl DeliverySettings {
@@ -42,6 +46,15 @@ impl DeliverySettings {
                 "must be at least delivery.retry_base_ms, which must be above 0",
             ));
         }
+        above_zero("delivery.create_window_secs", !self.create_window.is_zero())?;
         Ok(())
+    }
+
+    /// The create budget the worker keeps to.
+    pub fn pacing(&self) -> crate::domain::pacing::PacingLimit {
+        crate::domain::pacing::PacingLimit {
+            max_creates: self.max_creates_per_hour,
+            window_ms: i64::try_from(self.create_window.as_millis()).unwrap_or(i64::MAX / 4),
+        }
     }
 }

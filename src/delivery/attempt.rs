@@ -34,6 +34,8 @@ impl Worker {
     /// Runs one claimed row to its recorded outcome.
     #[tracing::instrument(skip_all, fields(outbox_id = row.id, attempt = row.attempts))]
     pub(super) async fn deliver(&self, row: Claimed) -> Result<Outcome, LeaseLost> {
+        // Counted by the claim; released however the attempt ends.
+        let _unspent = super::pacing::Unspent::one(&self.unspent);
         let started_at = self.clock.now_ms();
         let timer = Instant::now();
         // Give up before the lease ends, so no second worker can start while we still talk.
@@ -120,6 +122,8 @@ impl Worker {
         {
             return Ok(delivered(id.into_string(), LearnedBy::Found));
         }
+        // Only a call that may create a guest spends from the budget.
+        self.spend(row).await?;
         match self.client.create_guest(&guest).await {
             Ok(id) => Ok(delivered(id.into_string(), LearnedBy::Created)),
             // Older docs: 422 for an existing guest. Only a miss on look-up makes it final.

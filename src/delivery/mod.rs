@@ -2,6 +2,7 @@
 //! Tallyfy at most once, pausing on refused credentials and holding off on 429s.
 
 mod attempt;
+pub mod pacing;
 pub mod policy;
 mod recorder;
 mod resolve;
@@ -10,7 +11,7 @@ mod storage;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::future::join_all;
@@ -21,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::configuration::DeliverySettings;
 use crate::crm::CrmClients;
 use crate::domain::outcome::{LeaseLost, Outcome};
+use crate::domain::pacing::PacingLimit;
 use crate::metrics::Metrics;
 use crate::outbox::{Claimed, Store};
 use crate::tallyfy::TallyfyClient;
@@ -53,6 +55,16 @@ pub struct Worker {
     crm_holds: Mutex<HashMap<&'static str, i64>>,
     /// Counts every outcome, whichever loop (`run`, `run_once`) it ended in.
     metrics: Metrics,
+    /// The hourly create budget, kept in the database for every worker (`pacing`).
+    pacing: PacingLimit,
+    /// Whether this worker has recorded its limit for `/status` yet.
+    pacing_announced: AtomicBool,
+    /// This worker's claimed attempts not yet ended: each may still spend, so a claim leaves
+    /// them their units.
+    unspent: AtomicUsize,
+    /// Until when no unit is left (ms), as last seen: the idle loop sleeps until then instead of
+    /// polling for rows it may not claim.
+    paced_until: AtomicI64,
 }
 
 impl Worker {
@@ -81,6 +93,10 @@ impl Worker {
             crms,
             crm_holds: Mutex::default(),
             metrics: Metrics::default(),
+            pacing: settings.pacing(),
+            pacing_announced: AtomicBool::new(false),
+            unspent: AtomicUsize::new(0),
+            paced_until: AtomicI64::new(0),
         }
     }
 
@@ -120,9 +136,16 @@ impl Worker {
         } else {
             limit
         };
-        self.store
+        let limit = self.budget_limit(limit, now).await?;
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let rows = self
+            .store
             .claim_due(now, limit, now + self.lease.as_millis() as i64)
-            .await
+            .await?;
+        pacing::Unspent::claimed(&self.unspent, rows.len());
+        Ok(rows)
     }
 
     /// Updates the worker-wide gate from one outcome.
@@ -134,6 +157,18 @@ impl Worker {
             Outcome::Paused { .. } => Ok(()),
             Outcome::RateLimited { until, .. } => {
                 tracing::info!(until, "Tallyfy rate limit: delivery waits");
+                Ok(())
+            }
+            Outcome::Paced {
+                until, by_tallyfy, ..
+            } => {
+                self.paced_until.fetch_max(*until, Ordering::Relaxed);
+                let until = crate::time::rfc3339(*until).unwrap_or_default();
+                if *by_tallyfy {
+                    tracing::info!(%until, "Tallyfy's hourly guest-invite cap is reached: creates wait");
+                } else {
+                    tracing::debug!(%until, "The create budget is spent: the row waits");
+                }
                 Ok(())
             }
             // Only an answer from Tallyfy that is not a refusal proves the credentials work
@@ -272,6 +307,12 @@ impl Worker {
                 .min(self.idle_poll.max(Duration::from_secs(1)));
         }
         let now = self.clock.now_ms();
+        // Rows are due, but the budget lets none be claimed before then.
+        let paced = self.paced_until.load(Ordering::Relaxed) - now;
+        if paced > 0 {
+            return Duration::from_millis(paced as u64)
+                .clamp(Duration::from_millis(10), self.idle_poll);
+        }
         let next = match self.store.next_due_at().await {
             Ok(Some(at)) => Duration::from_millis((at - now).max(0) as u64),
             _ => self.idle_poll,

@@ -87,6 +87,8 @@ mod tests {
             rate_limit_default: Duration::from_secs(60),
             paused_probe: Duration::from_secs(60),
             idle_poll: Duration::from_millis(1000),
+            max_creates_per_hour: 30,
+            create_window: Duration::from_secs(3600),
         })
     }
 

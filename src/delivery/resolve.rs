@@ -19,6 +19,8 @@ pub(super) enum Failure {
     /// The stored payload cannot make a guest: retrying will not change it. (A fetched CRM
     /// contact without a usable email is [`Outcome::Refused`] instead.)
     Unusable(String),
+    /// No unit of the create budget was left for the POST: none was sent.
+    Paced { until: i64 },
     /// The CRM record the row names could not be read.
     Fetch {
         crm: &'static str,
@@ -61,14 +63,37 @@ impl Worker {
                 };
             }
             Failure::Fetch { crm, error } => return self.fetch_failed(row, crm, error, now),
+            Failure::Paced { until } => {
+                return Outcome::Paced {
+                    until,
+                    reason: self.paced_reason(until),
+                    by_tallyfy: false,
+                };
+            }
             Failure::Call(error) => error,
         };
         let reason = redact(&error.to_string());
         match error {
-            CallError::RateLimited { retry_after } => Outcome::RateLimited {
-                until: now + self.policy.rate_limit_wait(retry_after).as_millis() as i64,
-                reason,
-            },
+            // Tallyfy's own hourly cap: the budget is empty until its window ends (by default
+            // a whole window from now); look-ups stay allowed.
+            CallError::GuestCapReached { retry_after } if !self.pacing.unlimited() => {
+                let window = Duration::from_millis(self.pacing.window_ms as u64);
+                let wait = retry_after.unwrap_or(window).clamp(
+                    Duration::from_secs(1),
+                    window.max(Duration::from_secs(3600)),
+                );
+                Outcome::Paced {
+                    until: now + wait.as_millis() as i64,
+                    reason,
+                    by_tallyfy: true,
+                }
+            }
+            CallError::RateLimited { retry_after } | CallError::GuestCapReached { retry_after } => {
+                Outcome::RateLimited {
+                    until: now + self.policy.rate_limit_wait(retry_after).as_millis() as i64,
+                    reason,
+                }
+            }
             CallError::Unauthorized { status } => Outcome::Paused {
                 reason,
                 status: Some(status),

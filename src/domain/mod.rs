@@ -7,6 +7,7 @@ mod email;
 pub mod event;
 mod guest;
 pub mod outcome;
+pub mod pacing;
 
 pub use contact::{ContactDraft, Drafted, FieldProblem};
 pub use email::{EMAIL_MAX, LOCAL_MAX, NormalisedEmail, lookup_key};

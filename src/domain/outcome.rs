@@ -59,6 +59,14 @@ pub enum Outcome {
     /// Tallyfy's 429: nothing is sent before `until`; the row waits until then, attempt given
     /// back.
     RateLimited { until: i64, reason: String },
+    /// The hourly create budget: the row waits until `until`, attempt given back. The bridge's
+    /// own budget was spent before the POST (another worker spent it), or `by_tallyfy`: Tallyfy's
+    /// 429 said its hourly guest-invite cap is reached, and the budget is emptied until then.
+    Paced {
+        until: i64,
+        reason: String,
+        by_tallyfy: bool,
+    },
     /// Tallyfy refused the credentials, or none could be had from its token endpoint (`status`
     /// is then the endpoint's, `None` without an answer): delivery pauses with this reason; the
     /// row is due again at once (the pause decides when it is tried), attempt given back.
@@ -84,6 +92,7 @@ pub enum AttemptClass {
     FetchFailed,
     Retry,
     RateLimited,
+    Paced,
     Paused,
     Failed,
 }
@@ -103,6 +112,7 @@ impl Outcome {
             } => AttemptClass::FetchFailed,
             Self::Retry { .. } => AttemptClass::Retry,
             Self::RateLimited { .. } => AttemptClass::RateLimited,
+            Self::Paced { .. } => AttemptClass::Paced,
             Self::Paused { .. } => AttemptClass::Paused,
             Self::Failed { .. } | Self::Refused { .. } => AttemptClass::Failed,
         }
@@ -112,6 +122,7 @@ impl Outcome {
     pub fn http_status(&self) -> Option<u16> {
         match self {
             Self::RateLimited { .. } => Some(429),
+            Self::Paced { by_tallyfy, .. } => by_tallyfy.then_some(429),
             Self::Retry { status, .. }
             | Self::Failed { status, .. }
             | Self::Paused { status, .. } => *status,
@@ -125,6 +136,7 @@ impl Outcome {
             Self::Delivered { .. } | Self::Fetched { .. } => None,
             Self::Retry { reason, .. }
             | Self::RateLimited { reason, .. }
+            | Self::Paced { reason, .. }
             | Self::Paused { reason, .. }
             | Self::Failed { reason, .. }
             | Self::Refused { reason, .. } => Some(reason),
@@ -151,6 +163,7 @@ impl Outcome {
             | Self::Fetched { .. }
             | Self::Refused { .. }
             | Self::RateLimited { .. }
+            | Self::Paced { .. }
             | Self::Paused { .. } => false,
         }
     }

@@ -55,7 +55,7 @@ pub fn tallyfy_response(data: &[u8]) {
         _ => "permanent",
     };
     let class = match &classified {
-        CallError::RateLimited { .. } => "rate_limited",
+        CallError::RateLimited { .. } | CallError::GuestCapReached { .. } => "rate_limited",
         CallError::Unauthorized { .. } => "unauthorized",
         CallError::Unprocessable { .. } => "unprocessable",
         CallError::Transient { .. } => "transient",
@@ -72,6 +72,7 @@ pub fn tallyfy_response(data: &[u8]) {
             assert!(text.chars().count() <= EXCERPT_MAX, "{text:?}");
         }
         CallError::RateLimited { .. }
+        | CallError::GuestCapReached { .. }
         | CallError::Unauthorized { .. }
         | CallError::Credentials { .. } => {}
     }

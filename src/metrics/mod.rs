@@ -286,12 +286,13 @@ impl Metrics {
 }
 
 /// Every `outcome` label value.
-const OUTCOMES: [&str; 8] = [
+const OUTCOMES: [&str; 9] = [
     "delivered",
     "fetched",
     "fetch_failed",
     "retry",
     "rate_limited",
+    "paced",
     "paused",
     "failed",
     "lease_lost",
@@ -305,6 +306,7 @@ fn outcome_label(class: AttemptClass) -> &'static str {
         AttemptClass::FetchFailed => "fetch_failed",
         AttemptClass::Retry => "retry",
         AttemptClass::RateLimited => "rate_limited",
+        AttemptClass::Paced => "paced",
         AttemptClass::Paused => "paused",
         AttemptClass::Failed => "failed",
     }

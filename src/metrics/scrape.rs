@@ -208,6 +208,7 @@ fn stored_gauges(snapshot: Option<&Snapshot>, now: i64) -> Registry {
             bytes as f64,
         );
     }
+    pacing_gauges(&mut registry, &s.pacing);
     gauge(
         &mut registry,
         "retention_last_prune_timestamp_seconds",
@@ -221,4 +222,38 @@ fn stored_gauges(snapshot: Option<&Snapshot>, now: i64) -> Registry {
         s.last_prune_rows.unwrap_or(0) as f64,
     );
     registry
+}
+
+/// The create budget's gauges (absent without a limit): what is left, when the next create may
+/// go and when the backlog will have drained at this pace.
+fn pacing_gauges(registry: &mut Registry, p: &crate::domain::pacing::PacingSnapshot) {
+    if p.limit.unlimited() {
+        return;
+    }
+    let mut gauge = |name: &str, help: &str, value: f64| {
+        let gauge = FloatGauge::default();
+        gauge.set(value);
+        registry.register(name, help, gauge);
+    };
+    gauge(
+        "delivery_create_budget_limit",
+        "Guest creates allowed per window (delivery.max_creates_per_hour)",
+        f64::from(p.limit.max_creates),
+    );
+    gauge(
+        "delivery_create_budget_left",
+        "Guest creates that may still be sent in the current window",
+        p.budget.left(p.limit, p.now) as f64,
+    );
+    gauge(
+        "delivery_next_create_timestamp_seconds",
+        "When the next guest create may be sent, Unix time (now while budget is left)",
+        p.next_create_at.unwrap_or(p.now) as f64 / 1000.0,
+    );
+    gauge(
+        "delivery_drain_eta_seconds",
+        "Seconds until the last waiting row's create may start at this pace (0 when none waits)",
+        p.drained_at
+            .map_or(0.0, |at| (at - p.now).max(0) as f64 / 1000.0),
+    );
 }

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::scrape::render;
 use super::*;
+use crate::domain::pacing::{Budget, PacingLimit, PacingSnapshot};
 use crate::status::{RefusedCount, Snapshot, StateCounts};
 
 fn text(metrics: &Metrics, snapshot: Option<&Snapshot>) -> String {
@@ -33,6 +34,21 @@ fn snapshot() -> Snapshot {
         database_bytes: Some(4096),
         last_prune_at: Some(9_000_000),
         last_prune_rows: Some(12),
+        pacing: PacingSnapshot {
+            limit: PacingLimit {
+                max_creates: 30,
+                window_ms: 3_600_000,
+            },
+            budget: Budget {
+                spent: 30,
+                exhausted_until: None,
+                next_freed_by: Some(10_000_000 - 3_000_000),
+            },
+            now: 10_000_000,
+            waiting: 3,
+            drained_at: Some(10_000_000 + 601_000),
+            next_create_at: Some(10_000_000 + 601_000),
+        },
     }
 }
 
@@ -107,6 +123,10 @@ fn the_snapshot_becomes_gauges_and_its_text_fields_stay_out() {
         "tallyfy_bridge_database_size_bytes 4096.0",
         "tallyfy_bridge_retention_last_prune_timestamp_seconds 9000.0",
         "tallyfy_bridge_retention_last_prune_rows 12.0",
+        "tallyfy_bridge_delivery_create_budget_limit 30.0",
+        "tallyfy_bridge_delivery_create_budget_left 0.0",
+        "tallyfy_bridge_delivery_next_create_timestamp_seconds 10601.0",
+        "tallyfy_bridge_delivery_drain_eta_seconds 601.0",
     ] {
         assert!(out.contains(line), "missing {line:?} in\n{out}");
     }

@@ -9,6 +9,7 @@ pub mod writer;
 use crate::configuration::RetentionSettings;
 use crate::console::{HourCounts, StoredSession};
 use crate::domain::outcome::Outcome;
+use crate::domain::pacing::{Budget, PacingLimit};
 use crate::ops::audit::{AuditNote, AuditView};
 use crate::ops::deliveries::{DeliveryFilter, Moved, RowAction};
 use crate::ops::page::Cursor;
@@ -239,6 +240,21 @@ pub trait Store: Send + Sync {
     /// The session whose id hashes to `id_hash`, unless it expired by `now`.
     async fn session(&self, id_hash: &[u8], now: i64) -> anyhow::Result<Option<StoredSession>>;
     async fn delete_session(&self, id_hash: &[u8]) -> anyhow::Result<()>;
+
+    // pacing: Tallyfy's hourly guest-invite cap, org-wide (docs/delivery.md#pacing)
+    /// The create budget at `now` under `limit`: what the worker may still claim for.
+    async fn create_budget(&self, now: i64, limit: PacingLimit) -> anyhow::Result<Budget>;
+    /// Spends one unit for `outbox_id`'s create at `now` if one is left (an atomic "spend if
+    /// budget left", never read-then-write): `None`, else when the next may be spent. Called
+    /// before the POST: a crash after it wastes a unit, never sends an unbudgeted create.
+    async fn spend_create(
+        &self,
+        now: i64,
+        limit: PacingLimit,
+        outbox_id: i64,
+    ) -> anyhow::Result<Option<i64>>;
+    /// Records the limit the worker runs with, for `/status` of every process.
+    async fn announce_pacing(&self, limit: PacingLimit) -> anyhow::Result<()>;
 }
 
 /// What one prune deleted.

@@ -5,6 +5,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::{RefusedCount, Snapshot, StateCounts};
+use crate::delivery::pacing::PacingView;
 use crate::tallyfy::TallyfyStatus;
 
 /// `200 /status`: the database could be read.
@@ -76,6 +77,8 @@ pub struct DeliveryStatus {
     pub last_error: Option<String>,
     #[schema(format = DateTime)]
     pub last_error_at: Option<String>,
+    /// The create budget under Tallyfy's hourly guest cap and the backlog's drain.
+    pub pacing: PacingView,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -136,6 +139,7 @@ impl Status {
                 last_delivered_at: iso(snapshot.last_delivered_at),
                 last_error: snapshot.last_error,
                 last_error_at: iso(snapshot.last_error_at),
+                pacing: PacingView::of(&snapshot.pacing),
             },
             tallyfy,
             refused: RefusedStatus {

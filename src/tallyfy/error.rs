@@ -17,6 +17,10 @@ pub enum CallError {
     /// 429: wait, then try again; not the row's fault.
     #[error("rate limited by Tallyfy (retry after: {})", fmt_wait(.retry_after))]
     RateLimited { retry_after: Option<Duration> },
+    /// 429 whose body says the hourly guest-invite cap is reached: no create before the window
+    /// ends (Retry-After), look-ups still fine.
+    #[error("Tallyfy's hourly guest-invite cap is reached (retry after: {})", fmt_wait(.retry_after))]
+    GuestCapReached { retry_after: Option<Duration> },
     /// 401/403: the token (or its access to the org) is bad; pause, don't fail rows.
     #[error("Tallyfy rejected the credentials (HTTP {status})")]
     Unauthorized { status: u16 },
@@ -44,7 +48,7 @@ impl CallError {
     /// HTTP status, when there was a response.
     pub fn status(&self) -> Option<u16> {
         match self {
-            Self::RateLimited { .. } => Some(429),
+            Self::RateLimited { .. } | Self::GuestCapReached { .. } => Some(429),
             Self::Unauthorized { status } | Self::Permanent { status, .. } => Some(*status),
             Self::Unprocessable { .. } => Some(422),
             Self::Transient { status, .. } | Self::Credentials { status, .. } => *status,
@@ -61,7 +65,9 @@ impl CallError {
             Self::Transient { detail, .. } => detail,
             Self::Permanent { excerpt, .. } => excerpt,
             Self::Credentials { reason, .. } => reason,
-            Self::RateLimited { .. } | Self::Unauthorized { .. } => return self,
+            Self::RateLimited { .. } | Self::GuestCapReached { .. } | Self::Unauthorized { .. } => {
+                return self;
+            }
         };
         if text.contains(secret) {
             *text = text.replace(secret, "[REDACTED]");
@@ -82,6 +88,9 @@ fn fmt_status(status: &Option<u16>) -> String {
 /// (A 404 on a look-up means "no such guest" and is handled by the caller.)
 pub(crate) fn from_failure(failure: Failure, body: &[u8]) -> CallError {
     match failure {
+        Failure::RateLimited { retry_after } if guest_cap_reached(body) => {
+            CallError::GuestCapReached { retry_after }
+        }
         Failure::RateLimited { retry_after } => CallError::RateLimited { retry_after },
         Failure::Unauthorized { status } => CallError::Unauthorized { status },
         // Ambiguous: the email may already be a guest.
@@ -103,6 +112,15 @@ pub(crate) fn from_failure(failure: Failure, body: &[u8]) -> CallError {
         },
         Failure::Permanent { status, excerpt } => CallError::Permanent { status, excerpt },
     }
+}
+
+/// Tallyfy's 429 for its hourly cap on guest invites (`"code": "RATE_LIMIT_EXCEEDED"`, "You've
+/// reached the hourly limit for Guest Invite (30 per hour per organization)"), not a burst 429
+/// (which carries the same code with another message). Read from the raw text, so a body that
+/// is not quite JSON still counts.
+fn guest_cap_reached(body: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(body).to_ascii_lowercase();
+    text.contains("hourly limit") && text.contains("guest invite")
 }
 
 /// Short human message from either 422 shape:
@@ -233,6 +251,28 @@ mod tests {
         assert!(matches!(
             sorted(302, &h, b""),
             CallError::Permanent { status: 302, .. }
+        ));
+    }
+
+    #[test]
+    fn the_hourly_guest_invite_429_is_told_from_a_burst() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, "1200".parse().expect("a value"));
+        let cap = br#"{"message":"You've reached the hourly limit for Guest Invite (30 per hour per organization). Please try again later.","code":"RATE_LIMIT_EXCEEDED"}"#;
+        assert_eq!(
+            sorted(429, &h, cap),
+            CallError::GuestCapReached {
+                retry_after: Some(Duration::from_secs(1200))
+            }
+        );
+        let burst = br#"{"message":"Too Many Attempts.","code":"RATE_LIMIT_EXCEEDED"}"#;
+        assert!(matches!(
+            sorted(429, &h, burst),
+            CallError::RateLimited { .. }
+        ));
+        assert!(matches!(
+            sorted(429, &h, b"Hourly limit reached"),
+            CallError::RateLimited { .. }
         ));
     }
 

@@ -86,6 +86,8 @@ impl Bridge {
             .env("BRIDGE__DELIVERY__MAX_AGE_SECS", "0")
             .env("BRIDGE__DELIVERY__RATE_LIMIT_DEFAULT_SECS", "1")
             .env("BRIDGE__DELIVERY__IDLE_POLL_MS", "100")
+            // Thousands of creates in seconds: pacing has its own tests (delivery::pacing).
+            .env("BRIDGE__DELIVERY__MAX_CREATES_PER_HOUR", "0")
             .env("BRIDGE__LOG__LEVEL", "error")
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -6,6 +6,7 @@ mod append;
 mod claim;
 mod console;
 pub mod identity;
+mod pacing;
 mod prune;
 mod reads;
 mod refused;

@@ -54,6 +54,8 @@ pub(super) async fn snapshot(pool: &SqlitePool) -> anyhow::Result<Snapshot> {
     .fetch_one(&mut *tx)
     .await
     .context("Failed to read the database size")?;
+    let waiting = counts.queued + counts.in_flight + counts.retrying;
+    let pacing = super::pacing::snapshot(&mut tx, crate::time::now_ms(), waiting).await?;
     tx.commit()
         .await
         .context("Failed to close the read transaction")?;
@@ -70,6 +72,7 @@ pub(super) async fn snapshot(pool: &SqlitePool) -> anyhow::Result<Snapshot> {
         database_bytes: Some(database_bytes),
         last_prune_at: worker.6,
         last_prune_rows: worker.7,
+        pacing,
     })
 }
 

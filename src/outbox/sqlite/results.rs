@@ -38,7 +38,9 @@ impl<'a> RowChange<'a> {
                 ..change(RowState::Queued, Some(now), true)
             },
             Outcome::Retry { at, spent, .. } => change(RowState::Retrying, Some(*at), !spent),
-            Outcome::RateLimited { until, .. } => change(RowState::Retrying, Some(*until), true),
+            Outcome::RateLimited { until, .. } | Outcome::Paced { until, .. } => {
+                change(RowState::Retrying, Some(*until), true)
+            }
             // Due again at once: the worker's pause decides when anything is tried.
             Outcome::Paused { .. } => change(RowState::Retrying, Some(now), true),
             Outcome::Failed { .. } | Outcome::Refused { .. } => {
@@ -83,6 +85,14 @@ pub(super) async fn record(
                 "UPDATE worker_state SET rate_limited_until = max(coalesce(rate_limited_until, 0), ?1) WHERE id = 1",
             )
             .bind(until),
+            Outcome::Paced {
+                until,
+                by_tallyfy: true,
+                ..
+            } => {
+                super::pacing::empty_until(&mut tx, *until).await?;
+                continue;
+            }
             _ => continue,
         };
         update

@@ -7,9 +7,12 @@ use anyhow::Context;
 use sqlx::SqlitePool;
 use tokio::sync::Mutex;
 
-use super::{DatabaseFile, admin, claim, console, prune, reads, refused, results, worker_state};
+use super::{
+    DatabaseFile, admin, claim, console, pacing, prune, reads, refused, results, worker_state,
+};
 use crate::configuration::{DatabaseSettings, RetentionSettings};
 use crate::console::{HourCounts, StoredSession};
+use crate::domain::pacing::{Budget, PacingLimit};
 use crate::ops::audit::{AuditNote, AuditView};
 use crate::ops::deliveries::{DeliveryFilter, Moved, RowAction};
 use crate::ops::page::Cursor;
@@ -214,5 +217,23 @@ impl Store for SqliteStore {
 
     async fn delete_session(&self, id_hash: &[u8]) -> anyhow::Result<()> {
         console::delete_session(&self.pool, id_hash).await
+    }
+
+    // pacing
+    async fn create_budget(&self, now: i64, limit: PacingLimit) -> anyhow::Result<Budget> {
+        pacing::budget(&self.pool, now, limit).await
+    }
+
+    async fn spend_create(
+        &self,
+        now: i64,
+        limit: PacingLimit,
+        outbox_id: i64,
+    ) -> anyhow::Result<Option<i64>> {
+        pacing::spend(&self.pool, now, limit, outbox_id).await
+    }
+
+    async fn announce_pacing(&self, limit: PacingLimit) -> anyhow::Result<()> {
+        pacing::announce(&self.pool, limit).await
     }
 }

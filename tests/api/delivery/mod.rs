@@ -5,6 +5,7 @@
 pub mod clock;
 mod failures;
 mod idempotency;
+mod pacing;
 mod running;
 mod signals;
 

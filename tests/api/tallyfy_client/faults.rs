@@ -214,7 +214,7 @@ async fn the_hourly_cap_answers_429_after_n_creates() {
         .await;
 
     match err {
-        CallError::RateLimited {
+        CallError::GuestCapReached {
             retry_after: Some(wait),
         } => {
             assert!(
@@ -222,7 +222,7 @@ async fn the_hourly_cap_answers_429_after_n_creates() {
                 "{wait:?}"
             );
         }
-        other => panic!("expected RateLimited with a wait, got {other:?}"),
+        other => panic!("expected GuestCapReached with a wait, got {other:?}"),
     }
     assert_eq!(status, 429);
     assert_eq!(body["code"], "RATE_LIMIT_EXCEEDED");
