@@ -123,8 +123,9 @@ pub(super) fn not_found_page(session: Option<&Session>) -> HttpResponse {
     error_page(StatusCode::NOT_FOUND, session, "Not found", "No such page.")
 }
 
-pub(super) async fn not_found() -> HttpResponse {
-    not_found_page(None)
+/// An unknown console path, or (405, as elsewhere) a known one with another method.
+pub(super) async fn not_found(request: actix_web::HttpRequest) -> HttpResponse {
+    crate::openapi::method_not_allowed(&request).unwrap_or_else(|| not_found_page(None))
 }
 
 /// A time column as RFC 3339 UTC.
