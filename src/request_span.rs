@@ -53,15 +53,28 @@ impl RootSpanBuilder for RedactedRootSpan {
 }
 
 /// The path and query to log: under `/webhooks/{source}`, every further segment and the query
-/// (where a CRM's URL carries its secret) become `[REDACTED]`.
+/// (where a CRM's URL carries its secret) become `[REDACTED]`; elsewhere an email (the
+/// `/guests/{email}` segment, an `email=` parameter of the admin API or the console) does.
 pub fn redacted_target(path: &str, query: &str) -> String {
     let segments: Vec<&str> = path.split('/').collect();
     let Some(webhooks) = segments.iter().position(|s| *s == "webhooks") else {
-        return if query.is_empty() {
-            path.to_owned()
-        } else {
-            format!("{path}?{query}")
+        let path = match segments.iter().position(|s| *s == "guests") {
+            Some(guests) if guests + 1 < segments.len() => {
+                format!("{}/{REDACTED}", segments[..=guests].join("/"))
+            }
+            _ => path.to_owned(),
         };
+        if query.is_empty() {
+            return path;
+        }
+        let query: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some(("email", _)) => format!("email={REDACTED}"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        return format!("{path}?{}", query.join("&"));
     };
     let kept = (webhooks + 2).min(segments.len());
     let mut target = segments[..kept].join("/");
@@ -81,7 +94,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_webhook_paths_secret_segment_and_query_are_redacted() {
+    fn a_webhook_paths_secret_segment_and_query_and_emails_elsewhere_are_redacted() {
         for (path, query, logged) in [
             (
                 "/webhooks/salesforce/s3cr3t",
@@ -112,6 +125,18 @@ mod tests {
             ("/webhooks", "", "/webhooks"),
             ("/status", "", "/status"),
             ("/deliveries/7", "x=1", "/deliveries/7?x=1"),
+            ("/guests/ada%40example.com", "", "/guests/[REDACTED]"),
+            ("/guests", "", "/guests"),
+            (
+                "/console/search",
+                "email=ada%40example.com",
+                "/console/search?email=[REDACTED]",
+            ),
+            (
+                "/deliveries",
+                "state=failed&email=ada@example.com&limit=5",
+                "/deliveries?state=failed&email=[REDACTED]&limit=5",
+            ),
         ] {
             assert_eq!(redacted_target(path, query), logged, "{path}?{query}");
         }
