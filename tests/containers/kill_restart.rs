@@ -105,6 +105,9 @@ async fn killed_bridge_loses_nothing_and_creates_each_guest_once() {
         .with_env_var("BRIDGE__DELIVERY__LEASE_SECS", "10")
         .with_env_var("BRIDGE__DELIVERY__RETRY_BASE_MS", "200")
         .with_env_var("BRIDGE__DELIVERY__RETRY_CAP_MS", "2000")
+        // Over a hundred guests in seconds, from a sandbox without an hourly cap: pacing's
+        // default 30 per hour would hold most of them (pacing has its own tests).
+        .with_env_var("BRIDGE__DELIVERY__MAX_CREATES_PER_HOUR", "0")
         .with_startup_timeout(LIMIT)
         .start()
         .await
