@@ -22,7 +22,7 @@ pub enum CallError {
     #[error("Tallyfy's hourly guest-invite cap is reached (retry after: {})", fmt_wait(.retry_after))]
     GuestCapReached { retry_after: Option<Duration> },
     /// 401/403: the token (or its access to the org) is bad; pause, don't fail rows.
-    #[error("Tallyfy rejected the credentials (HTTP {status})")]
+    #[error("Tallyfy rejected the credentials (HTTP {status}): {}", credentials_hint(*status))]
     Unauthorized { status: u16 },
     /// No token could be had from the OAuth token endpoint: pause, don't fail rows. `reason`
     /// names the settings to check; `status` is the token endpoint's, `None` without an answer.
@@ -170,12 +170,33 @@ fn field_errors(errors: &Value) -> String {
     }
 }
 
+/// What an operator does about a refused token (the pause reason in `/status`).
+fn credentials_hint(status: u16) -> &'static str {
+    if status == 403 {
+        "the token's user has no access to tallyfy.org_id"
+    } else {
+        "set a new tallyfy.token and restart (a personal access token expires after about 6 months \
+         and when its user logs out), or check the OAuth client"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::upstream;
     use reqwest::StatusCode;
     use reqwest::header::{HeaderMap, RETRY_AFTER};
+
+    #[test]
+    fn a_refused_token_says_what_to_fix() {
+        let expired = CallError::Unauthorized { status: 401 }.to_string();
+        assert!(
+            expired.contains("HTTP 401") && expired.contains("tallyfy.token"),
+            "{expired}"
+        );
+        let forbidden = CallError::Unauthorized { status: 403 }.to_string();
+        assert!(forbidden.contains("tallyfy.org_id"), "{forbidden}");
+    }
 
     #[test]
     fn laravel_shape_gives_field_message() {
