@@ -9,8 +9,8 @@ use maud::html;
 use super::deliveries::filter_pairs;
 use super::layout::{bad_param, html, internal, page, see_other};
 use super::{ConsoleState, PRINCIPAL, form, session};
-use crate::ops::audit::{self, AuditNote};
-use crate::ops::deliveries::{BULK_MAX, DeliveryFilter, RowAction};
+use crate::ops::audit::AuditNote;
+use crate::ops::deliveries::{BULK_MAX, DeliveryFilter, RowAction, change_rows};
 use crate::ops::filter::{FILTER_FIELDS, Fields, check_bulk, known_pairs, parse_filter};
 use crate::ops::page::BadParam;
 
@@ -57,13 +57,6 @@ fn known_fields(pairs: form::Pairs) -> Result<Fields, BadParam> {
         .collect()
 }
 
-fn verb(action: RowAction) -> &'static str {
-    match action {
-        RowAction::Retry => "retry",
-        RowAction::Cancel => "cancel",
-    }
-}
-
 #[utoipa::path(
     get,
     path = "/console/bulk",
@@ -100,7 +93,7 @@ pub(super) async fn confirm(request: HttpRequest, state: web::Data<ConsoleState>
         Ok(count) => count,
         Err(error) => return internal(error),
     };
-    let verb = verb(action);
+    let verb = action.single();
     let body = html! {
         p class="filter" {
             "Filter: "
@@ -155,18 +148,11 @@ pub(super) async fn apply(
         Err(bad) => return bad_param(&session, bad),
     };
     let note = AuditNote::by(&request, PRINCIPAL);
-    let (moved, more) = match state
-        .store
-        .change_deliveries(&filter, action, BULK_MAX, &note)
-        .await
-    {
-        Ok(result) => result,
-        Err(error) => return internal(error),
-    };
-    audit::log(&note, action.bulk(), None, moved);
-    if action == RowAction::Retry && moved > 0 {
-        state.wake.notify_one();
-    }
+    let (moved, more) =
+        match change_rows(&*state.store, &state.wake, &filter, action, BULK_MAX, &note).await {
+            Ok(result) => result,
+            Err(error) => return internal(error),
+        };
     see_other(&form::link(
         "/console/bulk/done",
         &[

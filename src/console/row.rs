@@ -8,8 +8,8 @@ use maud::{Markup, html};
 use super::layout::{html, internal, not_found_page, opt_time, page, see_other, time, wire_name};
 use super::session::{self, Session};
 use super::{ConsoleState, PRINCIPAL, form};
-use crate::ops::audit::{self, AuditNote};
-use crate::ops::deliveries::{Moved, RowAction};
+use crate::ops::audit::AuditNote;
+use crate::ops::deliveries::{Moved, RowAction, change_row};
 
 /// What the row page says after an action (`?flash=`).
 fn flash_text(code: &str) -> Option<&'static str> {
@@ -175,17 +175,8 @@ async fn change(
         return not_found_page(Some(&session));
     };
     let note = AuditNote::by(&request, PRINCIPAL);
-    let flash = match state.store.change_delivery(id, action, &note).await {
-        Ok(Moved::Done(_)) => {
-            audit::log(&note, action.single(), Some(id), 1);
-            if action == RowAction::Retry {
-                state.wake.notify_one();
-            }
-            match action {
-                RowAction::Retry => "retried",
-                RowAction::Cancel => "cancelled",
-            }
-        }
+    let flash = match change_row(&*state.store, &state.wake, id, action, &note).await {
+        Ok(Moved::Done(_)) => action.past(),
         Ok(Moved::NotFound) => return not_found_page(Some(&session)),
         Ok(Moved::Refused(_)) => match action {
             RowAction::Retry => "not-retried",

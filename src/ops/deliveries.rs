@@ -3,13 +3,14 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
+use tokio::sync::Notify;
 
 use super::audit::{self, AuditNote};
 use super::filter::{FILTER_FIELDS, known_pairs, parse_bulk, parse_filter};
 use super::page::{Cursor, Page, PageRequest};
 use super::{OpsState, bad_param, internal, not_found, refuse};
 use crate::api_error::json_error;
-use crate::outbox::RowState;
+use crate::outbox::{RowState, Store};
 
 pub use super::filter::{BULK_DEFAULT, BULK_MAX, DeliveryFilter};
 
@@ -51,6 +52,50 @@ impl RowAction {
         let names: Vec<&str> = self.from_states().iter().map(|s| s.as_str()).collect();
         names.join(" or ")
     }
+
+    /// What a row that went through the action became: `retried` or `cancelled`.
+    pub(crate) fn past(self) -> &'static str {
+        match self {
+            Self::Retry => "retried",
+            Self::Cancel => "cancelled",
+        }
+    }
+}
+
+/// One row's change as the admin API and the console make it: stored with its audit record,
+/// logged, and a retried row handed to the worker at once.
+pub(crate) async fn change_row(
+    store: &dyn Store,
+    wake: &Notify,
+    id: i64,
+    action: RowAction,
+    note: &AuditNote,
+) -> anyhow::Result<Moved> {
+    let moved = store.change_delivery(id, action, note).await?;
+    if let Moved::Done(_) = moved {
+        audit::log(note, action.single(), Some(id), 1);
+        if action == RowAction::Retry {
+            wake.notify_one();
+        }
+    }
+    Ok(moved)
+}
+
+/// The same for up to `limit` rows matching `filter`: how many moved, and whether more match.
+pub(crate) async fn change_rows(
+    store: &dyn Store,
+    wake: &Notify,
+    filter: &DeliveryFilter,
+    action: RowAction,
+    limit: usize,
+    note: &AuditNote,
+) -> anyhow::Result<(u64, bool)> {
+    let (moved, more) = store.change_deliveries(filter, action, limit, note).await?;
+    audit::log(note, action.bulk(), None, moved);
+    if action == RowAction::Retry && moved > 0 {
+        wake.notify_one();
+    }
+    Ok((moved, more))
 }
 
 /// What became of a one-row change.
@@ -214,14 +259,8 @@ async fn change_one(
         return not_found("delivery");
     };
     let note = AuditNote::of(&request);
-    match state.store.change_delivery(id, action, &note).await {
-        Ok(Moved::Done(row)) => {
-            audit::log(&note, action.single(), Some(id), 1);
-            if action == RowAction::Retry {
-                state.wake.notify_one();
-            }
-            HttpResponse::Ok().json(Changed { delivery: row })
-        }
+    match change_row(&*state.store, &state.wake, id, action, &note).await {
+        Ok(Moved::Done(row)) => HttpResponse::Ok().json(Changed { delivery: row }),
         Ok(Moved::NotFound) => not_found("delivery"),
         Ok(Moved::Refused(current)) => {
             let hint = if current == RowState::InFlight {
@@ -236,10 +275,7 @@ async fn change_one(
                     "delivery {id} is {}: only a {} delivery can be {}{hint}",
                     current.as_str(),
                     action.allowed(),
-                    match action {
-                        RowAction::Retry => "retried",
-                        RowAction::Cancel => "cancelled",
-                    }
+                    action.past()
                 ),
                 Some("state"),
             )
@@ -298,18 +334,8 @@ async fn change_bulk(
         Err(bad) => return bad_param(bad),
     };
     let note = AuditNote::of(&request);
-    match state
-        .store
-        .change_deliveries(&filter, action, limit, &note)
-        .await
-    {
-        Ok((moved, more)) => {
-            audit::log(&note, action.bulk(), None, moved);
-            if action == RowAction::Retry && moved > 0 {
-                state.wake.notify_one();
-            }
-            HttpResponse::Ok().json(BulkMoved { moved, more })
-        }
+    match change_rows(&*state.store, &state.wake, &filter, action, limit, &note).await {
+        Ok((moved, more)) => HttpResponse::Ok().json(BulkMoved { moved, more }),
         Err(error) => internal(error),
     }
 }
