@@ -32,6 +32,7 @@ pub use log::{LogFormat, LogSettings};
 pub use metrics::MetricsSettings;
 pub use retention::{MAX_BATCH_ROWS, RetentionSettings};
 pub use secret::{INVENTED_MIN_CHARS, InventedSecret, Secret};
+pub use sources::OwnerMembers;
 pub use sources::{
     ENDPOINT_TOKEN_MIN_CHARS, HubSpotSettings, PipedriveSettings, SalesforceSettings,
     SourcesSettings,

@@ -33,6 +33,15 @@ pub struct PipedriveSettings {
     pub api_base_url: String,
     #[serde(rename = "request_timeout_ms", deserialize_with = "millis")]
     pub request_timeout: Duration,
+    /// Seconds between scheduled reconciles of this CRM (0: none; `reconcile` still runs by
+    /// hand). Needs the CRM's API credentials.
+    pub reconcile_every_secs: u64,
+    /// Seconds each reconcile reads back before its watermark, for clock skew and late indexing.
+    pub reconcile_overlap_secs: u64,
+    /// CRM owner id → Tallyfy member id: a guest whose CRM owner is listed is associated with
+    /// that member.
+    #[serde(default)]
+    pub owner_members: OwnerMembers,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -48,6 +57,15 @@ pub struct HubSpotSettings {
     pub api_base_url: String,
     #[serde(rename = "request_timeout_ms", deserialize_with = "millis")]
     pub request_timeout: Duration,
+    /// Seconds between scheduled reconciles of this CRM (0: none; `reconcile` still runs by
+    /// hand). Needs the CRM's API credentials.
+    pub reconcile_every_secs: u64,
+    /// Seconds each reconcile reads back before its watermark, for clock skew and late indexing.
+    pub reconcile_overlap_secs: u64,
+    /// CRM owner id → Tallyfy member id: a guest whose CRM owner is listed is associated with
+    /// that member.
+    #[serde(default)]
+    pub owner_members: OwnerMembers,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -66,6 +84,35 @@ pub struct SalesforceSettings {
     pub company_field: Option<String>,
     /// Largest outbound message accepted: 100 notifications can be far above `http.max_body_bytes`.
     pub max_body_bytes: usize,
+    /// Seconds between scheduled reconciles of this CRM (0: none; `reconcile` still runs by
+    /// hand). Needs the CRM's API credentials.
+    pub reconcile_every_secs: u64,
+    /// Seconds each reconcile reads back before its watermark, for clock skew and late indexing.
+    pub reconcile_overlap_secs: u64,
+    /// CRM owner id → Tallyfy member id: a guest whose CRM owner is listed is associated with
+    /// that member.
+    #[serde(default)]
+    pub owner_members: OwnerMembers,
+}
+
+/// CRM owner ids and the Tallyfy member each stands for (`[sources.<crm>.owner_members]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct OwnerMembers(std::collections::BTreeMap<String, u64>);
+
+impl OwnerMembers {
+    /// The guest's `associated_members` for a contact owned by `owner`: `None` when it has no
+    /// owner or one not in the map.
+    pub fn members(&self, owner: Option<&str>) -> Option<Vec<u64>> {
+        self.0.get(owner?.trim()).map(|member| vec![*member])
+    }
+}
+
+#[cfg(test)]
+impl<const N: usize> From<[(&str, u64); N]> for OwnerMembers {
+    fn from(pairs: [(&str, u64); N]) -> Self {
+        Self(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+    }
 }
 
 /// Shortest `sources.salesforce.endpoint_token`: 32 characters, 128 bits or more as hex.

@@ -1,8 +1,11 @@
-//! CRM APIs the delivery worker reads to complete an event before creating its guest: a HubSpot
-//! webhook names only the contact, a Pipedrive v2 webhook only the organisation's id.
+//! CRM APIs: what the delivery worker reads to complete an event before creating its guest (a
+//! HubSpot webhook names only the contact, a Pipedrive v2 webhook only the organisation's id),
+//! and what a reconcile lists and `connect` subscribes to ([`listing`]).
 
 pub mod hubspot;
+pub mod listing;
 pub mod pipedrive;
+pub mod salesforce;
 
 use std::time::{Duration, Instant};
 

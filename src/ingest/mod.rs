@@ -11,7 +11,7 @@ use actix_web::http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, He
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::domain::event::StoredEvent;
-use crate::outbox::{NewEvent, WriterHandle};
+use crate::outbox::{NewEvent, StoreError, WriterHandle};
 use auth::InboundAuth;
 pub use error::IngestError;
 
@@ -36,7 +36,7 @@ pub struct Accepted {
     pub status: AcceptedStatus,
 }
 
-#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AcceptedStatus {
     /// Stored now (202).
@@ -184,22 +184,26 @@ async fn accept(
             email: Some(contact.normalised_email.into()),
             crm_record: None,
             payload,
+            record: None,
         })
         .await?;
-    tracing::Span::current().record("outbox_id", accepted.id);
-
-    Ok(if accepted.duplicate {
-        tracing::info!("Repeated event acknowledged; nothing stored");
-        HttpResponse::Ok().json(Accepted {
-            id: accepted.id,
-            status: AcceptedStatus::Duplicate,
-        })
-    } else {
-        tracing::info!("Event queued");
-        HttpResponse::Accepted().json(Accepted {
-            id: accepted.id,
-            status: AcceptedStatus::Queued,
-        })
+    use crate::outbox::Accepted as Stored;
+    let (id, status) = match accepted {
+        Stored::Stored { id } => (id, AcceptedStatus::Queued),
+        Stored::Duplicate { id } => (id, AcceptedStatus::Duplicate),
+        // Only an update of a CRM record is ever not needed; this event names none.
+        Stored::NotNeeded => return Err(StoreError::Unavailable.into()),
+    };
+    tracing::Span::current().record("outbox_id", id);
+    Ok(match status {
+        AcceptedStatus::Queued => {
+            tracing::info!("Event queued");
+            HttpResponse::Accepted().json(Accepted { id, status })
+        }
+        AcceptedStatus::Duplicate => {
+            tracing::info!("Repeated event acknowledged; nothing stored");
+            HttpResponse::Ok().json(Accepted { id, status })
+        }
     })
 }
 

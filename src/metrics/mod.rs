@@ -144,7 +144,7 @@ impl Metrics {
         );
         registry.register(
             "events",
-            "Events the writer committed (stored), found already stored (duplicate) or could not commit (failed)",
+            "Events the writer committed (stored), found already stored (duplicate), did not need (not_needed: an update of a CRM record never refused) or could not commit (failed)",
             families.events.clone(),
         );
         registry.register(
@@ -188,7 +188,7 @@ impl Metrics {
                 .deliveries
                 .get_or_create_owned(&OutcomeLabel { outcome });
         }
-        for result in ["stored", "duplicate", "failed"] {
+        for result in ["stored", "duplicate", "not_needed", "failed"] {
             families.events.get_or_create_owned(&EventLabels { result });
         }
         Self(Some(Arc::new(Families {
@@ -221,18 +221,19 @@ impl Metrics {
             return;
         }
         f.batch_size.observe(results.len() as f64);
-        let (mut stored, mut duplicate) = (0, 0);
+        let (mut stored, mut duplicate, mut not_needed, mut failed) = (0, 0, 0, 0);
         for result in results {
             match result {
-                Ok(accepted) if accepted.duplicate => duplicate += 1,
-                Ok(_) => stored += 1,
-                Err(_) => {}
+                Ok(Accepted::Stored { .. }) => stored += 1,
+                Ok(Accepted::Duplicate { .. }) => duplicate += 1,
+                Ok(Accepted::NotNeeded) => not_needed += 1,
+                Err(_) => failed += 1,
             }
         }
-        let failed = results.len() as u64 - stored - duplicate;
         for (result, n) in [
             ("stored", stored),
             ("duplicate", duplicate),
+            ("not_needed", not_needed),
             ("failed", failed),
         ] {
             if n > 0 {

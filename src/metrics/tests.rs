@@ -77,14 +77,8 @@ fn counters_carry_their_labels_and_histograms_their_counts() {
 #[test]
 fn a_commit_counts_its_batch_and_each_events_result() {
     let metrics = Metrics::new(true);
-    let stored = Accepted {
-        id: 1,
-        duplicate: false,
-    };
-    let duplicate = Accepted {
-        id: 1,
-        duplicate: true,
-    };
+    let stored = Accepted::Stored { id: 1 };
+    let duplicate = Accepted::Duplicate { id: 1 };
     metrics.committed(&[
         Ok(stored),
         Ok(stored),

@@ -17,7 +17,7 @@ use crate::ops::refused::{RefusedFilter, RefusedView};
 use crate::ops::{AttemptView, DeliveryView, LedgerEntry};
 use crate::status::Snapshot;
 
-pub use writer::{Accepted, NewEvent, NewRefusal, StoreError, WriterHandle};
+pub use writer::{Accepted, CrmRecord, NewEvent, NewRefusal, OnlyIf, StoreError, WriterHandle};
 
 /// Where a row is in its life (see docs/DESIGN: queued → in_flight → delivered, or back to
 /// retrying, or failed; an operator may retry a failed row or cancel one nobody wants delivered).

@@ -23,6 +23,44 @@ pub struct NewEvent {
     pub crm_record: Option<String>,
     /// The [`StoredEvent`](crate::domain::event::StoredEvent), encoded.
     pub payload: String,
+    /// The CRM record the event stands for, when it names one: the row is queued only if
+    /// [`CrmRecord::only_if`] holds, and the record is remembered with it.
+    pub record: Option<CrmRecord>,
+}
+
+/// A CRM's own record (Pipedrive person id, HubSpot contact id, Salesforce Contact Id): what
+/// keys a contact across webhooks, reconciles and updates, so it reaches Tallyfy once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrmRecord {
+    pub id: String,
+    pub only_if: OnlyIf,
+}
+
+/// When an event of a CRM record is worth a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnlyIf {
+    /// A creation (webhook or reconcile): unless the record was queued before and not refused
+    /// since (then it is a [`Accepted::Duplicate`] of that row).
+    Unseen,
+    /// An update that now carries an email: only if the record was refused and no row has
+    /// queued it since (otherwise [`Accepted::NotNeeded`]).
+    Refused,
+}
+
+impl CrmRecord {
+    pub fn unseen(id: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            only_if: OnlyIf::Unseen,
+        }
+    }
+
+    pub fn refused(id: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            only_if: OnlyIf::Refused,
+        }
+    }
 }
 
 /// A CRM item the bridge did not queue, to keep: where to find it in the CRM and why, never its
@@ -44,10 +82,23 @@ pub struct NewRefusal {
 
 /// The outcome of a committed append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Accepted {
-    pub id: i64,
-    /// True when the event id was already stored: nothing new was written.
-    pub duplicate: bool,
+pub enum Accepted {
+    /// A new row.
+    Stored { id: i64 },
+    /// The event id, or the CRM record, was already stored in row `id`: nothing new written.
+    Duplicate { id: i64 },
+    /// An update of a CRM record that was never refused: nothing to do.
+    NotNeeded,
+}
+
+impl Accepted {
+    /// The row that holds the event, if one does.
+    pub fn id(self) -> Option<i64> {
+        match self {
+            Self::Stored { id } | Self::Duplicate { id } => Some(id),
+            Self::NotNeeded => None,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

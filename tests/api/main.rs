@@ -15,6 +15,7 @@ mod ingest;
 mod metrics;
 mod openapi;
 mod process;
+mod reconcile;
 mod refused;
 mod retention;
 mod sources;

@@ -10,6 +10,7 @@ use super::{Adapter, IngestError, Item, RecordIds, RowKey, json_body, refused};
 use crate::configuration::HubSpotSettings;
 use crate::crm::ContactRef;
 use crate::domain::event::StoredEvent;
+use crate::outbox::CrmRecord;
 use signature::Signature;
 
 pub const SOURCE: &str = "hubspot";
@@ -104,11 +105,12 @@ fn item(index: usize, event: &Value) -> Item {
     // eventId is documented as not unique; a contact is created once.
     let event_id = format!("{}:{}:created", contact.portal_id, contact.contact_id);
     let key = RowKey::CrmRecord(contact.key());
+    let record = Some(CrmRecord::unseen(contact.contact_id.clone()));
     let stored = StoredEvent::HubspotContact {
         portal_id: contact.portal_id,
         contact_id: contact.contact_id,
     };
-    Item::event(SOURCE, event_id, key, stored, Vec::new())
+    Item::event(SOURCE, event_id, key, record, stored, Vec::new())
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use crate::configuration::SourcesSettings;
 use crate::domain::event::StoredEvent;
 use crate::domain::{Drafted, FieldProblem};
 use crate::http_auth::secrets_match;
-use crate::outbox::{NewEvent, NewRefusal};
+use crate::outbox::{Accepted, CrmRecord, NewEvent, NewRefusal};
 use report::log_report;
 pub use report::{ItemReport, RecordIds, Report};
 
@@ -68,6 +68,7 @@ impl Item {
                 source,
                 event_id,
                 RowKey::Email(drafted.normalised_email.into()),
+                record.record_id.map(CrmRecord::unseen),
                 StoredEvent::Guest {
                     guest: drafted.guest,
                 },
@@ -83,12 +84,13 @@ impl Item {
         }
     }
 
-    /// An event whose row is keyed by `key` and stores `stored` (a guest, or what the worker
-    /// must complete first).
+    /// An event whose row is keyed by `key`, of CRM record `record` when it names one, and
+    /// stores `stored` (a guest, or what the worker must complete first).
     fn event(
         source: &'static str,
         event_id: String,
         key: RowKey,
+        record: Option<CrmRecord>,
         stored: StoredEvent,
         left_out: Vec<&'static str>,
     ) -> Self {
@@ -103,6 +105,7 @@ impl Item {
                 email,
                 crm_record,
                 payload: stored.encode(),
+                record,
             },
             left_out,
         }
@@ -322,17 +325,13 @@ async fn receive(
     // the answer waits for all of them.
     let reports = join_all(items.into_iter().map(|item| async {
         Ok(match item {
-            Item::Event { event, left_out } => {
-                let accepted = state.writer.append(event).await?;
-                if accepted.duplicate {
-                    ItemReport::Duplicate { id: accepted.id }
-                } else {
-                    ItemReport::Queued {
-                        id: accepted.id,
-                        left_out,
-                    }
-                }
-            }
+            Item::Event { event, left_out } => match state.writer.append(event).await? {
+                Accepted::Stored { id } => ItemReport::Queued { id, left_out },
+                Accepted::Duplicate { id } => ItemReport::Duplicate { id },
+                Accepted::NotNeeded => ItemReport::Ignored {
+                    reason: "an update of a record that was never refused".into(),
+                },
+            },
             Item::Ignored { reason } => ItemReport::Ignored { reason },
             Item::Rejected {
                 event_id,

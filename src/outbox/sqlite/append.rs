@@ -1,5 +1,7 @@
 //! Appends a whole batch with one multi-row INSERT, so a batch costs a few statements instead
-//! of one per event, and maps the inserted rows back to the events that asked for them.
+//! of one per event, and maps the inserted rows back to the events that asked for them. Events
+//! of a CRM record are first checked against the records already queued or refused (one query
+//! for the batch), and the records of the rows stored are remembered.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -7,7 +9,8 @@ use anyhow::Context;
 use sqlx::sqlite::{Sqlite, SqliteConnection};
 use sqlx::{FromRow, QueryBuilder};
 
-use crate::outbox::{Accepted, NewEvent};
+use super::records::{self, RecordState};
+use crate::outbox::{Accepted, NewEvent, OnlyIf};
 
 #[derive(Debug, Clone, FromRow)]
 struct Inserted {
@@ -19,9 +22,105 @@ struct Inserted {
 
 type Key = (String, String);
 
-/// Inserts `events` (inside the caller's transaction); a repeated event id, in the database or
-/// earlier in the batch, stores nothing and answers with the first row's id.
+/// What to do with one event of the batch.
+enum Decision {
+    Insert,
+    /// The same CRM record as the event at this index, earlier in the batch.
+    SameAs(usize),
+    Known(Accepted),
+}
+
+/// Appends `events` (inside the caller's transaction): an event of a CRM record only if its
+/// [`OnlyIf`] holds (else the row already holding the record, or nothing), then every other; a
+/// repeated event id, in the database or earlier in the batch, stores nothing and answers with
+/// the first row's id.
 pub(super) async fn insert_batch(
+    conn: &mut SqliteConnection,
+    events: &[&NewEvent],
+    now: i64,
+) -> anyhow::Result<Vec<Accepted>> {
+    let keys: Vec<(&str, &str)> = events
+        .iter()
+        .filter_map(|e| Some((e.source, e.record.as_ref()?.id.as_str())))
+        .collect();
+    let known = if keys.is_empty() {
+        HashMap::new()
+    } else {
+        records::states(conn, &keys).await?
+    };
+    let mut first_of: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut decisions = Vec::with_capacity(events.len());
+    for (index, event) in events.iter().enumerate() {
+        let Some(record) = &event.record else {
+            decisions.push(Decision::Insert);
+            continue;
+        };
+        let key = (event.source, record.id.as_str());
+        if let Some(&first) = first_of.get(&key) {
+            decisions.push(Decision::SameAs(first));
+            continue;
+        }
+        let state = known.get(&key).copied().unwrap_or_default();
+        let needed = match record.only_if {
+            OnlyIf::Unseen => state.open_refusal || state.outbox_id.is_none(),
+            OnlyIf::Refused => state.open_refusal,
+        };
+        decisions.push(if needed {
+            first_of.insert(key, index);
+            Decision::Insert
+        } else {
+            Decision::Known(state_answer(state))
+        });
+    }
+
+    let to_insert: Vec<&NewEvent> = events
+        .iter()
+        .zip(&decisions)
+        .filter(|(_, decision)| matches!(decision, Decision::Insert))
+        .map(|(event, _)| *event)
+        .collect();
+    let mut inserted = if to_insert.is_empty() {
+        Vec::new()
+    } else {
+        insert_rows(conn, &to_insert, now).await?
+    }
+    .into_iter();
+    let mut accepted: Vec<Accepted> = Vec::with_capacity(events.len());
+    for (event, decision) in events.iter().zip(&decisions) {
+        let answer = match decision {
+            Decision::Insert => {
+                let answer = inserted
+                    .next()
+                    .context("Failed to match inserted outbox rows to their events")?;
+                if let (Some(record), Accepted::Stored { id }) = (&event.record, answer) {
+                    records::remember(conn, event, record, id, now).await?;
+                }
+                answer
+            }
+            Decision::SameAs(first) => match accepted.get(*first) {
+                Some(Accepted::Stored { id } | Accepted::Duplicate { id }) => {
+                    Accepted::Duplicate { id: *id }
+                }
+                _ => Accepted::NotNeeded,
+            },
+            Decision::Known(answer) => *answer,
+        };
+        accepted.push(answer);
+    }
+    Ok(accepted)
+}
+
+/// The answer for an event of a record that is not queued again.
+fn state_answer(state: RecordState) -> Accepted {
+    match state.outbox_id {
+        Some(id) => Accepted::Duplicate { id },
+        None => Accepted::NotNeeded,
+    }
+}
+
+/// Inserts `events`; a repeated event id, in the database or earlier in the batch, stores
+/// nothing and answers with the first row's id.
+async fn insert_rows(
     conn: &mut SqliteConnection,
     events: &[&NewEvent],
     now: i64,
@@ -98,13 +197,13 @@ fn assign(
             Some(event_id) => {
                 let key = (event.source.to_owned(), event_id.clone());
                 match keyed.get(&key) {
-                    Some(&id) => Accepted {
-                        id,
-                        duplicate: !claimed.insert(key),
-                    },
-                    None => Accepted {
+                    Some(&id) if claimed.contains(&key) => Accepted::Duplicate { id },
+                    Some(&id) => {
+                        claimed.insert(key);
+                        Accepted::Stored { id }
+                    }
+                    None => Accepted::Duplicate {
                         id: *earlier.get(&key)?,
-                        duplicate: true,
                     },
                 }
             }
@@ -113,10 +212,7 @@ fn assign(
                 if row.email != event.email || row.source != event.source {
                     return None;
                 }
-                Accepted {
-                    id: row.id,
-                    duplicate: false,
-                }
+                Accepted::Stored { id: row.id }
             }
         };
         accepted.push(row);
@@ -135,6 +231,7 @@ mod tests {
             email: Some(email.into()),
             crm_record: None,
             payload: "{}".into(),
+            record: None,
         }
     }
 
@@ -166,10 +263,15 @@ mod tests {
 
         let accepted = assign(&refs, returned, &earlier).expect("consistent");
 
-        let got: Vec<(i64, bool)> = accepted.iter().map(|a| (a.id, a.duplicate)).collect();
         assert_eq!(
-            got,
-            [(10, false), (11, false), (12, false), (11, true), (3, true)]
+            accepted,
+            [
+                Accepted::Stored { id: 10 },
+                Accepted::Stored { id: 11 },
+                Accepted::Stored { id: 12 },
+                Accepted::Duplicate { id: 11 },
+                Accepted::Duplicate { id: 3 }
+            ]
         );
     }
 

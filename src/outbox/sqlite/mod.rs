@@ -9,6 +9,7 @@ pub mod identity;
 mod pacing;
 mod prune;
 mod reads;
+mod records;
 mod refused;
 mod results;
 mod store;

@@ -100,7 +100,7 @@ async fn run(setup: WriterSetup, mut queue: Queue, stop: CancellationToken) {
         if written
             .events
             .iter()
-            .any(|r| matches!(r, Ok(a) if !a.duplicate))
+            .any(|r| matches!(r, Ok(Accepted::Stored { .. })))
         {
             committed.notify_one();
         }
@@ -251,6 +251,7 @@ mod tests {
             event_id: None,
             email: email.map(str::to_owned),
             crm_record: None,
+            record: None,
             payload: "{}".into(),
         }
     }

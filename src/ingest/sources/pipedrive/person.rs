@@ -9,6 +9,7 @@ use crate::domain::event::StoredEvent;
 use crate::domain::{ContactDraft, LIST_MAX};
 use crate::ingest::IngestError;
 use crate::ingest::sources::{Item, RecordIds, RowKey};
+use crate::outbox::CrmRecord;
 
 /// The webhook's one item: a person creation, or anything else (ignored).
 /// `reads_orgs`: a person whose organisation is named only by id waits for the worker to read
@@ -103,6 +104,7 @@ pub(super) fn person_event(
             SOURCE,
             event_id,
             RowKey::Email(drafted.normalised_email.into()),
+            record.record_id.clone().map(CrmRecord::unseen),
             StoredEvent::PipedrivePerson {
                 org_id,
                 guest: drafted.guest,

@@ -1,6 +1,8 @@
 //! HubSpot's CRM API: a `contact.creation` webhook carries only the contact's id, so the worker
 //! fetches its email, names, phone and company here.
 
+pub mod reconcile;
+
 use std::fmt;
 use std::time::Duration;
 

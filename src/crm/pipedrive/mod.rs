@@ -1,6 +1,8 @@
 //! Pipedrive's API: a v2 `create.person` webhook carries the organisation's id but not its
 //! name, so the worker reads the name here for the guest's company.
 
+pub mod reconcile;
+
 use std::fmt;
 use std::time::Duration;
 

@@ -1,0 +1,23 @@
+//! Reconcile and connect for Pipedrive: the contacts its API lists and its webhook subscription.
+//! (Stub: filled in by the Pipedrive reconcile work.)
+
+use crate::configuration::PipedriveSettings;
+use crate::crm::listing::{Lister, Subscriptions};
+use crate::metrics::Metrics;
+
+/// The lister of this CRM, when its API credentials are configured.
+pub fn lister(
+    _settings: &PipedriveSettings,
+    _metrics: &Metrics,
+) -> anyhow::Result<Option<Box<dyn Lister>>> {
+    Ok(None)
+}
+
+/// The webhook subscription API for `target_url` (the full URL of this bridge's webhook), when
+/// the credentials it needs are configured.
+pub fn subscriptions(
+    _settings: &PipedriveSettings,
+    _target_url: &str,
+) -> anyhow::Result<Option<Box<dyn Subscriptions>>> {
+    Ok(None)
+}
