@@ -78,7 +78,10 @@ impl FakeSalesforce {
                 .app_data(shared.clone())
                 .route("/services/oauth2/token", web::post().to(token))
                 .route("/services/data/{version}/query", web::get().to(query))
-                .route("/services/data/{version}/query/{locator}", web::get().to(more))
+                .route(
+                    "/services/data/{version}/query/{locator}",
+                    web::get().to(more),
+                )
         })
         .workers(1)
         .disable_signals()
@@ -103,7 +106,12 @@ impl FakeSalesforce {
         record.insert("Id".into(), json!(id));
         record.insert(
             "CreatedDate".into(),
-            json!(created.with_timezone(&Utc).format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string()),
+            json!(
+                created
+                    .with_timezone(&Utc)
+                    .format("%Y-%m-%dT%H:%M:%S%.3f+0000")
+                    .to_string()
+            ),
         );
         self.lock().contacts.push(record);
     }
@@ -156,7 +164,10 @@ fn errors(code: &str, message: &str) -> Value {
 
 /// `POST /services/oauth2/token`: `grant_type=client_credentials` with the connected app's
 /// consumer key and secret, form-encoded.
-async fn token(form: web::Form<HashMap<String, String>>, state: web::Data<Mutex<State>>) -> HttpResponse {
+async fn token(
+    form: web::Form<HashMap<String, String>>,
+    state: web::Data<Mutex<State>>,
+) -> HttpResponse {
     let mut state = state.lock().expect("state");
     state.token_requests += 1;
     let field = |name: &str| form.get(name).map(String::as_str);
@@ -164,9 +175,11 @@ async fn token(form: web::Form<HashMap<String, String>>, state: web::Data<Mutex<
         return HttpResponse::BadRequest().json(json!({"error": "unsupported_grant_type",
             "error_description": "grant type not supported"}));
     }
-    if field("client_id") != Some(SF_CLIENT_ID) || field("client_secret") != Some(SF_CLIENT_SECRET) {
-        return HttpResponse::BadRequest()
-            .json(json!({"error": "invalid_client", "error_description": "invalid client credentials"}));
+    if field("client_id") != Some(SF_CLIENT_ID) || field("client_secret") != Some(SF_CLIENT_SECRET)
+    {
+        return HttpResponse::BadRequest().json(
+            json!({"error": "invalid_client", "error_description": "invalid client credentials"}),
+        );
     }
     state.issued += 1;
     let token = format!("00D5e000000AbCd!AQ4AQFake{}", state.issued);
@@ -205,7 +218,11 @@ async fn query(request: HttpRequest, state: web::Data<Mutex<State>>) -> HttpResp
         .collect();
     records.sort_by_key(|record| created(record));
     let records: Vec<Value> = records.into_iter().map(|r| soql.project(r)).collect();
-    let version = request.match_info().get("version").unwrap_or_default().to_owned();
+    let version = request
+        .match_info()
+        .get("version")
+        .unwrap_or_default()
+        .to_owned();
     let total = records.len();
     state.locators += 1;
     let locator = format!("01gFAKE{:06}", state.locators);
@@ -218,7 +235,11 @@ async fn more(request: HttpRequest, state: web::Data<Mutex<State>>) -> HttpRespo
     if let Some(refused) = admit(&request, &mut state) {
         return refused;
     }
-    let version = request.match_info().get("version").unwrap_or_default().to_owned();
+    let version = request
+        .match_info()
+        .get("version")
+        .unwrap_or_default()
+        .to_owned();
     let named = request.match_info().get("locator").unwrap_or_default();
     let Some((locator, offset)) = named
         .rsplit_once('-')
@@ -291,10 +312,10 @@ fn admit(request: &HttpRequest, state: &mut State) -> Option<HttpResponse> {
         }
         let used = state.api_limit;
         state.api_used = used;
-        return Some(
-            answered(state, refused)
-                .json(errors("REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")),
-        );
+        return Some(answered(state, refused).json(errors(
+            "REQUEST_LIMIT_EXCEEDED",
+            "TotalRequests Limit exceeded.",
+        )));
     }
     state.api_used += 1;
     if let Some(left) = state.expire_after.as_mut() {
@@ -308,7 +329,10 @@ fn admit(request: &HttpRequest, state: &mut State) -> Option<HttpResponse> {
 }
 
 /// The answer with `Sforce-Limit-Info`, as every REST answer carries.
-fn answered(state: &mut State, mut builder: actix_web::HttpResponseBuilder) -> actix_web::HttpResponseBuilder {
+fn answered(
+    state: &mut State,
+    mut builder: actix_web::HttpResponseBuilder,
+) -> actix_web::HttpResponseBuilder {
     builder.insert_header((
         "Sforce-Limit-Info",
         format!("api-usage={}/{}", state.api_used, state.api_limit),
@@ -378,7 +402,10 @@ impl Soql {
                     out.insert(relation.to_owned(), value);
                 }
                 None => {
-                    out.insert(field.clone(), record.get(field).cloned().unwrap_or(Value::Null));
+                    out.insert(
+                        field.clone(),
+                        record.get(field).cloned().unwrap_or(Value::Null),
+                    );
                 }
             }
         }
