@@ -117,7 +117,7 @@ fn salesforce_api_keys_come_together_and_name_the_one_missing() {
     let settings = load(&[SIGNED]).expect("defaults");
     assert_eq!(settings.sources.salesforce.api_version, "v62.0");
     assert!(settings.sources.salesforce.instance_url.is_none());
-    for skip in 0..3 {
+    for (skip, (missing, _)) in SALESFORCE_API.iter().enumerate() {
         let env: Vec<_> = [SIGNED]
             .into_iter()
             .chain(
@@ -129,8 +129,7 @@ fn salesforce_api_keys_come_together_and_name_the_one_missing() {
             )
             .collect();
         let err = load(&env).expect_err("two of three").to_string();
-        let missing = SALESFORCE_API[skip]
-            .0
+        let missing = missing
             .rsplit("__")
             .next()
             .unwrap_or_default()
