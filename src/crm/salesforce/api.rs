@@ -1,6 +1,6 @@
-//! One authenticated GET against Salesforce's REST API: the access token from the OAuth
-//! client-credentials flow (fetched once, renewed on `INVALID_SESSION_ID`), the answer sorted
-//! into data, a limit to stop at, or a failure retried within [`Retry`].
+//! One authenticated GET against Salesforce's REST API: the access token (fetched once,
+//! renewed on `INVALID_SESSION_ID`), the answer sorted into data, a limit to stop at, or a
+//! failure retried within [`Retry`].
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -10,11 +10,12 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
+use super::auth::{self, ClientCredentials};
 use super::retry::Retry;
 use crate::crm::listing::ListStats;
 use crate::crm::{FetchError, http_client, transport};
 use crate::metrics::Metrics;
-use crate::upstream::{self, excerpt, one_line, parse_retry_after, truncate};
+use crate::upstream::{self, parse_retry_after};
 
 /// The name the API's reads are counted under.
 const CRM: &str = "salesforce";
@@ -60,12 +61,7 @@ enum Answer {
 
 pub(super) struct Api {
     http: reqwest::Client,
-    /// `{instance_url}/services/oauth2/token`
-    token_url: Url,
-    client_id: String,
-    client_secret: SecretString,
-    /// The access token in use; `None` until the first call and after a refusal.
-    token: tokio::sync::Mutex<Option<SecretString>>,
+    credentials: ClientCredentials,
     retry: Retry,
     metrics: Metrics,
     /// The last `Sforce-Limit-Info` seen, for the run's log line and a limit's error.
@@ -81,15 +77,9 @@ impl Api {
         retry: Retry,
         metrics: Metrics,
     ) -> anyhow::Result<Self> {
-        use anyhow::Context;
         Ok(Self {
             http: http_client(timeout)?,
-            token_url: instance
-                .join("/services/oauth2/token")
-                .context("Failed to build Salesforce's token URL")?,
-            client_id,
-            client_secret,
-            token: tokio::sync::Mutex::new(None),
+            credentials: ClientCredentials::new(instance, client_id, client_secret)?,
             retry,
             metrics,
             usage: std::sync::Mutex::new(None),
@@ -121,7 +111,7 @@ impl Api {
                 Answer::Data(body) => return Ok(body),
                 Answer::SessionInvalid if !renewed => {
                     renewed = true;
-                    *self.token.lock().await = None;
+                    self.credentials.forget().await;
                     continue;
                 }
                 // A fresh token refused too: the app or its Run As user lost API access.
@@ -185,32 +175,16 @@ impl Api {
         }
     }
 
-    /// The access token in use, or a new one from the token endpoint.
+    /// The access token in use, or a new one from the token endpoint (held locked meanwhile,
+    /// so concurrent calls fetch one).
     async fn token(&self, stats: &mut ListStats) -> Result<SecretString, FetchError> {
-        let mut held = self.token.lock().await;
+        let mut held = self.credentials.held().await;
         if let Some(token) = held.as_ref() {
             return Ok(token.clone());
         }
         stats.requests += 1;
-        let form = [
-            ("grant_type", "client_credentials"),
-            ("client_id", self.client_id.as_str()),
-            ("client_secret", self.client_secret.expose_secret()),
-        ];
-        let request = self.http.post(self.token_url.clone()).form(&form);
-        let (status, headers, body) = self.send(request).await?;
-        if !status.is_success() {
-            return Err(token_refused(status, &headers, &body));
-        }
-        let token = serde_json::from_slice::<Value>(&body)
-            .ok()
-            .and_then(|v| v.get("access_token")?.as_str().map(str::to_owned))
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| FetchError::Transient {
-                status: Some(status.as_u16()),
-                detail: "the token endpoint's answer has no access_token".into(),
-            })?;
-        let token = SecretString::from(token);
+        let (status, headers, body) = self.send(self.credentials.request(&self.http)).await?;
+        let token = auth::read_token(status, &headers, &body)?;
         *held = Some(token.clone());
         Ok(token)
     }
@@ -236,9 +210,8 @@ impl Api {
 impl fmt::Debug for Api {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Api")
-            .field("token_url", &self.token_url.as_str())
-            .field("client_id", &self.client_id)
-            .field("client_secret", &"[REDACTED]")
+            .field("credentials", &self.credentials)
+            .field("retry", &self.retry)
             .finish_non_exhaustive()
     }
 }
@@ -256,38 +229,13 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 }
 
 /// Any other answer, sorted the way every upstream's is (a 403 is refused access).
-fn failure(status: reqwest::StatusCode, headers: &HeaderMap, body: &[u8]) -> FetchError {
+pub(super) fn failure(status: reqwest::StatusCode, headers: &HeaderMap, body: &[u8]) -> FetchError {
     match upstream::classify(status, headers, body, None) {
         Ok(()) => FetchError::Transient {
             status: Some(status.as_u16()),
             detail: "unexpected answer".into(),
         },
         Err(failure) => FetchError::from_failure(failure, body),
-    }
-}
-
-/// The token endpoint answers a refusal as `{"error", "error_description"}` (400
-/// `invalid_client` for a wrong secret): named with the keys to fix, never their values.
-fn token_refused(status: reqwest::StatusCode, headers: &HeaderMap, body: &[u8]) -> FetchError {
-    let code = status.as_u16();
-    if !matches!(code, 400 | 401 | 403) {
-        return failure(status, headers, body);
-    }
-    let value: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    let text = |key: &str| value.get(key).and_then(Value::as_str).unwrap_or_default();
-    let said = match (text("error"), text("error_description")) {
-        ("", "") => excerpt(body),
-        (error, "") => error.to_owned(),
-        (error, description) => format!("{error}: {description}"),
-    };
-    FetchError::Permanent {
-        status: code,
-        detail: truncate(
-            &one_line(&format!(
-                "the token endpoint refused sources.salesforce.client_id and client_secret (client credentials flow): {said}"
-            )),
-            300,
-        ),
     }
 }
 
@@ -319,24 +267,10 @@ mod tests {
     }
 
     #[test]
-    fn an_error_answer_names_its_code_and_a_refused_secret_names_the_keys_only() {
+    fn an_error_answer_names_its_code() {
         let body =
             br#"[{"message":"Session expired or invalid","errorCode":"INVALID_SESSION_ID"}]"#;
         assert_eq!(error_code(body).as_deref(), Some("INVALID_SESSION_ID"));
         assert_eq!(error_code(b"<html>"), None);
-        let refused = token_refused(
-            reqwest::StatusCode::BAD_REQUEST,
-            &HeaderMap::new(),
-            br#"{"error":"invalid_client","error_description":"invalid client credentials"}"#,
-        );
-        let FetchError::Permanent { status, detail } = refused else {
-            panic!("{refused:?}")
-        };
-        assert_eq!(status, 400);
-        assert!(detail.contains("sources.salesforce.client_id"), "{detail}");
-        assert!(
-            detail.ends_with("invalid_client: invalid client credentials"),
-            "{detail}"
-        );
     }
 }

@@ -2,6 +2,7 @@
 //! OAuth client-credentials flow; and the setup steps `connect salesforce` prints.
 
 mod api;
+mod auth;
 mod contact;
 mod instructions;
 mod lister;
