@@ -81,7 +81,11 @@ async fn lost_notifications_become_one_guest_each_and_a_second_run_queues_none()
     emails.sort();
     assert_eq!(
         emails,
-        ["lost1@example.com", "lost2@example.com", "lost3@example.com"]
+        [
+            "lost1@example.com",
+            "lost2@example.com",
+            "lost3@example.com"
+        ]
     );
     assert_eq!(env.posts(), 3);
     assert_eq!(env.sandbox.guests()[0].company_name.as_deref(), Some("AE"));
@@ -119,7 +123,11 @@ async fn a_contact_refused_by_its_notification_is_queued_once_reconcile_lists_it
     let contact = "003Hn00000LateRAAA";
     let xml = message(
         SALESFORCE_ORG_18,
-        &[notification("04l5e00000N0200AAA", contact, &[("FirstName", "Late")])],
+        &[notification(
+            "04l5e00000N0200AAA",
+            contact,
+            &[("FirstName", "Late")],
+        )],
     );
     assert_eq!(answer(post(&env.app, &xml).await).await, (200, Ok(())));
     org.add_contact(contact, &ago(5), json!({"Email": "late@example.com"}));
@@ -136,13 +144,20 @@ async fn a_contact_refused_by_its_notification_is_queued_once_reconcile_lists_it
     assert_eq!(env.sandbox.guests().len(), 1);
     let refused = refused_rows(&env.db).await;
     assert_eq!(refused.len(), 1);
-    assert!(refused[0].1.is_some(), "resolved by the queued row: {refused:?}");
+    assert!(
+        refused[0].1.is_some(),
+        "resolved by the queued row: {refused:?}"
+    );
 }
 
 #[tokio::test]
 async fn a_dry_run_counts_what_it_would_queue_and_stores_nothing() {
     let (env, org) = env_with(&[]).await;
-    org.add_contact("003Hn00000DryAAAA", &ago(5), json!({"Email": "dry@example.com"}));
+    org.add_contact(
+        "003Hn00000DryAAAA",
+        &ago(5),
+        json!({"Email": "dry@example.com"}),
+    );
     org.add_contact("003Hn00000NoMailA", &ago(4), json!({"FirstName": "No"}));
 
     let report = run(&env, true).await;
@@ -156,7 +171,11 @@ async fn a_dry_run_counts_what_it_would_queue_and_stores_nothing() {
 #[tokio::test]
 async fn the_orgs_used_up_api_limit_ends_the_run_with_a_rate_limited_error() {
     let (env, org) = env_with(&[]).await;
-    org.add_contact("003Hn00000LimitAA", &ago(5), json!({"Email": "limit@example.com"}));
+    org.add_contact(
+        "003Hn00000LimitAA",
+        &ago(5),
+        json!({"Email": "limit@example.com"}),
+    );
     org.exceed_limit(100, None);
 
     let stopped = run(&env, false).await;
@@ -191,5 +210,8 @@ async fn a_reconciled_contacts_owner_is_the_guests_associated_member_in_tallyfy(
 
     assert_eq!(counts(&report), [1, 1, 0, 0], "{report}");
     let guest = sandbox_guest(&env, "listed.owned@example.com").await;
-    assert_eq!(guest["data"]["details"]["associated_members"], json!([MEMBER]));
+    assert_eq!(
+        guest["data"]["details"]["associated_members"],
+        json!([MEMBER])
+    );
 }

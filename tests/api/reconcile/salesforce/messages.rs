@@ -9,7 +9,11 @@ use crate::sources::salesforce::{answer, message, post};
 use crate::sources::{SALESFORCE_ORG_18, crm_env_with};
 
 /// A Contact notification: its own notification id, the Contact's Id, and the fields given.
-pub(super) fn notification(notification_id: &str, contact_id: &str, fields: &[(&str, &str)]) -> String {
+pub(super) fn notification(
+    notification_id: &str,
+    contact_id: &str,
+    fields: &[(&str, &str)],
+) -> String {
     let fields: String = fields
         .iter()
         .map(|(name, value)| format!("<sf:{name}>{value}</sf:{name}>"))

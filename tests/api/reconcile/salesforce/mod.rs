@@ -3,6 +3,7 @@
 //! token renewed, the daily limit; then through the engine (`engine`) and outbound messages
 //! (`messages`).
 
+mod binary;
 mod engine;
 mod messages;
 
