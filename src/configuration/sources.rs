@@ -10,6 +10,7 @@ use serde::Deserialize;
 use super::duration::millis;
 use super::error::{ConfigError, above_zero};
 use super::secret::{InventedSecret, Secret, non_blank};
+use crate::crm::salesforce as salesforce_api;
 use crate::ingest::sources::{pipedrive, salesforce};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -93,6 +94,19 @@ pub struct SalesforceSettings {
     /// that member.
     #[serde(default)]
     pub owner_members: OwnerMembers,
+    /// The org's My Domain URL (`https://<domain>.my.salesforce.com`): where the REST API and
+    /// its OAuth token endpoint are, for reconcile.
+    #[serde(default, deserialize_with = "non_blank")]
+    pub instance_url: Option<String>,
+    /// The connected app's consumer key (client credentials flow).
+    #[serde(default, deserialize_with = "non_blank")]
+    pub client_id: Option<String>,
+    /// The connected app's consumer secret.
+    pub client_secret: Option<Secret>,
+    /// The REST API version the queries name, `vNN.N`.
+    pub api_version: String,
+    #[serde(rename = "request_timeout_ms", deserialize_with = "millis")]
+    pub request_timeout: Duration,
 }
 
 /// CRM owner ids and the Tallyfy member each stands for (`[sources.<crm>.owner_members]`).
@@ -210,8 +224,14 @@ impl HubSpotSettings {
 
 impl SalesforceSettings {
     fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_api()?;
+        if let Some(field) = self.company_field.as_deref() {
+            salesforce_api::check_field_name(field)
+                .map_err(|problem| ConfigError::key("sources.salesforce.company_field", problem))?;
+        }
         let Some(org) = self.organization_id.as_deref() else {
-            if self.company_field.is_some() || self.endpoint_token.is_some() {
+            let api = self.instance_url.is_some();
+            if (self.company_field.is_some() && !api) || self.endpoint_token.is_some() {
                 return Err(ConfigError::key(
                     "sources.salesforce.organization_id",
                     "is required once any sources.salesforce key is set",
@@ -232,6 +252,38 @@ impl SalesforceSettings {
         salesforce::check_endpoint_token(token.expose_secret())
             .map_err(|problem| ConfigError::key(TOKEN, problem))?;
         above_zero("sources.salesforce.max_body_bytes", self.max_body_bytes > 0)
+    }
+
+    /// The REST API's three keys come together (reconcile needs each); the URL carries the
+    /// client secret to the token endpoint, so it is https (plain http only to this machine).
+    fn validate_api(&self) -> Result<(), ConfigError> {
+        let set = [
+            self.instance_url.is_some(),
+            self.client_id.is_some(),
+            self.client_secret.is_some(),
+        ];
+        if !set.contains(&true) {
+            return Ok(());
+        }
+        for (is_set, key) in set
+            .iter()
+            .zip(["instance_url", "client_id", "client_secret"])
+        {
+            if !is_set {
+                return Err(ConfigError::key(
+                    &format!("sources.salesforce.{key}"),
+                    "is required once any of sources.salesforce.instance_url, client_id and client_secret is set",
+                ));
+            }
+        }
+        salesforce_api::check_instance_url(self.instance_url.as_deref().unwrap_or_default())
+            .map_err(|problem| ConfigError::key("sources.salesforce.instance_url", problem))?;
+        salesforce_api::check_api_version(&self.api_version)
+            .map_err(|problem| ConfigError::key("sources.salesforce.api_version", problem))?;
+        above_zero(
+            "sources.salesforce.request_timeout_ms",
+            !self.request_timeout.is_zero(),
+        )
     }
 }
 

@@ -95,3 +95,116 @@ fn a_short_or_url_unsafe_salesforce_token_or_a_zero_body_limit_is_refused() {
     .to_string();
     assert!(err.contains("sources.salesforce.max_body_bytes"), "{err}");
 }
+
+/// The Salesforce REST API keys of a connected app that work.
+const SALESFORCE_API: [(&str, &str); 3] = [
+    (
+        "BRIDGE__SOURCES__SALESFORCE__INSTANCE_URL",
+        "https://acme.my.salesforce.com",
+    ),
+    (
+        "BRIDGE__SOURCES__SALESFORCE__CLIENT_ID",
+        "3MVG9consumer.key",
+    ),
+    (
+        "BRIDGE__SOURCES__SALESFORCE__CLIENT_SECRET",
+        "salesforce-consumer-secret-0123",
+    ),
+];
+
+#[test]
+fn salesforce_api_keys_come_together_and_name_the_one_missing() {
+    let settings = load(&[SIGNED]).expect("defaults");
+    assert_eq!(settings.sources.salesforce.api_version, "v62.0");
+    assert!(settings.sources.salesforce.instance_url.is_none());
+    for (skip, (missing, _)) in SALESFORCE_API.iter().enumerate() {
+        let env: Vec<_> = [SIGNED]
+            .into_iter()
+            .chain(
+                SALESFORCE_API
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != skip)
+                    .map(|(_, kv)| *kv),
+            )
+            .collect();
+        let err = load(&env).expect_err("two of three").to_string();
+        let missing = missing
+            .rsplit("__")
+            .next()
+            .unwrap_or_default()
+            .to_lowercase();
+        assert!(
+            err.contains(&format!("sources.salesforce.{missing}")),
+            "{err}"
+        );
+        assert!(!err.contains("salesforce-consumer-secret-0123"), "{err}");
+    }
+    let mut env = vec![SIGNED];
+    env.extend(SALESFORCE_API);
+    let settings = load(&env).expect("all three");
+    let printed = format!("{:?}", settings.sources.salesforce);
+    assert!(
+        !printed.contains("salesforce-consumer-secret-0123"),
+        "{printed}"
+    );
+    // The API alone (no outbound messages yet) is a valid start, company field included.
+    env.push((
+        "BRIDGE__SOURCES__SALESFORCE__COMPANY_FIELD",
+        "Account_Name__c",
+    ));
+    assert!(load(&env).is_ok());
+}
+
+#[test]
+fn a_plain_http_instance_a_bad_version_or_a_soql_unsafe_company_field_is_refused() {
+    for (key, value, problem) in [
+        (
+            "INSTANCE_URL",
+            "http://acme.my.salesforce.com",
+            "https My Domain URL",
+        ),
+        (
+            "INSTANCE_URL",
+            "https://acme.my.salesforce.com/services/data",
+            "https My Domain URL",
+        ),
+        ("API_VERSION", "62", "v62.0"),
+        ("REQUEST_TIMEOUT_MS", "0", "above 0"),
+        ("COMPANY_FIELD", "Name FROM User WHERE", "API name"),
+    ] {
+        let env_key = format!("BRIDGE__SOURCES__SALESFORCE__{key}");
+        let mut env = vec![SIGNED];
+        env.extend(SALESFORCE_API);
+        env.push((env_key.as_str(), value));
+        let err = load(&env).expect_err("refused").to_string();
+        let key = key.to_lowercase();
+        assert!(
+            err.contains(&format!("sources.salesforce.{key}")),
+            "{key}: {err}"
+        );
+        assert!(err.contains(problem), "{key}: {err}");
+    }
+    let mut env = vec![SIGNED];
+    env.extend(SALESFORCE_API);
+    env[1].1 = "http://127.0.0.1:8123";
+    assert!(load(&env).is_ok(), "a local stand-in may be plain http");
+}
+
+/// `config` lowercases environment keys: the Salesforce lookup copes with an 18-character id.
+#[test]
+fn salesforce_owner_ids_from_the_environment_arrive_lowercased() {
+    let owner = (
+        "BRIDGE__SOURCES__SALESFORCE__OWNER_MEMBERS__005Hn00000ABCdeIAH",
+        "42",
+    );
+    let settings = load(&[SIGNED, owner]).expect("valid");
+    assert_eq!(
+        settings
+            .sources
+            .salesforce
+            .owner_members
+            .members(Some("005hn00000abcdeiah")),
+        Some(vec![42])
+    );
+}

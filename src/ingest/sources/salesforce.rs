@@ -9,8 +9,8 @@ use secrecy::SecretString;
 
 use super::salesforce_xml::{self, Notification, OutboundMessage, ParseError};
 use super::{Adapter, IngestError, Item, RecordIds, Report, refused};
-use crate::configuration::SalesforceSettings;
-use crate::domain::ContactDraft;
+use crate::configuration::{OwnerMembers, SalesforceSettings};
+use crate::crm::salesforce::{EMAIL, contact_draft};
 use crate::ingest::media_type;
 
 pub const SOURCE: &str = "salesforce";
@@ -27,6 +27,8 @@ pub struct Salesforce {
     company_field: Option<String>,
     /// 100 notifications may be megabytes; the XML's shape is bounded separately.
     max_body_bytes: usize,
+    /// OwnerId → the Tallyfy member the guest is associated with.
+    owner_members: OwnerMembers,
 }
 
 impl Salesforce {
@@ -42,6 +44,7 @@ impl Salesforce {
                 .filter(|f| !f.is_empty())
                 .map(str::to_owned),
             max_body_bytes: settings.max_body_bytes,
+            owner_members: settings.owner_members.clone(),
         })
     }
 
@@ -116,22 +119,19 @@ impl Salesforce {
             };
         }
         let mut fields = notification.fields;
-        let draft = ContactDraft {
-            email: fields.remove("Email"),
-            first_name: fields.remove("FirstName"),
-            last_name: fields.remove("LastName"),
-            phone: fields.remove("Phone"),
-            company: self
-                .company_field
-                .as_deref()
-                .and_then(|field| fields.remove(field)),
-        };
-        // Salesforce resends a notification with the same Id until it is acknowledged.
+        let drafted = contact_draft(
+            |field| fields.remove(field),
+            self.company_field.as_deref(),
+            &self.owner_members,
+        );
+        // Salesforce resends a notification with the same Id until it is acknowledged; a later
+        // notification of the same Contact (an edit that set its Email) has its own Id, and the
+        // Contact's Id decides whether it is queued (see `Item::contact`).
         Item::contact(
             SOURCE,
             id,
-            draft.into_guest(),
-            &format!("Notification[{index}].sObject.Email"),
+            drafted,
+            &format!("Notification[{index}].sObject.{EMAIL}"),
             record,
         )
     }
@@ -236,6 +236,7 @@ mod tests {
             organization_id: org.into(),
             company_field: Some("Account_Name__c".into()),
             max_body_bytes: 4 * 1024 * 1024,
+            owner_members: OwnerMembers::from([("005Hn00000ABCdeIAH", 42)]),
         }
     }
 
@@ -260,7 +261,7 @@ mod tests {
     }
 
     #[test]
-    fn a_contact_takes_the_configured_company_field() {
+    fn a_contact_takes_the_configured_company_field_and_its_owners_member() {
         let item = adapter("00D5e000000AbCd").item(
             0,
             contact(
@@ -270,6 +271,7 @@ mod tests {
                     ("FirstName", "Ada"),
                     ("Account_Name__c", "Analytical Engines"),
                     ("AccountId", "001x"),
+                    ("OwnerId", "005Hn00000ABCdeIAH"),
                 ],
             ),
         );
@@ -283,7 +285,8 @@ mod tests {
         assert_eq!(
             *payload,
             serde_json::json!({"email": "Ada@Example.com", "first_name": "Ada",
-                               "company_name": "Analytical Engines"})
+                               "company_name": "Analytical Engines",
+                               "associated_members": [42]})
         );
     }
 

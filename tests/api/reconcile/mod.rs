@@ -2,6 +2,8 @@
 //! whether it came by webhook, by reconcile or both.
 
 mod endpoint;
+pub mod fake_salesforce;
+mod salesforce;
 
 use serde_json::Value;
 use tallyfy_sandbox::SandboxConfig;
@@ -25,7 +27,6 @@ pub async fn spawn_reconcile_app(overrides: Overrides<'_>) -> TestApp {
 }
 
 /// The sandbox and an app delivering to it (worker driven by the test), admin endpoints open.
-#[allow(dead_code)] // until the CRM tests that use it land
 pub async fn reconcile_env(config: SandboxConfig, overrides: Overrides<'_>) -> DeliveryEnv {
     crate::admin::admin_env(config, overrides).await
 }
