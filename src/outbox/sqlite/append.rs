@@ -9,8 +9,8 @@ use anyhow::Context;
 use sqlx::sqlite::{Sqlite, SqliteConnection};
 use sqlx::{FromRow, QueryBuilder};
 
-use super::records::{self, RecordState};
-use crate::outbox::{Accepted, NewEvent, OnlyIf};
+use super::records;
+use crate::outbox::{Accepted, NewEvent, OnlyIf, RecordState};
 
 #[derive(Debug, Clone, FromRow)]
 struct Inserted {

@@ -8,16 +8,7 @@ use anyhow::Context;
 use sqlx::QueryBuilder;
 use sqlx::sqlite::{Sqlite, SqliteConnection};
 
-use crate::outbox::{CrmRecord, NewEvent, OnlyIf};
-
-/// What the bridge knows of one CRM record.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RecordState {
-    /// The latest row queued for it.
-    pub outbox_id: Option<i64>,
-    /// A refusal of it that no row has resolved yet.
-    pub open_refusal: bool,
-}
+use crate::outbox::{CrmRecord, NewEvent, OnlyIf, RecordState};
 
 #[derive(sqlx::FromRow)]
 struct Row {
