@@ -1,8 +1,10 @@
 //! HubSpot reconcile and connect against the fake HubSpot over loopback: the contact search pages,
 //! splits a window under the result cap, keeps its pace and waits out 429s; `connect` creates,
-//! reuses and reactivates the app's subscriptions; an email added later reaches a refused contact.
+//! reuses and reactivates the app's subscriptions; an email added later reaches a refused contact;
+//! reconcile runs through the engine queue each contact once.
 
 mod connect;
+mod engine;
 mod listing;
 mod worker;
 
