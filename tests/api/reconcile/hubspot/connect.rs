@@ -144,3 +144,66 @@ async fn a_refused_developer_key_is_an_error_that_never_shows_the_key() {
         "{shown}"
     );
 }
+
+/// `tallyfy-bridge connect hubspot --url https://bridge.example.com [--check]` as the real
+/// binary, configured for `fake` by environment variables alone.
+async fn connect_command(fake: &FakeHubSpot, check: bool) -> std::process::Output {
+    let mut command = std::process::Command::new(crate::binary::BINARY);
+    command
+        .env_clear()
+        .args(["connect", "hubspot", "--url", "https://bridge.example.com"])
+        .envs([
+            ("BRIDGE__TALLYFY__ORG_ID", "org-1".to_string()),
+            ("BRIDGE__TALLYFY__TOKEN", "tallyfy-token-value".into()),
+            (
+                "BRIDGE__INGEST__AUTH__SIGNING_SECRET",
+                crate::helpers::SIGNING_SECRET.into(),
+            ),
+            (
+                "BRIDGE__SOURCES__HUBSPOT__CLIENT_SECRET",
+                HUBSPOT_SECRET.into(),
+            ),
+            ("BRIDGE__SOURCES__HUBSPOT__WEBHOOK_URL", HUBSPOT_URL.into()),
+            ("BRIDGE__SOURCES__HUBSPOT__API_TOKEN", TOKEN.into()),
+            (
+                "BRIDGE__SOURCES__HUBSPOT__API_BASE_URL",
+                fake.base_url.clone(),
+            ),
+            ("BRIDGE__SOURCES__HUBSPOT__APP_ID", APP_ID.to_string()),
+            (
+                "BRIDGE__SOURCES__HUBSPOT__DEVELOPER_API_KEY",
+                DEVELOPER_KEY.into(),
+            ),
+        ]);
+    if check {
+        command.arg("--check");
+    }
+    tokio::task::spawn_blocking(move || command.output().expect("the binary runs"))
+        .await
+        .expect("joined")
+}
+
+#[tokio::test]
+async fn the_connect_command_subscribes_the_app_and_its_check_then_passes() {
+    let fake = FakeHubSpot::start().await;
+
+    let unchecked = connect_command(&fake, true).await;
+    let connected = connect_command(&fake, false).await;
+    let checked = connect_command(&fake, true).await;
+
+    assert!(!unchecked.status.success(), "a check of nothing passed");
+    assert!(connected.status.success(), "{connected:?}");
+    let said = String::from_utf8_lossy(&connected.stdout);
+    assert!(said.starts_with("hubspot webhook created: ok"), "{said}");
+    assert!(said.contains(HUBSPOT_URL), "{said}");
+    assert!(checked.status.success(), "{checked:?}");
+    assert_eq!(fake.subscriptions().len(), 2);
+    for output in [&unchecked, &connected, &checked] {
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(!all.contains(DEVELOPER_KEY), "{all}");
+    }
+}
