@@ -18,8 +18,6 @@ use webhooks::{create_sub, get_settings, list_subs, patch_sub, put_settings};
 pub const TOKEN: &str = "pat-na1-fake-reconcile-token";
 pub const DEVELOPER_KEY: &str = "fake-developer-hapikey-0123";
 pub const APP_ID: u64 = 54321;
-/// HubSpot's documented maximum page size.
-
 /// A contact as the fake keeps it.
 #[derive(Clone)]
 struct Contact {
