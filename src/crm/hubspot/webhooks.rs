@@ -2,6 +2,7 @@
 //! `contact.propertyChange` (`email`) subscriptions, through HubSpot's webhooks API v3, which
 //! takes the developer account's API key as `hapikey` (so no URL of it is ever logged).
 
+use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -39,7 +40,7 @@ const MAX_CONCURRENT_REQUESTS: u64 = 10;
 pub struct AppWebhooks {
     http: reqwest::Client,
     /// `{base}/webhooks/v3/{appId}`
-    app_url: String,
+    app_url: reqwest::Url,
     key: SecretString,
     target_url: String,
     metrics: Metrics,
@@ -91,7 +92,11 @@ impl AppWebhooks {
     ) -> anyhow::Result<Self> {
         Ok(Self {
             http: http_client(settings.request_timeout)?,
-            app_url: format!("{}/webhooks/v3/{app_id}", api_base(&settings.api_base_url)?),
+            app_url: reqwest::Url::parse(&format!(
+                "{}/webhooks/v3/{app_id}",
+                api_base(&settings.api_base_url)?
+            ))
+            .context("Failed to parse sources.hubspot.api_base_url")?,
             key,
             target_url: target_url.to_owned(),
             metrics: Metrics::default(),
@@ -100,16 +105,11 @@ impl AppWebhooks {
 
     /// `method` on `{app_url}{path}?hapikey=…`.
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let url = reqwest::Url::parse(&format!("{}{path}", self.app_url)).map(|mut url| {
-            url.query_pairs_mut()
-                .append_pair("hapikey", self.key.expose_secret());
-            url
-        });
-        match url {
-            Ok(url) => self.http.request(method, url),
-            // The base URL was parsed at start-up; the request fails as "not built", URL-free.
-            Err(_) => self.http.request(method, "unparsable:"),
-        }
+        let mut url = self.app_url.clone();
+        url.set_path(&format!("{}{path}", self.app_url.path()));
+        url.query_pairs_mut()
+            .append_pair("hapikey", self.key.expose_secret());
+        self.http.request(method, url)
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<Vec<u8>, FetchError> {
