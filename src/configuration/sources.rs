@@ -67,6 +67,16 @@ pub struct HubSpotSettings {
     /// that member.
     #[serde(default)]
     pub owner_members: OwnerMembers,
+    /// Least time between two requests of a reconcile's contact search: HubSpot's search
+    /// endpoints take a few requests per second per account, below the API's general limit.
+    #[serde(rename = "search_interval_ms", deserialize_with = "millis")]
+    pub search_interval: Duration,
+    /// The (public) app whose webhook settings `connect hubspot` manages.
+    #[serde(default)]
+    pub app_id: Option<u64>,
+    /// The developer account's API key, which HubSpot's webhooks API takes (as `hapikey`);
+    /// for `connect hubspot` only, never for contact data.
+    pub developer_api_key: Option<Secret>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -192,14 +202,31 @@ impl HubSpotSettings {
     /// All three keys or none: the signature needs the secret and the URL, and the webhook
     /// carries only an id, so the worker needs the token.
     fn validate(&self) -> Result<(), ConfigError> {
+        above_zero(
+            "sources.hubspot.search_interval_ms",
+            !self.search_interval.is_zero(),
+        )?;
         let webhook_url = self.webhook_url.as_deref();
         let set = [
             self.client_secret.is_some(),
             webhook_url.is_some(),
             self.api_token.is_some(),
         ];
-        if !set.contains(&true) {
+        let connect = [self.app_id.is_some(), self.developer_api_key.is_some()];
+        if !set.contains(&true) && !connect.contains(&true) {
             return Ok(());
+        }
+        // `connect` needs both: the key opens the webhooks API, the id names the app in it.
+        if connect[0] != connect[1] {
+            let missing = if connect[0] {
+                "developer_api_key"
+            } else {
+                "app_id"
+            };
+            return Err(ConfigError::key(
+                &format!("sources.hubspot.{missing}"),
+                "is required with sources.hubspot.app_id and developer_api_key: connect needs both",
+            ));
         }
         for (is_set, key) in set
             .iter()

@@ -27,14 +27,7 @@ impl CrmClients {
     pub fn from_settings(sources: &SourcesSettings) -> anyhow::Result<Self> {
         let (hubspot, pipedrive) = (&sources.hubspot, &sources.pipedrive);
         Ok(Self {
-            hubspot: match &hubspot.api_token {
-                Some(token) => Some(HubSpotClient::new(
-                    &hubspot.api_base_url,
-                    token.to_secret_string(),
-                    hubspot.request_timeout,
-                )?),
-                None => None,
-            },
+            hubspot: HubSpotClient::from_settings(hubspot)?,
             pipedrive: match &pipedrive.api_token {
                 Some(token) => Some(PipedriveClient::new(
                     &pipedrive.api_base_url,

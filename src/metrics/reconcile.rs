@@ -65,7 +65,7 @@ impl Metrics {
             for result in ["ok", "failed"] {
                 f.reconcile
                     .runs
-                    .get_or_create(&RunLabels { source, result });
+                    .get_or_create_owned(&RunLabels { source, result });
             }
         }
     }

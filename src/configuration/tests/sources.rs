@@ -208,3 +208,47 @@ fn salesforce_owner_ids_from_the_environment_arrive_lowercased() {
         Some(vec![42])
     );
 }
+
+#[test]
+fn hubspot_connect_needs_the_app_id_and_the_developer_key_together() {
+    let hubspot = [
+        ("BRIDGE__SOURCES__HUBSPOT__CLIENT_SECRET", "hubspot-secret"),
+        (
+            "BRIDGE__SOURCES__HUBSPOT__WEBHOOK_URL",
+            "https://bridge.example.com/webhooks/hubspot",
+        ),
+        ("BRIDGE__SOURCES__HUBSPOT__API_TOKEN", "hubspot-token"),
+    ];
+    let app = ("BRIDGE__SOURCES__HUBSPOT__APP_ID", "1234567");
+    let key = (
+        "BRIDGE__SOURCES__HUBSPOT__DEVELOPER_API_KEY",
+        "hubspot-developer-key-value",
+    );
+    for (half, missing) in [
+        (app, "sources.hubspot.developer_api_key"),
+        (key, "sources.hubspot.app_id"),
+    ] {
+        let mut env = hubspot.to_vec();
+        env.extend([SIGNED, half]);
+        let err = load(&env).expect_err("half of connect").to_string();
+        assert!(err.contains(missing), "{err}");
+        assert!(!err.contains(key.1), "the key is echoed: {err}");
+    }
+    let mut env = hubspot.to_vec();
+    env.extend([SIGNED, app, key]);
+    let settings = load(&env).expect("valid");
+    assert_eq!(settings.sources.hubspot.app_id, Some(1_234_567));
+    assert!(!format!("{settings:?}").contains(key.1));
+    assert_eq!(
+        settings.sources.hubspot.search_interval,
+        std::time::Duration::from_millis(250)
+    );
+    // Connect alone does not switch the webhook on half-configured.
+    let err = load(&[SIGNED, app, key])
+        .expect_err("no webhook keys")
+        .to_string();
+    assert!(err.contains("sources.hubspot.client_secret"), "{err}");
+    let zero = ("BRIDGE__SOURCES__HUBSPOT__SEARCH_INTERVAL_MS", "0");
+    let err = load(&[SIGNED, zero]).expect_err("no pacing").to_string();
+    assert!(err.contains("sources.hubspot.search_interval_ms"), "{err}");
+}

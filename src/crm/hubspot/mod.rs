@@ -1,7 +1,12 @@
 //! HubSpot's CRM API: a `contact.creation` webhook carries only the contact's id, so the worker
-//! fetches its email, names, phone and company here.
+//! fetches its email, names, phone, company and owner here; a reconcile searches contacts by
+//! creation time ([`search`]) and `connect` manages the app's webhooks ([`webhooks`]).
 
+mod contact;
+pub mod pacing;
 pub mod reconcile;
+pub mod search;
+pub mod webhooks;
 
 use std::fmt;
 use std::time::Duration;
@@ -13,8 +18,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{FetchError, Window, fetch, http_client};
-use crate::domain::ContactDraft;
+use crate::configuration::{HubSpotSettings, OwnerMembers};
 use crate::metrics::Metrics;
+pub use contact::HubSpotContact;
 
 /// One HubSpot contact: the account (portal) and the contact's id in it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,8 +37,6 @@ impl ContactRef {
     }
 }
 
-/// The CRM properties a guest is made from (commas are fine unescaped in a query).
-const PROPERTIES: &str = "email,firstname,lastname,phone,company";
 /// HubSpot's rolling rate-limit window, in milliseconds.
 pub(super) const WINDOW: Window = (
     "x-hubspot-ratelimit-interval-milliseconds",
@@ -44,38 +48,64 @@ pub struct HubSpotClient {
     /// `{base}/crm/v3/objects/contacts`
     contacts_url: String,
     token: SecretString,
+    /// Whose guests are associated with which Tallyfy member.
+    owners: OwnerMembers,
     /// Counts reads; set by [`CrmClients::with_metrics`](super::CrmClients::with_metrics).
     pub(super) metrics: Metrics,
 }
 
 impl HubSpotClient {
     pub fn new(base_url: &str, token: SecretString, timeout: Duration) -> anyhow::Result<Self> {
-        let base = base_url.trim().trim_end_matches('/');
-        reqwest::Url::parse(base).context("Failed to parse sources.hubspot.api_base_url")?;
         Ok(Self {
             http: http_client(timeout)?,
-            contacts_url: format!("{base}/crm/v3/objects/contacts"),
+            contacts_url: format!("{}/crm/v3/objects/contacts", api_base(base_url)?),
             token,
+            owners: OwnerMembers::default(),
             metrics: Metrics::default(),
         })
     }
 
-    /// `GET /crm/v3/objects/contacts/{id}?properties=…`: the contact's email, names, phone and
-    /// company (the contact's own text property).
+    /// The worker's client, when an API token is configured.
+    pub fn from_settings(settings: &HubSpotSettings) -> anyhow::Result<Option<Self>> {
+        let Some(token) = &settings.api_token else {
+            return Ok(None);
+        };
+        let client = Self::new(
+            &settings.api_base_url,
+            token.to_secret_string(),
+            settings.request_timeout,
+        )?;
+        Ok(Some(Self {
+            owners: settings.owner_members.clone(),
+            ..client
+        }))
+    }
+
+    /// `GET /crm/v3/objects/contacts/{id}?properties=…`: the contact's email, names, phone,
+    /// company (the contact's own text property) and owner.
     #[tracing::instrument(name = "hubspot.fetch_contact", skip_all, fields(status))]
-    pub async fn fetch_contact(&self, contact_id: &str) -> Result<ContactDraft, FetchError> {
+    pub async fn fetch_contact(&self, contact_id: &str) -> Result<HubSpotContact, FetchError> {
+        // Commas are fine unescaped in a query.
         let url = format!(
-            "{}/{}?properties={PROPERTIES}",
+            "{}/{}?properties={}",
             self.contacts_url,
-            utf8_percent_encode(contact_id, NON_ALPHANUMERIC)
+            utf8_percent_encode(contact_id, NON_ALPHANUMERIC),
+            contact::PROPERTIES.join(",")
         );
         let request = self.http.get(url).bearer_auth(self.token.expose_secret());
         let body = fetch(request, WINDOW, &self.metrics, "hubspot").await?;
-        contact_from(&body).ok_or_else(|| FetchError::Transient {
+        contact_from(&body, &self.owners).ok_or_else(|| FetchError::Transient {
             status: None,
             detail: "the answer has no contact properties".into(),
         })
     }
+}
+
+/// `api_base_url` without its trailing slash, checked.
+fn api_base(base_url: &str) -> anyhow::Result<&str> {
+    let base = base_url.trim().trim_end_matches('/');
+    reqwest::Url::parse(base).context("Failed to parse sources.hubspot.api_base_url")?;
+    Ok(base)
 }
 
 impl fmt::Debug for HubSpotClient {
@@ -87,22 +117,10 @@ impl fmt::Debug for HubSpotClient {
     }
 }
 
-fn contact_from(body: &[u8]) -> Option<ContactDraft> {
+fn contact_from(body: &[u8], owners: &OwnerMembers) -> Option<HubSpotContact> {
     let value: Value = serde_json::from_slice(body).ok()?;
     let properties = value.get("properties")?.as_object()?;
-    let property = |name: &str| {
-        properties
-            .get(name)
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    };
-    Some(ContactDraft {
-        email: property("email"),
-        first_name: property("firstname"),
-        last_name: property("lastname"),
-        phone: property("phone"),
-        company: property("company"),
-    })
+    Some(HubSpotContact::from_properties(properties, owners))
 }
 
 #[cfg(test)]
@@ -110,23 +128,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn contact_properties_become_a_draft_and_nulls_stay_unset() {
-        let draft = contact_from(
-            br#"{"id":"5012","properties":{"email":"a@example.com","firstname":"Ada",
-                 "lastname":null,"phone":"+1 555","company":"AE","hs_object_id":"5012"}}"#,
+    fn a_fetched_contact_is_read_from_its_properties() {
+        let owners = OwnerMembers::default();
+        let read = contact_from(
+            br#"{"id":"5012","properties":{"email":"a@example.com","firstname":"Ada"}}"#,
+            &owners,
         )
         .expect("a contact");
-        assert_eq!(
-            draft,
-            ContactDraft {
-                email: Some("a@example.com".into()),
-                first_name: Some("Ada".into()),
-                last_name: None,
-                phone: Some("+1 555".into()),
-                company: Some("AE".into()),
-            }
-        );
-        assert_eq!(contact_from(b"<html>"), None);
+        assert_eq!(read.draft.email.as_deref(), Some("a@example.com"));
+        assert_eq!(read.draft.first_name.as_deref(), Some("Ada"));
+        assert_eq!(contact_from(b"<html>", &owners), None);
+        assert_eq!(contact_from(br#"{"id":"5012"}"#, &owners), None);
     }
 
     #[test]

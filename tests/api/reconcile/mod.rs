@@ -2,7 +2,9 @@
 //! whether it came by webhook, by reconcile or both.
 
 mod endpoint;
+mod fake_hubspot;
 pub mod fake_salesforce;
+mod hubspot;
 mod salesforce;
 
 use serde_json::Value;
