@@ -25,7 +25,7 @@ fn samples(text: &str) -> HashMap<String, f64> {
         .collect()
 }
 
-async fn scrape(app: &TestApp) -> String {
+pub async fn scrape(app: &TestApp) -> String {
     let response = app.get("/metrics").await;
     assert_eq!(response.status().as_u16(), 200);
     let content_type = response.headers()["content-type"].to_str().expect("ascii");
@@ -223,7 +223,7 @@ async fn disabled_metrics_answer_404_and_webhooks_still_work() {
 }
 
 /// Every `tallyfy_bridge_…` name an alert rule reads.
-fn alert_metric_names() -> Vec<String> {
+pub fn alert_metric_names() -> Vec<String> {
     let rules = std::fs::read_to_string("deploy/prometheus/alerts.yml").expect("alerts.yml");
     let mut names: Vec<String> = rules
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))

@@ -6,6 +6,7 @@ mod fake_hubspot;
 pub mod fake_salesforce;
 mod hubspot;
 mod salesforce;
+mod schedule;
 
 use serde_json::Value;
 use tallyfy_sandbox::SandboxConfig;
