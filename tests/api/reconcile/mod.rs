@@ -4,7 +4,7 @@
 mod endpoint;
 mod fake_hubspot;
 pub mod fake_salesforce;
-mod hubspot;
+pub mod hubspot;
 mod salesforce;
 mod schedule;
 

@@ -6,36 +6,20 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::fake_hubspot::{APP_ID, DEVELOPER_KEY, FakeHubSpot, TOKEN};
+use super::fake_hubspot::FakeHubSpot;
+use super::hubspot::hubspot_env;
 use super::spawn_reconcile_app;
 use crate::helpers::TestApp;
 use crate::metrics::{alert_metric_names, scrape};
-use crate::sources::{HUBSPOT_SECRET, HUBSPOT_URL};
 
 fn hubspot(fake: &FakeHubSpot) -> Vec<(&'static str, String)> {
-    vec![
-        (
-            "BRIDGE__SOURCES__HUBSPOT__CLIENT_SECRET",
-            HUBSPOT_SECRET.into(),
-        ),
-        ("BRIDGE__SOURCES__HUBSPOT__WEBHOOK_URL", HUBSPOT_URL.into()),
-        ("BRIDGE__SOURCES__HUBSPOT__API_TOKEN", TOKEN.into()),
-        (
-            "BRIDGE__SOURCES__HUBSPOT__API_BASE_URL",
-            fake.base_url.clone(),
-        ),
-        ("BRIDGE__SOURCES__HUBSPOT__SEARCH_INTERVAL_MS", "1".into()),
-        ("BRIDGE__SOURCES__HUBSPOT__APP_ID", APP_ID.to_string()),
-        (
-            "BRIDGE__SOURCES__HUBSPOT__DEVELOPER_API_KEY",
-            DEVELOPER_KEY.into(),
-        ),
-        // On, as by default (the test settings turn it off).
-        (
-            "BRIDGE__SOURCES__HUBSPOT__RECONCILE_EVERY_SECS",
-            "3600".into(),
-        ),
-    ]
+    let mut env = hubspot_env(fake);
+    // On, as by default (the test settings turn it off).
+    env.push((
+        "BRIDGE__SOURCES__HUBSPOT__RECONCILE_EVERY_SECS",
+        "3600".into(),
+    ));
+    env
 }
 
 async fn reconcile_status(app: &TestApp) -> Value {

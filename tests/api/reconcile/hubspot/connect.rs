@@ -159,22 +159,8 @@ async fn connect_command(fake: &FakeHubSpot, check: bool) -> std::process::Outpu
                 "BRIDGE__INGEST__AUTH__SIGNING_SECRET",
                 crate::helpers::SIGNING_SECRET.into(),
             ),
-            (
-                "BRIDGE__SOURCES__HUBSPOT__CLIENT_SECRET",
-                HUBSPOT_SECRET.into(),
-            ),
-            ("BRIDGE__SOURCES__HUBSPOT__WEBHOOK_URL", HUBSPOT_URL.into()),
-            ("BRIDGE__SOURCES__HUBSPOT__API_TOKEN", TOKEN.into()),
-            (
-                "BRIDGE__SOURCES__HUBSPOT__API_BASE_URL",
-                fake.base_url.clone(),
-            ),
-            ("BRIDGE__SOURCES__HUBSPOT__APP_ID", APP_ID.to_string()),
-            (
-                "BRIDGE__SOURCES__HUBSPOT__DEVELOPER_API_KEY",
-                DEVELOPER_KEY.into(),
-            ),
-        ]);
+        ])
+        .envs(hubspot_env(fake));
     if check {
         command.arg("--check");
     }

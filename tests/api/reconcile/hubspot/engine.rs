@@ -8,24 +8,9 @@ use crate::reconcile::{reconcile, reconcile_env};
 /// The bridge with HubSpot's webhook and API (on `fake`) configured, admin endpoints open,
 /// delivering to a sandbox.
 async fn reconcile_bridge(fake: &FakeHubSpot) -> crate::delivery::DeliveryEnv {
-    reconcile_env(
-        tallyfy_sandbox::SandboxConfig::default(),
-        &[
-            (
-                "BRIDGE__SOURCES__HUBSPOT__CLIENT_SECRET",
-                HUBSPOT_SECRET.into(),
-            ),
-            ("BRIDGE__SOURCES__HUBSPOT__WEBHOOK_URL", HUBSPOT_URL.into()),
-            ("BRIDGE__SOURCES__HUBSPOT__API_TOKEN", TOKEN.into()),
-            (
-                "BRIDGE__SOURCES__HUBSPOT__API_BASE_URL",
-                fake.base_url.clone(),
-            ),
-            ("BRIDGE__SOURCES__HUBSPOT__SEARCH_INTERVAL_MS", "1".into()),
-            ("BRIDGE__SOURCES__HUBSPOT__OWNER_MEMBERS__801", "12".into()),
-        ],
-    )
-    .await
+    let mut env = hubspot_env(fake);
+    env.push(("BRIDGE__SOURCES__HUBSPOT__OWNER_MEMBERS__801", "12".into()));
+    reconcile_env(tallyfy_sandbox::SandboxConfig::default(), &env).await
 }
 
 /// A minute ago, and `i` ms later: inside a run's window.

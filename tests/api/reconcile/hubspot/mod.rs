@@ -29,10 +29,10 @@ use crate::sources::{HUBSPOT_SECRET, HUBSPOT_URL, crm_env_with, hubspot, item_st
 /// 2026-12-01T00:00:00Z: contacts of a test are created from here on.
 const DAY: i64 = 1_796_083_200_000;
 
-/// HubSpot settings pointing at `fake`, through the same validation `serve` runs.
-fn settings(fake: &FakeHubSpot, overrides: Overrides) -> HubSpotSettings {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut env = vec![
+/// HubSpot's webhook, API (with a short search pace) and app keys, all on `fake`, as
+/// `BRIDGE__…` variables.
+pub fn hubspot_env(fake: &FakeHubSpot) -> Vec<(&'static str, String)> {
+    vec![
         (
             "BRIDGE__SOURCES__HUBSPOT__CLIENT_SECRET",
             HUBSPOT_SECRET.into(),
@@ -49,7 +49,13 @@ fn settings(fake: &FakeHubSpot, overrides: Overrides) -> HubSpotSettings {
             "BRIDGE__SOURCES__HUBSPOT__DEVELOPER_API_KEY",
             DEVELOPER_KEY.into(),
         ),
-    ];
+    ]
+}
+
+/// HubSpot settings pointing at `fake`, through the same validation `serve` runs.
+fn settings(fake: &FakeHubSpot, overrides: Overrides) -> HubSpotSettings {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut env = hubspot_env(fake);
     env.extend(overrides.iter().cloned());
     test_settings_with(dir.path(), &env).sources.hubspot
 }
