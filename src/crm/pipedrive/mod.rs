@@ -1,7 +1,14 @@
 //! Pipedrive's API: a v2 `create.person` webhook carries the organisation's id but not its
-//! name, so the worker reads the name here for the guest's company.
+//! name, so the worker reads the name here for the guest's company; reconcile lists persons and
+//! connect manages the webhook ([`reconcile`]).
 
+mod api;
+pub mod pacing;
+pub mod person;
+mod persons;
 pub mod reconcile;
+pub mod values;
+mod webhooks;
 
 use std::fmt;
 use std::time::Duration;
