@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod ops;
 pub mod outbox;
+pub mod reconcile;
 pub mod request_span;
 pub mod startup;
 pub mod status;

@@ -58,6 +58,17 @@ enum Command {
         #[command(subcommand)]
         command: cli::RefusedCommand,
     },
+    /// Ask a CRM's API for the contacts it created (since the last run) and queue every one no
+    /// webhook delivered; runs in the bridge, through its admin API.
+    Reconcile {
+        #[command(flatten)]
+        remote: cli::Remote,
+        #[command(flatten)]
+        args: cli::ReconcileArgs,
+    },
+    /// Create the CRM's webhook subscription pointing at this bridge (reusing a matching one),
+    /// or check it with --check; for Salesforce, print the setup steps.
+    Connect(cli::ConnectArgs),
     /// Run only the fake Tallyfy guest API (for demos and tests).
     #[cfg(feature = "sandbox")]
     Sandbox {
@@ -99,6 +110,13 @@ async fn main() -> ExitCode {
                 .map_err(Failure::Run),
             Err(failure) => Err(failure),
         },
+        Command::Reconcile { remote, args } => match local_url(&cli.config_dir, remote.url) {
+            Ok(url) => cli::reconcile(args, &url, remote.json)
+                .await
+                .map_err(Failure::Run),
+            Err(failure) => Err(failure),
+        },
+        Command::Connect(args) => connect(&cli.config_dir, args).await,
         Command::Refused { remote, command } => match local_url(&cli.config_dir, remote.url) {
             Ok(url) => cli::refused(command, &url, remote.json)
                 .await
@@ -158,6 +176,11 @@ async fn serve(config_dir: &std::path::Path, args: ServeArgs) -> Result<(), Fail
     let app = Application::build(settings).await?;
     app.run_until_stopped(shutdown_signal()).await?;
     Ok(())
+}
+
+async fn connect(config_dir: &std::path::Path, args: cli::ConnectArgs) -> Result<(), Failure> {
+    let settings = started(Settings::load(config_dir, &[]))?;
+    cli::connect(args, &settings).await.map_err(Failure::Run)
 }
 
 async fn migrate(config_dir: &std::path::Path) -> Result<(), Failure> {

@@ -35,6 +35,7 @@ use utoipa::{Modify, OpenApi};
         crate::ops::deliveries::cancel_bulk,
         crate::ops::audit::list,
         crate::ops::refused::list,
+        crate::ops::reconcile::run,
         openapi_json,
     ),
     components(schemas(crate::api_error::ErrorBody, CrmSource, MemberId)),

@@ -24,6 +24,8 @@ pub struct StatusState {
     pub webhooks: Vec<String>,
     /// The Tallyfy credentials delivery uses (`None` without delivery).
     pub credentials: Option<Arc<crate::tallyfy::Credentials>>,
+    /// The CRMs that can be reconciled, for the `reconcile` section.
+    pub reconciler: Arc<crate::reconcile::Reconciler>,
 }
 
 /// Rows per state.
@@ -87,13 +89,19 @@ pub async fn status(state: web::Data<StatusState>) -> HttpResponse {
         return HttpResponse::ServiceUnavailable()
             .json(StatusUnavailable::new(uptime_secs, Some(problem)));
     }
-    match state.store.snapshot().await {
-        Ok(snapshot) => HttpResponse::Ok().json(Status::new(
+    let now = now_ms();
+    let read = async {
+        let snapshot = state.store.snapshot().await?;
+        anyhow::Ok((snapshot, state.reconciler.status(now).await?))
+    };
+    match read.await {
+        Ok((snapshot, reconcile)) => HttpResponse::Ok().json(Status::new(
             uptime_secs,
             state.webhooks.clone(),
             snapshot,
             crate::tallyfy::TallyfyStatus::of(state.credentials.as_deref()),
-            now_ms(),
+            reconcile,
+            now,
         )),
         Err(error) => {
             tracing::error!(error = %format!("{error:#}"), "Failed to read status");

@@ -32,6 +32,16 @@ impl Admin {
         })
     }
 
+    /// The same client, waiting up to `timeout` for an answer (a reconcile runs before it
+    /// answers).
+    pub(super) fn with_timeout(mut self, timeout: Duration) -> anyhow::Result<Self> {
+        self.http = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .context("Failed to build an HTTP client")?;
+        Ok(self)
+    }
+
     fn url(&self, path: &str, query: &[(&str, &str)]) -> anyhow::Result<Url> {
         let mut url = self
             .base

@@ -1,13 +1,16 @@
-//! `tallyfy-bridge deliveries …` and `tallyfy-bridge refused list`: the admin API from a
-//! terminal, as an aligned table (or the API's JSON with `--json`), errors in one line.
+//! `tallyfy-bridge deliveries …`, `refused list` and `reconcile`: the admin API from a
+//! terminal, as an aligned table (or the API's JSON with `--json`), errors in one line; and
+//! `connect`, which talks to the CRM itself.
 
 mod client;
+mod reconcile;
 mod table;
 
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use client::Admin;
+pub use reconcile::{ConnectArgs, Crm, ReconcileArgs, connect, reconcile};
 
 /// Where the bridge is and how to print; the token comes from `BRIDGE__ADMIN__TOKEN`.
 #[derive(Args, Debug, Clone)]

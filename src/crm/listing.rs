@@ -19,6 +19,8 @@ pub struct Listed {
     pub contact: ListedContact,
 }
 
+// A page of these lives only until it is queued; boxing the guest would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListedContact {
     /// A contact that can become a guest: its normalised email and the event to queue (a

@@ -2,6 +2,7 @@
 //! one process (the tests) never share counts. Recording is a labelled atomic add; the gauges
 //! that describe stored state are read from the store's `Snapshot` when `/metrics` is scraped.
 
+mod reconcile;
 pub mod scrape;
 mod webhooks;
 
@@ -49,6 +50,7 @@ struct Families {
     crm_seconds: Histograms<CrmLabel>,
     /// auth: when the Tallyfy token in use expires (s since epoch), 0 when unknown.
     credentials_expiry: Gauge<f64, AtomicU64>,
+    reconcile: reconcile::Families,
 }
 
 /// An HTTP status as a label: the code as text, `transport` when no answer came back.
@@ -130,6 +132,7 @@ impl Metrics {
             crm_reads: Family::default(),
             crm_seconds: Family::new_with_constructor(latency),
             credentials_expiry: Gauge::default(),
+            reconcile: reconcile::Families::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -182,6 +185,7 @@ impl Metrics {
             "When the Tallyfy token in use expires, Unix time (0 when unknown)",
             families.credentials_expiry.clone(),
         );
+        families.reconcile.register(&mut registry);
         // Declared at 0, so an alert's `increase()` sees the first one.
         for outcome in OUTCOMES {
             families

@@ -15,11 +15,13 @@ use crate::domain::lookup_key;
 use crate::domain::outcome::{AttemptClass, LearnedBy};
 use crate::http_auth::{bearer, secrets_match};
 use crate::outbox::{RowState, Store};
+use crate::reconcile::Reconciler;
 
 pub mod audit;
 pub mod deliveries;
 pub(crate) mod filter;
 pub mod page;
+pub mod reconcile;
 pub mod refused;
 
 use page::BadParam;
@@ -31,6 +33,8 @@ pub struct OpsState {
     pub org_id: Option<String>,
     /// Wakes the delivery worker (as an ingest commit does), so a retried row goes now.
     pub wake: Arc<Notify>,
+    /// Runs `POST /admin/reconcile/{source}`.
+    pub reconciler: Arc<Reconciler>,
 }
 
 /// A row id segment is digits, so `GET /deliveries/retry` is the bulk route's 405, not a
@@ -52,6 +56,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::post().to(deliveries::cancel_one),
         )
         .route("/audit", web::get().to(audit::list))
+        .route("/reconcile/{source}", web::post().to(reconcile::run))
         .route("/refused", web::get().to(refused::list))
         .route("/guests/{email}", web::get().to(guest));
 }

@@ -6,6 +6,8 @@
 pub mod sqlite;
 pub mod writer;
 
+use std::collections::HashMap;
+
 use crate::configuration::RetentionSettings;
 use crate::console::{HourCounts, StoredSession};
 use crate::domain::outcome::Outcome;
@@ -15,6 +17,7 @@ use crate::ops::deliveries::{DeliveryFilter, Moved, RowAction};
 use crate::ops::page::Cursor;
 use crate::ops::refused::{RefusedFilter, RefusedView};
 use crate::ops::{AttemptView, DeliveryView, LedgerEntry};
+use crate::reconcile::{ReconcileState, RunReport};
 use crate::status::Snapshot;
 
 pub use writer::{Accepted, CrmRecord, NewEvent, NewRefusal, OnlyIf, StoreError, WriterHandle};
@@ -119,6 +122,15 @@ pub struct AttemptResult {
 pub struct Gate {
     pub paused_reason: Option<String>,
     pub rate_limited_until: Option<i64>,
+}
+
+/// What the bridge knows of one CRM record (see [`CrmRecord`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecordState {
+    /// The latest row queued for it.
+    pub outbox_id: Option<i64>,
+    /// A refusal of it that no row has resolved yet.
+    pub open_refusal: bool,
 }
 
 /// The storage interface. Times are ms since the epoch; `org_id` scopes the guest ledger (a
@@ -255,6 +267,36 @@ pub trait Store: Send + Sync {
     ) -> anyhow::Result<Option<i64>>;
     /// Records the limit the worker runs with, for `/status` of every process.
     async fn announce_pacing(&self, limit: PacingLimit) -> anyhow::Result<()>;
+
+    // reconcile: CRM records and each source's runs (crate::reconcile)
+    /// What is known of each of `source`'s records in `ids` (absent: never seen).
+    async fn record_states(
+        &self,
+        source: &str,
+        ids: &[String],
+    ) -> anyhow::Result<HashMap<String, RecordState>>;
+    /// `source`'s watermark and last run (all empty before the first).
+    async fn reconcile_state(&self, source: &str) -> anyhow::Result<ReconcileState>;
+    /// Every source that has run or been checked, by name.
+    async fn reconcile_states(&self) -> anyhow::Result<Vec<ReconcileState>>;
+    /// A run of `source` started at `at`.
+    async fn start_reconcile(&self, source: &str, at: i64) -> anyhow::Result<()>;
+    /// Records a finished run in one transaction: its audit entry, and (unless a dry run) its
+    /// counts and result, and `watermark` when it moves.
+    async fn finish_reconcile(
+        &self,
+        report: &RunReport,
+        watermark: Option<i64>,
+        note: &AuditNote,
+    ) -> anyhow::Result<()>;
+    /// What a check of `source`'s webhook subscription found at `at`.
+    async fn record_subscription(
+        &self,
+        source: &str,
+        state: &str,
+        detail: &str,
+        at: i64,
+    ) -> anyhow::Result<()>;
 }
 
 /// What one prune deleted.

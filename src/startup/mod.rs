@@ -4,6 +4,8 @@
 mod http;
 mod retention;
 
+use crate::reconcile::Reconciler;
+use crate::reconcile::schedule::reconcile_periodically;
 use std::future::Future;
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -66,6 +68,8 @@ pub struct Application {
     retention: Arc<Retention>,
     /// The Tallyfy credentials the worker calls with (`None` without delivery).
     credentials: Option<Arc<Credentials>>,
+    /// Reconcile of the sources whose CRM API is configured, by hand and on schedule.
+    reconciler: Arc<Reconciler>,
 }
 
 impl Application {
@@ -97,6 +101,12 @@ impl Application {
             metrics: metrics.clone(),
             turn: store.write_turn(),
         });
+        let reconciler = Arc::new(Reconciler::from_settings(
+            &settings.sources,
+            store.clone(),
+            writer_handle.clone(),
+            metrics.clone(),
+        )?);
         let retention = Arc::new(Retention::new(
             store.clone(),
             settings.retention.clone(),
@@ -135,6 +145,7 @@ impl Application {
             store,
             retention,
             credentials,
+            reconciler,
         };
         if !settings.http.enabled {
             return Ok(app);
@@ -175,6 +186,7 @@ impl Application {
                 admin_token: settings.admin.token.as_ref().map(|t| t.to_secret_string()),
                 org_id: settings.tallyfy.org_id.clone(),
                 wake: app.wake.clone(),
+                reconciler: app.reconciler.clone(),
             }),
             console: web::Data::new(ConsoleState {
                 store: app.store.clone(),
@@ -198,6 +210,7 @@ impl Application {
                 started: Instant::now(),
                 webhooks,
                 credentials: app.credentials.clone(),
+                reconciler: app.reconciler.clone(),
             }),
         };
         app.server = Some(http::server(&settings.http, listener, endpoints)?);
@@ -231,12 +244,14 @@ impl Application {
             store,
             retention,
             credentials,
+            reconciler,
             ..
         } = self;
         // Stops the worker, the checkpointer and the pruner once the HTTP server has stopped.
         let stop = CancellationToken::new();
         let checkpointer = tokio::spawn(checkpoint_periodically(store.clone(), stop.clone()));
         let pruner = tokio::spawn(retention::prune_periodically(retention, stop.clone()));
+        let reconciles = tokio::spawn(reconcile_periodically(reconciler, stop.clone()));
         let expiry =
             credentials.map(|c| tokio::spawn(crate::tallyfy::watch_expiry(c, stop.clone())));
         let worker = worker
@@ -259,6 +274,7 @@ impl Application {
         writer.shutdown().await;
         let _ = checkpointer.await;
         let _ = pruner.await;
+        let _ = reconciles.await;
         if let Some(expiry) = expiry {
             let _ = expiry.await;
         }

@@ -6,6 +6,7 @@ use utoipa::ToSchema;
 
 use super::{RefusedCount, Snapshot, StateCounts};
 use crate::delivery::pacing::PacingView;
+use crate::reconcile::status::ReconcileStatus;
 use crate::tallyfy::TallyfyStatus;
 
 /// `200 /status`: the database could be read.
@@ -24,6 +25,9 @@ pub struct Status {
     pub tallyfy: TallyfyStatus,
     pub refused: RefusedStatus,
     pub retention: RetentionStatus,
+    /// Each CRM that can be reconciled (its API credentials set): schedule, watermark, last run
+    /// and webhook subscription.
+    pub reconcile: Vec<ReconcileStatus>,
 }
 
 /// `503 /status`: the figures could not be read.
@@ -115,6 +119,7 @@ impl Status {
         webhooks: Vec<String>,
         snapshot: Snapshot,
         tallyfy: TallyfyStatus,
+        reconcile: Vec<ReconcileStatus>,
         now: i64,
     ) -> Self {
         Self {
@@ -150,6 +155,7 @@ impl Status {
                 last_prune_at: iso(snapshot.last_prune_at),
                 last_prune_rows: snapshot.last_prune_rows,
             },
+            reconcile,
         }
     }
 }

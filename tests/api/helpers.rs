@@ -55,6 +55,16 @@ pub fn test_settings_with(dir: &Path, overrides: Overrides) -> Settings {
         ),
         // Ingest tests look at rows as ingest left them; delivery tests turn it on.
         ("BRIDGE__DELIVERY__ENABLED", "false".into()),
+        // A CRM API configured for the worker's reads would otherwise be reconciled at start.
+        (
+            "BRIDGE__SOURCES__PIPEDRIVE__RECONCILE_EVERY_SECS",
+            "0".into(),
+        ),
+        ("BRIDGE__SOURCES__HUBSPOT__RECONCILE_EVERY_SECS", "0".into()),
+        (
+            "BRIDGE__SOURCES__SALESFORCE__RECONCILE_EVERY_SECS",
+            "0".into(),
+        ),
         (
             "BRIDGE__LOG__LEVEL",
             std::env::var("TEST_LOG").unwrap_or_else(|_| "off".into()),

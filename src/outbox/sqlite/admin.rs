@@ -168,7 +168,15 @@ pub(super) async fn change_delivery(
             .context("Failed to read a delivery's state")?;
         return Ok(state.map_or(Moved::NotFound, Moved::Refused));
     };
-    audit(&mut tx, note, action.single(), Some(id), None, 1).await?;
+    audit(
+        &mut tx,
+        note,
+        action.single(),
+        Some(&id.to_string()),
+        None,
+        1,
+    )
+    .await?;
     tx.commit()
         .await
         .context("Failed to commit an admin change")?;
@@ -227,11 +235,12 @@ pub(super) async fn change_deliveries(
     Ok((moved, more))
 }
 
-async fn audit(
+/// One audit line; `target` names a row (its id) or a source (a reconcile).
+pub(super) async fn audit(
     conn: &mut SqliteConnection,
     note: &AuditNote,
     action: &str,
-    target: Option<i64>,
+    target: Option<&str>,
     filter: Option<&str>,
     affected: u64,
 ) -> anyhow::Result<()> {
@@ -241,7 +250,7 @@ async fn audit(
     )
     .bind(note.at)
     .bind(action)
-    .bind(target.map(|id| id.to_string()))
+    .bind(target)
     .bind(filter)
     .bind(affected as i64)
     .bind(note.request_id.as_deref())

@@ -9,8 +9,8 @@ use anyhow::Context;
 use sqlx::sqlite::{Sqlite, SqliteConnection};
 use sqlx::{FromRow, QueryBuilder};
 
-use super::records::{self, RecordState};
-use crate::outbox::{Accepted, NewEvent, OnlyIf};
+use super::records;
+use crate::outbox::{Accepted, NewEvent, OnlyIf, RecordState};
 
 #[derive(Debug, Clone, FromRow)]
 struct Inserted {
@@ -86,6 +86,7 @@ pub(super) async fn insert_batch(
     }
     .into_iter();
     let mut accepted: Vec<Accepted> = Vec::with_capacity(events.len());
+    let mut remembered = Vec::new();
     for (event, decision) in events.iter().zip(&decisions) {
         let answer = match decision {
             Decision::Insert => {
@@ -93,7 +94,14 @@ pub(super) async fn insert_batch(
                     .next()
                     .context("Failed to match inserted outbox rows to their events")?;
                 if let (Some(record), Accepted::Stored { id }) = (&event.record, answer) {
-                    records::remember(conn, event, record, id, now).await?;
+                    let key = (event.source, record.id.as_str());
+                    let open_refusal = known.get(&key).is_some_and(|s| s.open_refusal);
+                    remembered.push(records::Remembered {
+                        event,
+                        record,
+                        outbox_id: id,
+                        open_refusal,
+                    });
                 }
                 answer
             }
@@ -106,6 +114,9 @@ pub(super) async fn insert_batch(
             Decision::Known(answer) => *answer,
         };
         accepted.push(answer);
+    }
+    if !remembered.is_empty() {
+        records::remember(conn, &remembered, now).await?;
     }
     Ok(accepted)
 }

@@ -9,6 +9,7 @@ pub mod identity;
 mod pacing;
 mod prune;
 mod reads;
+mod reconcile;
 mod records;
 mod refused;
 mod results;

@@ -8,16 +8,7 @@ use anyhow::Context;
 use sqlx::QueryBuilder;
 use sqlx::sqlite::{Sqlite, SqliteConnection};
 
-use crate::outbox::{CrmRecord, NewEvent, OnlyIf};
-
-/// What the bridge knows of one CRM record.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RecordState {
-    /// The latest row queued for it.
-    pub outbox_id: Option<i64>,
-    /// A refusal of it that no row has resolved yet.
-    pub open_refusal: bool,
-}
+use crate::outbox::{CrmRecord, NewEvent, OnlyIf, RecordState};
 
 #[derive(sqlx::FromRow)]
 struct Row {
@@ -32,6 +23,34 @@ pub(super) async fn states<'k>(
     conn: &mut SqliteConnection,
     keys: &[(&'k str, &'k str)],
 ) -> anyhow::Result<HashMap<(&'k str, &'k str), RecordState>> {
+    let mut query = states_query(keys);
+    let rows: Vec<Row> = query
+        .build_query_as()
+        .fetch_all(&mut *conn)
+        .await
+        .context("Failed to read the CRM records of a batch")?;
+    let mut found: HashMap<(String, String), RecordState> = rows
+        .into_iter()
+        .map(|row| {
+            let state = RecordState {
+                outbox_id: row.outbox_id,
+                open_refusal: row.open_refusal,
+            };
+            ((row.source, row.record_id), state)
+        })
+        .collect();
+    let mut states = HashMap::with_capacity(keys.len());
+    for &(source, record_id) in keys {
+        if let Some(state) = found.remove(&(source.to_owned(), record_id.to_owned())) {
+            states.insert((source, record_id), state);
+        }
+    }
+    Ok(states)
+}
+
+/// One query for the state of every key: the ledger of records by primary key, open refusals
+/// by their partial index.
+fn states_query(keys: &[(&str, &str)]) -> QueryBuilder<Sqlite> {
     let mut query: QueryBuilder<Sqlite> = QueryBuilder::new("WITH wanted (source, record_id) AS (");
     // SQLite takes VALUES as a table expression; 999 variables is no limit since 3.32.
     query.push_values(keys, |mut row, (source, record_id)| {
@@ -46,68 +65,79 @@ pub(super) async fn states<'k>(
            FROM wanted w LEFT JOIN crm_records c
              ON c.source = w.source AND c.record_id = w.record_id",
     );
-    let rows: Vec<Row> = query
-        .build_query_as()
-        .fetch_all(&mut *conn)
-        .await
-        .context("Failed to read the CRM records of a batch")?;
-    let mut states = HashMap::with_capacity(rows.len());
-    for row in rows {
-        let Some(&key) = keys
-            .iter()
-            .find(|(s, r)| *s == row.source && *r == row.record_id)
-        else {
-            continue;
-        };
-        states.insert(
-            key,
-            RecordState {
-                outbox_id: row.outbox_id,
-                open_refusal: row.open_refusal,
-            },
-        );
-    }
-    Ok(states)
+    query
 }
 
-/// Remembers that row `outbox_id` queued `event`'s record and resolves the record's open
-/// refusals.
+/// A row just stored for a CRM record.
+pub(super) struct Remembered<'a> {
+    pub event: &'a NewEvent,
+    pub record: &'a CrmRecord,
+    pub outbox_id: i64,
+    /// The record had a refusal this row resolves.
+    pub open_refusal: bool,
+}
+
+/// Remembers which row queued each record (one statement for the batch) and resolves the open
+/// refusals among them.
 pub(super) async fn remember(
     conn: &mut SqliteConnection,
-    event: &NewEvent,
-    record: &CrmRecord,
-    outbox_id: i64,
+    rows: &[Remembered<'_>],
     now: i64,
 ) -> anyhow::Result<()> {
-    // A CRM's webhook names its event; a reconcile's listing has no event.
-    let came_by = match (record.only_if, &event.event_id) {
-        (OnlyIf::Refused, _) => "update",
-        (OnlyIf::Unseen, Some(_)) => "webhook",
-        (OnlyIf::Unseen, None) => "reconcile",
-    };
-    let source = event.source;
-    sqlx::query(
-        "INSERT INTO crm_records (source, record_id, outbox_id, came_by, seen_at)
-         VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (source, record_id) DO UPDATE SET outbox_id = excluded.outbox_id",
-    )
-    .bind(source)
-    .bind(&record.id)
-    .bind(outbox_id)
-    .bind(came_by)
-    .bind(now)
-    .execute(&mut *conn)
-    .await
-    .context("Failed to remember a CRM record")?;
-    sqlx::query(
-        "UPDATE refused SET resolved_outbox_id = ?3
-         WHERE source = ?1 AND record_id = ?2 AND resolved_outbox_id IS NULL",
-    )
-    .bind(source)
-    .bind(&record.id)
-    .bind(outbox_id)
-    .execute(&mut *conn)
-    .await
-    .context("Failed to resolve a refused CRM record")?;
+    let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
+        "INSERT INTO crm_records (source, record_id, outbox_id, came_by, seen_at) ",
+    );
+    insert.push_values(rows, |mut row, stored| {
+        // A CRM's webhook names its event; a reconcile's listing has no event.
+        let came_by = match (stored.record.only_if, &stored.event.event_id) {
+            (OnlyIf::Refused, _) => "update",
+            (OnlyIf::Unseen, Some(_)) => "webhook",
+            (OnlyIf::Unseen, None) => "reconcile",
+        };
+        row.push_bind(stored.event.source)
+            .push_bind(stored.record.id.as_str())
+            .push_bind(stored.outbox_id)
+            .push_bind(came_by)
+            .push_bind(now);
+    });
+    insert.push(" ON CONFLICT (source, record_id) DO UPDATE SET outbox_id = excluded.outbox_id");
+    insert
+        .build()
+        .execute(&mut *conn)
+        .await
+        .context("Failed to remember CRM records")?;
+    for stored in rows.iter().filter(|r| r.open_refusal) {
+        sqlx::query(
+            "UPDATE refused SET resolved_outbox_id = ?3
+             WHERE source = ?1 AND record_id = ?2 AND resolved_outbox_id IS NULL",
+        )
+        .bind(stored.event.source)
+        .bind(&stored.record.id)
+        .bind(stored.outbox_id)
+        .execute(&mut *conn)
+        .await
+        .context("Failed to resolve a refused CRM record")?;
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbox::sqlite::query_plan;
+
+    #[tokio::test]
+    async fn a_batch_of_records_is_read_by_key_whatever_the_tables_hold() {
+        let keys = [("pipedrive", "1"), ("pipedrive", "2")];
+        let plan = query_plan(states_query(&keys).sql().as_str()).await;
+        let text = plan.join("\n");
+        assert!(text.contains("SEARCH c USING PRIMARY KEY"), "{text}");
+        assert!(text.contains("SEARCH r USING INDEX refused_open_record"), "{text}");
+        assert!(
+            !plan
+                .iter()
+                .any(|line| line.starts_with("SCAN c") || line.starts_with("SCAN r")),
+            "{text}"
+        );
+    }
 }

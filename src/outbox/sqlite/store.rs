@@ -1,6 +1,7 @@
 //! [`SqliteStore`]: the [`Store`] interface over one SQLite file, refusing to work on a file that
 //! was deleted or replaced under the bridge (see [`identity`](super::identity)).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -8,7 +9,8 @@ use sqlx::SqlitePool;
 use tokio::sync::Mutex;
 
 use super::{
-    DatabaseFile, admin, claim, console, pacing, prune, reads, refused, results, worker_state,
+    DatabaseFile, admin, claim, console, pacing, prune, reads, reconcile, refused, results,
+    worker_state,
 };
 use crate::configuration::{DatabaseSettings, RetentionSettings};
 use crate::console::{HourCounts, StoredSession};
@@ -18,7 +20,8 @@ use crate::ops::deliveries::{DeliveryFilter, Moved, RowAction};
 use crate::ops::page::Cursor;
 use crate::ops::refused::{RefusedFilter, RefusedView};
 use crate::ops::{AttemptView, DeliveryView, LedgerEntry};
-use crate::outbox::{AttemptResult, Claimed, Gate, Pruned, Store};
+use crate::outbox::{AttemptResult, Claimed, Gate, Pruned, RecordState, Store};
+use crate::reconcile::{ReconcileState, RunReport};
 use crate::status::Snapshot;
 
 /// The shared pool and the file it was opened on.
@@ -235,5 +238,44 @@ impl Store for SqliteStore {
 
     async fn announce_pacing(&self, limit: PacingLimit) -> anyhow::Result<()> {
         pacing::announce(&self.pool, limit).await
+    }
+
+    async fn record_states(
+        &self,
+        source: &str,
+        ids: &[String],
+    ) -> anyhow::Result<HashMap<String, RecordState>> {
+        reconcile::record_states(&self.pool, source, ids).await
+    }
+
+    async fn reconcile_state(&self, source: &str) -> anyhow::Result<ReconcileState> {
+        reconcile::state(&self.pool, source).await
+    }
+
+    async fn reconcile_states(&self) -> anyhow::Result<Vec<ReconcileState>> {
+        reconcile::states(&self.pool).await
+    }
+
+    async fn start_reconcile(&self, source: &str, at: i64) -> anyhow::Result<()> {
+        reconcile::start(&self.pool, source, at).await
+    }
+
+    async fn finish_reconcile(
+        &self,
+        report: &RunReport,
+        watermark: Option<i64>,
+        note: &AuditNote,
+    ) -> anyhow::Result<()> {
+        reconcile::finish(&self.pool, report, watermark, note).await
+    }
+
+    async fn record_subscription(
+        &self,
+        source: &str,
+        state: &str,
+        detail: &str,
+        at: i64,
+    ) -> anyhow::Result<()> {
+        reconcile::subscription(&self.pool, source, state, detail, at).await
     }
 }
