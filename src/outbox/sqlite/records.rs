@@ -132,7 +132,10 @@ mod tests {
         let plan = query_plan(states_query(&keys).sql().as_str()).await;
         let text = plan.join("\n");
         assert!(text.contains("SEARCH c USING PRIMARY KEY"), "{text}");
-        assert!(text.contains("SEARCH r USING INDEX refused_open_record"), "{text}");
+        assert!(
+            text.contains("SEARCH r USING INDEX refused_open_record"),
+            "{text}"
+        );
         assert!(
             !plan
                 .iter()
