@@ -59,7 +59,7 @@ fn every_alert_has_a_promtool_test() {
         .lines()
         .filter_map(|line| line.trim().strip_prefix("- alert: "))
         .collect();
-    assert_eq!(alerts.len(), 5, "{alerts:?}");
+    assert_eq!(alerts.len(), 7, "{alerts:?}");
     for alert in alerts {
         let tested = tests
             .lines()

@@ -58,6 +58,18 @@ impl Families {
 }
 
 impl Metrics {
+    /// A source that can be reconciled: its run counts exist at 0 from the start, so an
+    /// alert's `increase()` sees the first failure.
+    pub fn declare_reconcile(&self, source: &'static str) {
+        if let Some(f) = &self.0 {
+            for result in ["ok", "failed"] {
+                f.reconcile
+                    .runs
+                    .get_or_create(&RunLabels { source, result });
+            }
+        }
+    }
+
     /// One finished reconcile.
     pub fn reconcile(&self, report: &RunReport) {
         let Some(f) = &self.0 else { return };

@@ -186,6 +186,7 @@ impl Reconciler {
             every,
             overlap_ms: overlap.as_millis() as i64,
         };
+        self.metrics.declare_reconcile(source.lister.source());
         self.sources.insert(source.lister.source(), source);
     }
 

@@ -256,6 +256,11 @@ async fn every_metric_the_alert_rules_use_is_exposed_by_a_running_bridge() {
     // Assert: a counter with no sample yet is still declared (`# TYPE` without `_total`).
     let names = alert_metric_names();
     assert!(names.len() >= 5, "{names:?}");
+    // A bridge without a CRM API to reconcile has no reconcile series: those alerts' metrics
+    // are checked against a reconciling bridge in `reconcile::metrics`.
+    let names = names
+        .into_iter()
+        .filter(|name| !name.starts_with("tallyfy_bridge_reconcile_"));
     for name in names {
         let family = name.trim_end_matches("_total");
         assert!(
