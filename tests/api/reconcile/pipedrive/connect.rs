@@ -1,5 +1,6 @@
 //! `connect pipedrive` and its check against the fake's `/v1/webhooks`: one webhook made and
-//! then reused, a stale one replaced, Pipedrive's own deletion seen, others' webhooks left alone.
+//! then reused, a stale one replaced, Pipedrive's own deletion seen, others' webhooks left alone;
+//! and the scheduled check at `sources.pipedrive.webhook_url`.
 
 use serde_json::json;
 use tallyfy_bridge::crm::listing::{Connected, SubscriptionState, Subscriptions};
@@ -155,5 +156,39 @@ async fn without_the_webhooks_basic_credentials_there_is_nothing_to_connect() {
         reconcile::lister(&settings, &Metrics::default())
             .expect("builds")
             .is_none()
+    );
+}
+
+#[tokio::test]
+async fn the_scheduled_run_checks_the_webhook_at_sources_pipedrive_webhook_url() {
+    // Arrange: the bridge's webhook exists in Pipedrive; a schedule is due at start-up.
+    let fake = FakePipedrive::start().await;
+    fake.add_webhook(TARGET, "create", Some(PIPEDRIVE_USER), true);
+    let mut overrides = super::pipedrive_env(&fake);
+    overrides.push((
+        "BRIDGE__SOURCES__PIPEDRIVE__RECONCILE_EVERY_SECS",
+        "3600".into(),
+    ));
+    overrides.push(("BRIDGE__SOURCES__PIPEDRIVE__WEBHOOK_URL", TARGET.into()));
+    let app = crate::reconcile::spawn_reconcile_app(&overrides).await;
+
+    // Act: the schedule runs in the background; wait (bounded) until /status shows its check.
+    let mut subscription = serde_json::Value::Null;
+    for _ in 0..200 {
+        let status: serde_json::Value = app.get("/status").await.json().await.expect("json");
+        subscription = status["reconcile"][0]["subscription"].clone();
+        if !subscription.is_null() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+
+    // Assert: the check listed the webhooks and found the one at the configured URL.
+    assert_eq!(subscription["state"], "ok", "{subscription}");
+    assert!(
+        fake.webhook_calls()
+            .contains(&("GET".into(), "/v1/webhooks".into())),
+        "{:?}",
+        fake.webhook_calls()
     );
 }
