@@ -43,6 +43,10 @@ pub struct PipedriveSettings {
     /// that member.
     #[serde(default)]
     pub owner_members: OwnerMembers,
+    /// This bridge's webhook URL as Pipedrive calls it (`https://…/webhooks/pipedrive`): the
+    /// scheduled check looks for a webhook to it. Unset: no scheduled check.
+    #[serde(default, deserialize_with = "non_blank")]
+    pub webhook_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -193,6 +197,20 @@ impl PipedriveSettings {
                 ));
             }
             check_api_base_url("sources.pipedrive.api_base_url", &self.api_base_url)?;
+        }
+        if let Some(url) = self.webhook_url.as_deref() {
+            if self.api_token.is_none() {
+                return Err(ConfigError::key(
+                    "sources.pipedrive.webhook_url",
+                    "needs sources.pipedrive.api_token: the check reads the webhooks from Pipedrive's API",
+                ));
+            }
+            if !is_http_url(url) || reqwest::Url::parse(url).is_err() {
+                return Err(ConfigError::key(
+                    "sources.pipedrive.webhook_url",
+                    "must be an http(s) URL, such as https://bridge.example.com/webhooks/pipedrive",
+                ));
+            }
         }
         Ok(())
     }

@@ -124,8 +124,10 @@ impl Reconciler {
     ) -> anyhow::Result<Self> {
         let mut reconciler = Self::new(store, writer, metrics);
         let (pd, hs, sf) = (&settings.pipedrive, &settings.hubspot, &settings.salesforce);
-        // Pipedrive's check needs the webhook's URL, which its settings do not hold yet.
-        let pd_hooks = None;
+        let pd_hooks = match &pd.webhook_url {
+            Some(url) => pipedrive::reconcile::subscriptions(pd, url)?,
+            None => None,
+        };
         let hs_hooks = match &hs.webhook_url {
             Some(url) => hubspot::reconcile::subscriptions(hs, url)?,
             None => None,

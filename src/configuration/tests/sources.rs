@@ -252,3 +252,44 @@ fn hubspot_connect_needs_the_app_id_and_the_developer_key_together() {
     let err = load(&[SIGNED, zero]).expect_err("no pacing").to_string();
     assert!(err.contains("sources.hubspot.search_interval_ms"), "{err}");
 }
+
+#[test]
+fn a_pipedrive_webhook_url_needs_the_api_token_and_an_http_url() {
+    let basic = [
+        ("BRIDGE__SOURCES__PIPEDRIVE__USERNAME", "pd"),
+        (
+            "BRIDGE__SOURCES__PIPEDRIVE__PASSWORD",
+            "pipedrive-password-value",
+        ),
+    ];
+    let token = ("BRIDGE__SOURCES__PIPEDRIVE__API_TOKEN", "t");
+    let url = |value| ("BRIDGE__SOURCES__PIPEDRIVE__WEBHOOK_URL", value);
+    let good = "https://bridge.example.com/webhooks/pipedrive";
+    let err = load(&[SIGNED, basic[0], basic[1], url(good)])
+        .expect_err("no token")
+        .to_string();
+    assert!(
+        err.contains("sources.pipedrive.webhook_url") && err.contains("api_token"),
+        "{err}"
+    );
+    for bad in [
+        "bridge.example.com/webhooks/pipedrive",
+        "ftp://bridge/x",
+        "https://",
+    ] {
+        let err = load(&[SIGNED, basic[0], basic[1], token, url(bad)])
+            .expect_err(bad)
+            .to_string();
+        assert!(
+            err.contains("sources.pipedrive.webhook_url"),
+            "{bad}: {err}"
+        );
+    }
+    let settings = load(&[SIGNED, basic[0], basic[1], token, url(good)]).expect("valid");
+    assert_eq!(
+        settings.sources.pipedrive.webhook_url.as_deref(),
+        Some(good)
+    );
+    let unset = load(&[SIGNED]).expect("valid");
+    assert_eq!(unset.sources.pipedrive.webhook_url, None);
+}

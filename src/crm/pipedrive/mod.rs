@@ -1,20 +1,26 @@
 //! Pipedrive's API: a v2 `create.person` webhook carries the organisation's id but not its
-//! name, so the worker reads the name here for the guest's company.
+//! name, so the worker reads the name here for the guest's company; reconcile lists persons and
+//! connect manages the webhook ([`reconcile`]).
 
+mod api;
+pub mod pacing;
+pub mod person;
+mod persons;
 pub mod reconcile;
+pub mod values;
+mod webhooks;
 
-use std::fmt;
 use std::time::Duration;
 
-use anyhow::Context;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
-use reqwest::header::HeaderValue;
-use secrecy::{ExposeSecret, SecretString};
+use reqwest::Method;
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{FetchError, Window, fetch, http_client};
+use super::{FetchError, Window, fetch};
 use crate::metrics::Metrics;
+use api::Api;
 
 /// The organisation a Pipedrive person belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,28 +32,16 @@ pub struct OrgRef {
 pub(super) const WINDOW: Window = ("x-ratelimit-reset", Duration::from_secs);
 
 pub struct PipedriveClient {
-    http: reqwest::Client,
-    /// `{base}/api/v2/organizations`
-    organizations_url: String,
-    /// Sent as `x-api-token` (Pipedrive also takes `?api_token=`, which would put the token in
-    /// every proxy's access log).
-    token: HeaderValue,
+    /// The API root and the `x-api-token` header.
+    api: Api,
     /// Counts reads; set by [`CrmClients::with_metrics`](super::CrmClients::with_metrics).
     pub(super) metrics: Metrics,
 }
 
 impl PipedriveClient {
     pub fn new(base_url: &str, token: &SecretString, timeout: Duration) -> anyhow::Result<Self> {
-        let base = base_url.trim().trim_end_matches('/');
-        reqwest::Url::parse(base).context("Failed to parse sources.pipedrive.api_base_url")?;
-        let mut token = HeaderValue::from_str(token.expose_secret().trim()).map_err(|_| {
-            anyhow::anyhow!("sources.pipedrive.api_token is not a valid header value")
-        })?;
-        token.set_sensitive(true);
         Ok(Self {
-            http: http_client(timeout)?,
-            organizations_url: format!("{base}/api/v2/organizations"),
-            token,
+            api: Api::new(base_url, token, timeout)?,
             metrics: Metrics::default(),
         })
     }
@@ -56,12 +50,11 @@ impl PipedriveClient {
     /// exists or has no name (the guest is then created without a company).
     #[tracing::instrument(name = "pipedrive.fetch_org", skip_all, fields(status))]
     pub async fn org_name(&self, org: &OrgRef) -> Result<Option<String>, FetchError> {
-        let url = format!(
-            "{}/{}",
-            self.organizations_url,
+        let url = self.api.url(&format!(
+            "/api/v2/organizations/{}",
             utf8_percent_encode(&org.org_id, NON_ALPHANUMERIC)
-        );
-        let request = self.http.get(url).header("x-api-token", self.token.clone());
+        ));
+        let request = self.api.request(Method::GET, &url);
         match fetch(request, WINDOW, &self.metrics, "pipedrive").await {
             Ok(body) => Ok(name_from(&body)),
             Err(FetchError::NotFound) => Ok(None),
@@ -70,11 +63,10 @@ impl PipedriveClient {
     }
 }
 
-impl fmt::Debug for PipedriveClient {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl std::fmt::Debug for PipedriveClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PipedriveClient")
-            .field("organizations_url", &self.organizations_url)
-            .field("token", &"[REDACTED]")
+            .field("api", &self.api)
             .finish_non_exhaustive()
     }
 }

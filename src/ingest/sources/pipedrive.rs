@@ -1,8 +1,9 @@
-//! Pipedrive webhooks, v1 (`added.person`) and v2 (`create.person`): HTTP Basic auth as set on
-//! the webhook, one event per request, any 2xx counts as delivered.
+//! Pipedrive webhooks, v1 (`added.person`, `updated.person`) and v2 (`create.person`,
+//! `change.person`): HTTP Basic auth as set on the webhook, one event per request, any 2xx
+//! counts as delivered.
 
 mod person;
-mod values;
+mod update;
 
 use actix_web::http::header::{HeaderValue, WWW_AUTHENTICATE};
 use actix_web::{HttpRequest, HttpResponse};
@@ -10,9 +11,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use super::{Adapter, IngestError, Item, Report, json_body, json_reply, refused};
-use crate::configuration::PipedriveSettings;
+use crate::configuration::{OwnerMembers, PipedriveSettings};
 use crate::http_auth::{basic_credentials, secrets_match};
-use person::person_event;
+use person::{Reading, person_event};
 
 pub const SOURCE: &str = "pipedrive";
 
@@ -21,6 +22,8 @@ pub struct Pipedrive {
     credentials: SecretString,
     /// An API token is configured: the worker can read an organisation's name.
     reads_orgs: bool,
+    /// Pipedrive owner → Tallyfy member, for the guest's `associated_members`.
+    owners: OwnerMembers,
 }
 
 impl Pipedrive {
@@ -29,6 +32,7 @@ impl Pipedrive {
         Some(Self {
             credentials: format!("{user}:{}", password.expose_secret()).into(),
             reads_orgs: settings.api_token.is_some(),
+            owners: settings.owner_members.clone(),
         })
     }
 
@@ -51,7 +55,11 @@ impl Adapter for Pipedrive {
                 message: "body must be a JSON object".into(),
             });
         };
-        Ok(vec![person_event(&body, self.reads_orgs)?])
+        let reading = Reading {
+            reads_orgs: self.reads_orgs,
+            owners: &self.owners,
+        };
+        Ok(vec![person_event(&body, reading)?])
     }
 
     fn reply(&self, outcome: Result<Report, IngestError>) -> HttpResponse {

@@ -3,8 +3,10 @@
 
 mod endpoint;
 mod fake_hubspot;
+mod fake_pipedrive;
 pub mod fake_salesforce;
 pub mod hubspot;
+mod pipedrive;
 mod salesforce;
 mod schedule;
 

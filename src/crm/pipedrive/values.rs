@@ -1,17 +1,18 @@
-//! Pipedrive's JSON shapes: ids sent as numbers or text, and `[{value, primary}]` lists.
+//! Pipedrive's JSON shapes, in webhooks and the API alike: ids sent as numbers or text, and
+//! `[{value, primary}]` lists.
 
 use serde_json::{Map, Value};
 
-pub(super) fn text<'a>(map: &'a Map<String, Value>, key: &str) -> &'a str {
+pub(crate) fn text<'a>(map: &'a Map<String, Value>, key: &str) -> &'a str {
     map.get(key).and_then(Value::as_str).unwrap_or("")
 }
 
-pub(super) fn string(value: Option<&Value>) -> Option<String> {
+pub(crate) fn string(value: Option<&Value>) -> Option<String> {
     value.and_then(Value::as_str).map(str::to_owned)
 }
 
 /// A number or a non-empty string, as text.
-pub(super) fn id_of(value: Option<&Value>) -> Option<String> {
+pub(crate) fn id_of(value: Option<&Value>) -> Option<String> {
     match value? {
         Value::Number(n) => Some(n.to_string()),
         Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
@@ -21,7 +22,7 @@ pub(super) fn id_of(value: Option<&Value>) -> Option<String> {
 
 /// The primary entry's value from Pipedrive's `[{value, primary, label}]` list (`primary` may be
 /// `true` or `"true"`), else the first non-empty one; a bare string is taken as is.
-pub(super) fn primary(list: Option<&Value>) -> Option<String> {
+pub(crate) fn primary(list: Option<&Value>) -> Option<String> {
     let entries = match list? {
         Value::String(s) => return Some(s.clone()),
         Value::Array(entries) => entries,
