@@ -107,10 +107,23 @@ pub trait Lister: Send + Sync {
     /// The source name the CRM's webhooks use (`pipedrive`, `hubspot`, `salesforce`).
     fn source(&self) -> &'static str;
 
-    /// Lists every contact created in `window`, handing pages to `sink` in order; waits out
-    /// the CRM's rate limits itself (429 with Retry-After or its rate-limit headers, and its
+    /// Lists every contact created in `window`, handing pages to `sink` in order, counting in
+    /// `stats` as it goes (so a run that stops early still says what it cost); waits out the
+    /// CRM's rate limits itself (429 with Retry-After or its rate-limit headers, and its
     /// documented request rate), bounded so a run ends.
-    async fn list(&self, window: Window, sink: &mut dyn PageSink) -> Result<ListStats, ListError>;
+    async fn list_counting(
+        &self,
+        window: Window,
+        sink: &mut dyn PageSink,
+        stats: &mut ListStats,
+    ) -> Result<(), ListError>;
+
+    /// The same, answering the stats of a whole listing.
+    async fn list(&self, window: Window, sink: &mut dyn PageSink) -> Result<ListStats, ListError> {
+        let mut stats = ListStats::default();
+        self.list_counting(window, sink, &mut stats).await?;
+        Ok(stats)
+    }
 }
 
 /// The CRM-side webhook subscription, as `connect --check` and each scheduled reconcile see it.

@@ -226,18 +226,13 @@ impl Reconciler {
                 .map_err(RunError::Store)?;
         }
         let mut sink = QueueSink::new(name, &*self.store, &self.writer, request.dry_run);
-        let listed = config.lister.list(window, &mut sink).await;
+        let mut stats = ListStats::default();
+        let listed = config
+            .lister
+            .list_counting(window, &mut sink, &mut stats)
+            .await;
         let counts = sink.counts();
-        let (stats, error) = match listed {
-            Ok(stats) => (stats, None),
-            Err(error) => (
-                ListStats {
-                    pages: counts.pages,
-                    ..ListStats::default()
-                },
-                Some(error.to_string()),
-            ),
-        };
+        let error = listed.err().map(|error| error.to_string());
         let report = RunReport {
             source: name,
             since: window.since,

@@ -178,12 +178,16 @@ impl Lister for ContactSearch {
         SOURCE
     }
 
-    async fn list(&self, window: Window, sink: &mut dyn PageSink) -> Result<ListStats, ListError> {
-        let mut stats = ListStats::default();
+    async fn list_counting(
+        &self,
+        window: Window,
+        sink: &mut dyn PageSink,
+        stats: &mut ListStats,
+    ) -> Result<(), ListError> {
         // Parts still to list, the earliest last: pages reach the sink in creation order.
         let mut parts = vec![window];
         while let Some(part) = parts.pop() {
-            let mut page = self.page(part, None, &mut stats).await?;
+            let mut page = self.page(part, None, stats).await?;
             if page.total > self.limits.cap {
                 let (early, late) = halves(part).ok_or_else(|| too_many(part, page.total))?;
                 tracing::info!(
@@ -204,10 +208,10 @@ impl Lister for ContactSearch {
                         .map_err(ListError::Sink)?;
                 }
                 let Some(after) = after else { break };
-                page = self.page(part, Some(&after), &mut stats).await?;
+                page = self.page(part, Some(&after), stats).await?;
             }
         }
-        Ok(stats)
+        Ok(())
     }
 }
 

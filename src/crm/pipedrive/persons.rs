@@ -129,14 +129,16 @@ impl Lister for PersonsLister {
     }
 
     #[tracing::instrument(name = "pipedrive.list_persons", skip_all, fields(since = window.since, until = window.until))]
-    async fn list(&self, window: Window, sink: &mut dyn PageSink) -> Result<ListStats, ListError> {
-        let mut stats = ListStats {
-            windows: 1,
-            ..ListStats::default()
-        };
+    async fn list_counting(
+        &self,
+        window: Window,
+        sink: &mut dyn PageSink,
+        stats: &mut ListStats,
+    ) -> Result<(), ListError> {
+        stats.windows = 1;
         let mut cursor: Option<String> = None;
         loop {
-            let page = self.page(cursor.as_deref(), &mut stats).await?;
+            let page = self.page(cursor.as_deref(), stats).await?;
             let mut listed = Vec::new();
             let mut past_the_window = false;
             for person in page.data.unwrap_or_default() {
@@ -163,7 +165,7 @@ impl Lister for PersonsLister {
             }
             cursor = page.additional_data.and_then(|more| more.next_cursor);
             if past_the_window || cursor.is_none() {
-                return Ok(stats);
+                return Ok(());
             }
         }
     }

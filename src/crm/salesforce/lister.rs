@@ -76,16 +76,18 @@ impl Lister for SalesforceLister {
 
     /// The query locator pages through any number of Contacts, so a window is never split.
     #[tracing::instrument(name = "salesforce.list", skip_all, fields(since = window.since, until = window.until))]
-    async fn list(&self, window: Window, sink: &mut dyn PageSink) -> Result<ListStats, ListError> {
-        let mut stats = ListStats {
-            windows: 1,
-            ..ListStats::default()
-        };
+    async fn list_counting(
+        &self,
+        window: Window,
+        sink: &mut dyn PageSink,
+        stats: &mut ListStats,
+    ) -> Result<(), ListError> {
+        stats.windows = 1;
         let mut url = self.query_url.clone();
         url.query_pairs_mut()
             .append_pair("q", &query::soql(window, &self.company));
         loop {
-            let body = self.api.get(&url, &mut stats).await?;
+            let body = self.api.get(&url, stats).await?;
             let batch = query::batch(&body)?;
             let page = batch
                 .records
@@ -110,6 +112,6 @@ impl Lister for SalesforceLister {
             api_usage = self.api.usage().map(|u| u.to_string()),
             "Listed Salesforce Contacts"
         );
-        Ok(stats)
+        Ok(())
     }
 }
