@@ -1,6 +1,8 @@
-//! `connect pipedrive`: the bridge's webhook in Pipedrive (`/v1/webhooks`), a v2 `create.person`
-//! webhook to this bridge's URL with its Basic credentials. Pipedrive has no update of a
-//! webhook, so one that is inactive or carries other credentials is deleted and made anew.
+//! `connect pipedrive`: the bridge's webhook in Pipedrive (`/v1/webhooks`), a v2 webhook of every
+//! person event (`*.person`: creations, and the updates that bring a refused person's email
+//! later) to this bridge's URL with its Basic credentials. Pipedrive has no update of a webhook,
+//! so one that is inactive, carries other credentials or sends creations only is deleted and
+//! made anew.
 
 use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
@@ -13,8 +15,9 @@ use super::values::id_of;
 use crate::crm::FetchError;
 use crate::crm::listing::{Connected, ListStats, Subscription, SubscriptionState, Subscriptions};
 
-/// What the bridge subscribes to: v2 names a creation `create` (v1: `added`).
-const ACTION: &str = "create";
+/// What the bridge subscribes to: every action on persons. v2 names a creation `create` (v1:
+/// `added`); a webhook of creations alone is still the bridge's, without email later.
+const ACTION: &str = "*";
 const OBJECT: &str = "person";
 const VERSION: &str = "2.0";
 
@@ -66,7 +69,12 @@ impl Webhook {
     /// Whether it sends person creations (v2 `create`, v1 `added`, or a wildcard).
     fn delivers_creations(&self) -> bool {
         matches!(self.event_object.as_str(), OBJECT | "*")
-            && matches!(self.event_action.as_str(), ACTION | "added" | "*")
+            && matches!(self.event_action.as_str(), "create" | "added" | "*")
+    }
+
+    /// Whether it sends person updates too.
+    fn delivers_updates(&self) -> bool {
+        self.event_action == ACTION && self.event_object == OBJECT
     }
 
     fn active(&self) -> bool {
@@ -142,11 +150,24 @@ impl PipedriveWebhooks {
     fn verdict(&self, webhooks: &[Webhook]) -> Subscription {
         let ours = self.ours(webhooks);
         let found = |state, detail: String| Subscription { state, detail };
+        if let Some(hook) = ours
+            .iter()
+            .find(|w| self.matches(w) && w.delivers_updates())
+        {
+            return found(
+                SubscriptionState::Ok,
+                format!(
+                    "webhook {} sends person creations and updates to {}",
+                    hook.id(),
+                    self.target_url
+                ),
+            );
+        }
         if let Some(hook) = ours.iter().find(|w| self.matches(w)) {
             return found(
                 SubscriptionState::Ok,
                 format!(
-                    "webhook {} sends person creations to {}",
+                    "webhook {} sends person creations to {}, not updates: run connect again for email later",
                     hook.id(),
                     self.target_url
                 ),
@@ -238,7 +259,11 @@ impl Subscriptions for PipedriveWebhooks {
     async fn connect(&self) -> Result<(Connected, Subscription), FetchError> {
         let webhooks = self.webhooks().await?;
         let found = self.verdict(&webhooks);
-        if found.state == SubscriptionState::Ok {
+        let complete = self
+            .ours(&webhooks)
+            .iter()
+            .any(|w| self.matches(w) && w.delivers_updates());
+        if complete {
             return Ok((Connected::Reused, found));
         }
         let stale: Vec<&Webhook> = self.ours(&webhooks);

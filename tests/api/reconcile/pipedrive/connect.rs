@@ -53,7 +53,7 @@ async fn connect_creates_the_webhook_once_then_reuses_it() {
             &hook["event_action"],
             &hook["event_object"]
         ),
-        (&json!(TARGET), &json!("create"), &json!("person"))
+        (&json!(TARGET), &json!("*"), &json!("person"))
     );
     assert_eq!(
         (&hook["version"], &hook["http_auth_user"]),
@@ -75,7 +75,7 @@ async fn connect_replaces_an_inactive_webhook_or_one_with_other_credentials() {
     ] {
         // Arrange
         let fake = FakePipedrive::start().await;
-        let stale = fake.add_webhook(TARGET, "create", user, active);
+        let stale = fake.add_webhook(TARGET, "*", user, active);
         let pipedrive = webhooks(&fake);
         assert_eq!(pipedrive.check().await.expect("checked").state, seen);
 
@@ -94,6 +94,32 @@ async fn connect_replaces_an_inactive_webhook_or_one_with_other_credentials() {
         let deleted = format!("/v1/webhooks/{stale}");
         assert!(fake.webhook_calls().contains(&("DELETE".into(), deleted)));
     }
+}
+
+#[tokio::test]
+async fn a_webhook_of_creations_only_is_replaced_by_one_that_sends_updates_too() {
+    // Arrange: made by hand for `create` only: creations arrive, an email added later does not.
+    let fake = FakePipedrive::start().await;
+    let creations = fake.add_webhook(TARGET, "create", Some(PIPEDRIVE_USER), true);
+    let pipedrive = webhooks(&fake);
+    let seen = pipedrive.check().await.expect("checked");
+    assert_eq!(seen.state, SubscriptionState::Ok);
+    assert!(seen.detail.contains("not updates"), "{}", seen.detail);
+
+    // Act
+    let (done, found) = pipedrive.connect().await.expect("connected");
+
+    // Assert
+    assert_eq!(done, Connected::Updated);
+    assert!(
+        found.detail.contains("creations and updates"),
+        "{}",
+        found.detail
+    );
+    let hooks = fake.webhooks();
+    assert_eq!(hooks.len(), 1);
+    assert_ne!(hooks[0]["id"], json!(creations));
+    assert_eq!(hooks[0]["event_action"], "*");
 }
 
 #[tokio::test]
@@ -163,7 +189,7 @@ async fn without_the_webhooks_basic_credentials_there_is_nothing_to_connect() {
 async fn the_scheduled_run_checks_the_webhook_at_sources_pipedrive_webhook_url() {
     // Arrange: the bridge's webhook exists in Pipedrive; a schedule is due at start-up.
     let fake = FakePipedrive::start().await;
-    fake.add_webhook(TARGET, "create", Some(PIPEDRIVE_USER), true);
+    fake.add_webhook(TARGET, "*", Some(PIPEDRIVE_USER), true);
     let mut overrides = super::pipedrive_env(&fake);
     overrides.push((
         "BRIDGE__SOURCES__PIPEDRIVE__RECONCILE_EVERY_SECS",
