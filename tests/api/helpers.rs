@@ -251,3 +251,23 @@ pub async fn error_of(response: reqwest::Response) -> (u16, Value) {
     let body: Value = response.json().await.expect("JSON error body");
     (status, body["error"].clone())
 }
+
+/// Serves a fake vendor API on a free loopback port for the rest of the test: one worker, no
+/// signal handling, `configure`'s routes over `state`. The base URL.
+pub fn serve_fake<S: Send + Sync + 'static>(
+    state: std::sync::Arc<S>,
+    configure: fn(&mut actix_web::web::ServiceConfig),
+) -> String {
+    use actix_web::{App, HttpServer, web};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let shared = web::Data::from(state);
+    let server = HttpServer::new(move || App::new().app_data(shared.clone()).configure(configure))
+        .workers(1)
+        .disable_signals()
+        .listen(listener)
+        .expect("listen")
+        .run();
+    tokio::spawn(server);
+    format!("http://127.0.0.1:{port}")
+}

@@ -4,10 +4,9 @@
 //! vendor's rate-limit headers.
 
 use std::collections::HashMap;
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
 pub const HUBSPOT_TOKEN: &str = "pat-na1-fake-private-app-token";
@@ -31,28 +30,17 @@ pub struct FakeCrm {
     state: Arc<Mutex<State>>,
 }
 
+/// The vendor paths this fake answers.
+fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/crm/v3/objects/contacts/{id}", web::get().to(contact))
+        .route("/api/v2/organizations/{id}", web::get().to(organization));
+}
+
 impl FakeCrm {
     pub async fn start() -> Self {
         let state = Arc::new(Mutex::new(State::default()));
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let shared = web::Data::from(state.clone());
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(shared.clone())
-                .route("/crm/v3/objects/contacts/{id}", web::get().to(contact))
-                .route("/api/v2/organizations/{id}", web::get().to(organization))
-        })
-        .workers(1)
-        .disable_signals()
-        .listen(listener)
-        .expect("listen")
-        .run();
-        tokio::spawn(server);
-        Self {
-            base_url: format!("http://127.0.0.1:{port}"),
-            state,
-        }
+        let base_url = crate::helpers::serve_fake(state.clone(), routes);
+        Self { base_url, state }
     }
 
     pub fn add_contact(&self, id: &str, properties: Value) {

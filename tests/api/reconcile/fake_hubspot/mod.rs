@@ -6,11 +6,10 @@
 mod search;
 mod webhooks;
 
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use actix_web::{App, HttpResponse, HttpServer, web};
+use actix_web::{HttpResponse, web};
 use search::{read, search};
 use serde_json::{Map, Value, json};
 use webhooks::{create_sub, get_settings, list_subs, patch_sub, put_settings};
@@ -59,6 +58,23 @@ pub struct FakeHubSpot {
     state: Arc<Mutex<State>>,
 }
 
+/// The vendor paths this fake answers.
+fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/crm/v3/objects/contacts/search", web::post().to(search))
+        .route("/crm/v3/objects/contacts/{id}", web::get().to(read))
+        .route("/webhooks/v3/{app}/settings", web::get().to(get_settings))
+        .route("/webhooks/v3/{app}/settings", web::put().to(put_settings))
+        .route("/webhooks/v3/{app}/subscriptions", web::get().to(list_subs))
+        .route(
+            "/webhooks/v3/{app}/subscriptions",
+            web::post().to(create_sub),
+        )
+        .route(
+            "/webhooks/v3/{app}/subscriptions/{id}",
+            web::patch().to(patch_sub),
+        );
+}
+
 impl FakeHubSpot {
     pub async fn start() -> Self {
         let state = Arc::new(Mutex::new(State {
@@ -73,36 +89,8 @@ impl FakeHubSpot {
             webhook_calls: Vec::new(),
             next_id: 2_400_001,
         }));
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let shared = web::Data::from(state.clone());
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(shared.clone())
-                .route("/crm/v3/objects/contacts/search", web::post().to(search))
-                .route("/crm/v3/objects/contacts/{id}", web::get().to(read))
-                .route("/webhooks/v3/{app}/settings", web::get().to(get_settings))
-                .route("/webhooks/v3/{app}/settings", web::put().to(put_settings))
-                .route("/webhooks/v3/{app}/subscriptions", web::get().to(list_subs))
-                .route(
-                    "/webhooks/v3/{app}/subscriptions",
-                    web::post().to(create_sub),
-                )
-                .route(
-                    "/webhooks/v3/{app}/subscriptions/{id}",
-                    web::patch().to(patch_sub),
-                )
-        })
-        .workers(1)
-        .disable_signals()
-        .listen(listener)
-        .expect("listen")
-        .run();
-        tokio::spawn(server);
-        Self {
-            base_url: format!("http://127.0.0.1:{port}"),
-            state,
-        }
+        let base_url = crate::helpers::serve_fake(state.clone(), routes);
+        Self { base_url, state }
     }
 
     /// Contact `id` created at `created_at` (ms) with `properties`.

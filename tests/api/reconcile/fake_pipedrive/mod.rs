@@ -6,10 +6,9 @@
 mod persons;
 mod webhooks;
 
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
 use crate::sources::PIPEDRIVE_TOKEN;
@@ -54,33 +53,22 @@ pub fn person(id: u64, email: Option<&str>, add_time_ms: i64) -> Value {
            "custom_fields": {}})
 }
 
+/// The vendor paths this fake answers.
+fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/v2/persons", web::get().to(persons::list))
+        .route("/v1/webhooks", web::get().to(webhooks::list))
+        .route("/v1/webhooks", web::post().to(webhooks::add))
+        .route("/v1/webhooks/{id}", web::delete().to(webhooks::delete));
+}
+
 impl FakePipedrive {
     pub async fn start() -> Self {
         let state = Arc::new(Mutex::new(State {
             next_webhook: 7001,
             ..State::default()
         }));
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let shared = web::Data::from(state.clone());
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(shared.clone())
-                .route("/api/v2/persons", web::get().to(persons::list))
-                .route("/v1/webhooks", web::get().to(webhooks::list))
-                .route("/v1/webhooks", web::post().to(webhooks::add))
-                .route("/v1/webhooks/{id}", web::delete().to(webhooks::delete))
-        })
-        .workers(1)
-        .disable_signals()
-        .listen(listener)
-        .expect("listen")
-        .run();
-        tokio::spawn(server);
-        Self {
-            base_url: format!("http://127.0.0.1:{port}"),
-            state,
-        }
+        let base_url = crate::helpers::serve_fake(state.clone(), routes);
+        Self { base_url, state }
     }
 
     pub fn add_person(&self, person: Value) {

@@ -5,10 +5,9 @@
 //! `REQUEST_LIMIT_EXCEEDED`, 503s, `Sforce-Limit-Info` on every answer, and request counts.
 
 use std::collections::{HashMap, HashSet};
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
@@ -55,6 +54,16 @@ pub struct FakeSalesforce {
     state: Arc<Mutex<State>>,
 }
 
+/// The vendor paths this fake answers.
+fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/services/oauth2/token", web::post().to(token))
+        .route("/services/data/{version}/query", web::get().to(query))
+        .route(
+            "/services/data/{version}/query/{locator}",
+            web::get().to(more),
+        );
+}
+
 impl FakeSalesforce {
     pub async fn start() -> Self {
         let state = Arc::new(Mutex::new(State {
@@ -74,29 +83,8 @@ impl FakeSalesforce {
             query_requests: Vec::new(),
             soql: Vec::new(),
         }));
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let shared = web::Data::from(state.clone());
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(shared.clone())
-                .route("/services/oauth2/token", web::post().to(token))
-                .route("/services/data/{version}/query", web::get().to(query))
-                .route(
-                    "/services/data/{version}/query/{locator}",
-                    web::get().to(more),
-                )
-        })
-        .workers(1)
-        .disable_signals()
-        .listen(listener)
-        .expect("listen")
-        .run();
-        tokio::spawn(server);
-        Self {
-            base_url: format!("http://127.0.0.1:{port}"),
-            state,
-        }
+        let base_url = crate::helpers::serve_fake(state.clone(), routes);
+        Self { base_url, state }
     }
 
     /// A Contact created at `created` (RFC 3339) with `fields` (`Email`, `OwnerId`, …;
