@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBuilder};
+
 /// The retry schedule of one call; an argument of the lister, so tests pass one without waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retry {
@@ -42,11 +44,14 @@ impl Retry {
         match retry_after {
             Some(wait) if wait > self.max_wait => None,
             Some(wait) => Some(wait),
-            None => Some(
-                self.first_delay
-                    .saturating_mul(2u32.saturating_pow(retry))
-                    .min(self.max_wait),
-            ),
+            // Doubling from `first_delay` up to `max_wait`, as `backon` computes it.
+            None => ExponentialBuilder::new()
+                .with_min_delay(self.first_delay)
+                .with_max_delay(self.max_wait)
+                .with_factor(2.0)
+                .without_max_times()
+                .build()
+                .nth(retry as usize),
         }
     }
 
