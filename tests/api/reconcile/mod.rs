@@ -11,6 +11,7 @@ mod salesforce;
 mod schedule;
 
 use serde_json::Value;
+use tallyfy_bridge::crm::listing::{Listed, PageSink};
 use tallyfy_sandbox::SandboxConfig;
 
 pub use crate::admin::TOKEN as ADMIN_TOKEN;
@@ -34,4 +35,27 @@ pub async fn spawn_reconcile_app(overrides: Overrides<'_>) -> TestApp {
 /// The sandbox and an app delivering to it (worker driven by the test), admin endpoints open.
 pub async fn reconcile_env(config: SandboxConfig, overrides: Overrides<'_>) -> DeliveryEnv {
     crate::admin::admin_env(config, overrides).await
+}
+
+/// A sink that keeps each page a lister hands over, for tests of a lister alone.
+#[derive(Default)]
+pub struct Pages(pub Vec<Vec<Listed>>);
+
+#[async_trait::async_trait]
+impl PageSink for Pages {
+    async fn page(&mut self, contacts: Vec<Listed>) -> anyhow::Result<()> {
+        self.0.push(contacts);
+        Ok(())
+    }
+}
+
+impl Pages {
+    /// The record ids listed, in order.
+    pub fn ids(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .flatten()
+            .map(|listed| listed.record_id.clone())
+            .collect()
+    }
 }

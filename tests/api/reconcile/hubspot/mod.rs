@@ -8,16 +8,16 @@ mod engine;
 mod listing;
 mod worker;
 
+use crate::reconcile::Pages;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use serde_json::{Value, json};
 use tallyfy_bridge::configuration::HubSpotSettings;
 use tallyfy_bridge::crm::FetchError;
 use tallyfy_bridge::crm::hubspot::reconcile::{lister, subscriptions};
 use tallyfy_bridge::crm::hubspot::search::{ContactSearch, SearchLimits};
 use tallyfy_bridge::crm::listing::{
-    Connected, ListError, Listed, ListedContact, PageSink, SubscriptionState, Window,
+    Connected, ListError, Listed, ListedContact, SubscriptionState, Window,
 };
 use tallyfy_bridge::domain::event::StoredEvent;
 use tallyfy_bridge::metrics::Metrics;
@@ -67,28 +67,6 @@ fn limits(cap: u64) -> SearchLimits {
         interval: Duration::from_millis(1),
         max_wait: Duration::from_secs(2),
         ..SearchLimits::hubspot(Duration::from_millis(1))
-    }
-}
-
-/// Keeps every page it is handed.
-#[derive(Default)]
-struct Pages(Vec<Vec<Listed>>);
-
-#[async_trait]
-impl PageSink for Pages {
-    async fn page(&mut self, contacts: Vec<Listed>) -> anyhow::Result<()> {
-        self.0.push(contacts);
-        Ok(())
-    }
-}
-
-impl Pages {
-    fn ids(&self) -> Vec<String> {
-        self.0
-            .iter()
-            .flatten()
-            .map(|l| l.record_id.clone())
-            .collect()
     }
 }
 

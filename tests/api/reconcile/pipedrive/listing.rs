@@ -1,14 +1,13 @@
 //! The persons lister: cursor pages newest first, the walk-back ending at the window's start,
 //! Pipedrive's rate limits, and each person read as its webhook would be.
 
+use crate::reconcile::Pages;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
 use tallyfy_bridge::crm::FetchError;
-use tallyfy_bridge::crm::listing::{
-    ListError, ListStats, Listed, ListedContact, Lister, PageSink, Window,
-};
+use tallyfy_bridge::crm::listing::{ListError, ListStats, Listed, ListedContact, Lister, Window};
 use tallyfy_bridge::crm::pipedrive::pacing::Pacing;
 use tallyfy_bridge::crm::pipedrive::reconcile::PersonsLister;
 use tallyfy_bridge::domain::event::StoredEvent;
@@ -16,28 +15,6 @@ use tallyfy_bridge::metrics::Metrics;
 
 use super::{MINUTE, T0, Waits, settings};
 use crate::reconcile::fake_pipedrive::{FakePipedrive, person};
-
-/// Collects the pages a lister hands over.
-#[derive(Default)]
-struct Pages(Vec<Vec<Listed>>);
-
-#[async_trait::async_trait]
-impl PageSink for Pages {
-    async fn page(&mut self, contacts: Vec<Listed>) -> anyhow::Result<()> {
-        self.0.push(contacts);
-        Ok(())
-    }
-}
-
-impl Pages {
-    fn ids(&self) -> Vec<String> {
-        self.0
-            .iter()
-            .flatten()
-            .map(|listed| listed.record_id.clone())
-            .collect()
-    }
-}
 
 fn lister(fake: &FakePipedrive, page: u32) -> (PersonsLister, Arc<Waits>) {
     let waits = Arc::new(Waits::default());

@@ -7,11 +7,10 @@ mod binary;
 mod engine;
 mod messages;
 
+use crate::reconcile::Pages;
 use serde_json::json;
 use tallyfy_bridge::crm::FetchError;
-use tallyfy_bridge::crm::listing::{
-    ListError, ListStats, Listed, ListedContact, Lister, PageSink, Window,
-};
+use tallyfy_bridge::crm::listing::{ListError, ListStats, Listed, ListedContact, Lister, Window};
 use tallyfy_bridge::crm::salesforce::{Retry, SalesforceLister};
 use tallyfy_bridge::domain::event::StoredEvent;
 use tallyfy_bridge::metrics::Metrics;
@@ -69,28 +68,6 @@ fn lister(org: &FakeSalesforce, extra: &[(&'static str, String)]) -> SalesforceL
     )
     .expect("a lister")
     .expect("configured")
-}
-
-/// Keeps each page as the lister hands it over.
-#[derive(Default)]
-struct Pages(Vec<Vec<Listed>>);
-
-#[async_trait::async_trait]
-impl PageSink for Pages {
-    async fn page(&mut self, contacts: Vec<Listed>) -> anyhow::Result<()> {
-        self.0.push(contacts);
-        Ok(())
-    }
-}
-
-impl Pages {
-    fn ids(&self) -> Vec<String> {
-        self.0
-            .iter()
-            .flatten()
-            .map(|listed| listed.record_id.clone())
-            .collect()
-    }
 }
 
 async fn list(lister: &SalesforceLister) -> (Result<ListStats, ListError>, Pages) {
