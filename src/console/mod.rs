@@ -36,6 +36,8 @@ pub struct ConsoleState {
     pub wake: Arc<Notify>,
     /// `admin.console_session_secs`.
     pub session_secs: u64,
+    /// The CRMs that can be reconciled, for the overview.
+    pub reconciler: Arc<crate::reconcile::Reconciler>,
 }
 
 /// Events accepted and rows delivered in one hour, for the overview's chart.

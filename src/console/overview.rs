@@ -1,6 +1,7 @@
 //! `GET /console`: rows per state, the oldest waiting, whether delivery is paused or held by
-//! Tallyfy's rate limit, the last error, the worker's heartbeat, refused items, and the chart of
-//! the last 48 hours. Figures from [`Store::snapshot`](crate::outbox::Store::snapshot).
+//! Tallyfy's rate limit, the last error, the worker's heartbeat, refused items, the chart of the
+//! last 48 hours, and each CRM's reconcile. Figures from
+//! [`Store::snapshot`](crate::outbox::Store::snapshot) and `/status`'s reconcile section.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -9,6 +10,7 @@ use maud::html;
 use super::layout::{age, html, internal, opt_time, page, time};
 use super::{ConsoleState, chart, session};
 use crate::outbox::RowState;
+use crate::reconcile::status::ReconcileStatus;
 use crate::time::now_ms;
 
 /// The chart's span.
@@ -38,6 +40,10 @@ pub(super) async fn overview(request: HttpRequest, state: web::Data<ConsoleState
     let since = now - now.rem_euclid(3_600_000) - (CHART_HOURS - 1) * 3_600_000;
     let hours = match state.store.hourly_activity(since, now + 1).await {
         Ok(hours) => hours,
+        Err(error) => return internal(error),
+    };
+    let reconciles = match state.reconciler.status(now).await {
+        Ok(reconciles) => reconciles,
         Err(error) => return internal(error),
     };
     let counts = &snapshot.counts;
@@ -109,6 +115,10 @@ pub(super) async fn overview(request: HttpRequest, state: web::Data<ConsoleState
             }
             h2 { "Accepted and delivered, last 48 hours" }
             (chart::chart(&hours))
+            @if !reconciles.is_empty() {
+                h2 { "CRM reconcile" }
+                (reconcile_table(&reconciles))
+            }
             h2 { "Refused CRM items" }
             @if snapshot.refused.is_empty() {
                 p { "None kept." }
@@ -132,4 +142,49 @@ pub(super) async fn overview(request: HttpRequest, state: web::Data<ConsoleState
         }
     };
     html(StatusCode::OK, page("Overview", Some(&session), body))
+}
+
+/// Each CRM's last reconcile and webhook check (docs/crm.md, reconcile).
+fn reconcile_table(reconciles: &[ReconcileStatus]) -> maud::Markup {
+    let or_never = |at: &Option<String>| at.clone().unwrap_or_else(|| "never".into());
+    html! {
+        table id="reconcile" {
+            tr {
+                th { "Source" } th { "Last run" } th { "Result" } th { "Listed" } th { "Queued" }
+                th { "Refused" } th { "Next run" } th { "Webhook" }
+            }
+            @for r in reconciles {
+                tr data-source=(r.source) {
+                    td { (r.source) }
+                    td { (or_never(&r.last_run_at)) }
+                    td {
+                        @match (&r.last_result, &r.last_error) {
+                            (Some(result), Some(error)) => { span class="bad" { (result) } ": " (error) }
+                            (Some(result), None) => (result),
+                            (None, _) => "-",
+                        }
+                    }
+                    td { (r.last_listed) }
+                    td { (r.last_queued) }
+                    td { (r.last_refused) }
+                    td {
+                        @match &r.next_run_at {
+                            Some(at) => (at),
+                            None => "by hand only",
+                        }
+                    }
+                    td {
+                        @match &r.subscription {
+                            Some(s) if s.state == "ok" => (s.state),
+                            Some(s) => {
+                                span class="bad" { (s.state) }
+                                @if let Some(detail) = &s.detail { ": " (detail) }
+                            }
+                            None => "not checked",
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

@@ -194,6 +194,7 @@ impl Application {
                 org_id: settings.tallyfy.org_id.clone(),
                 wake: app.wake.clone(),
                 session_secs: settings.admin.console_session_secs,
+                reconciler: app.reconciler.clone(),
             }),
             metrics: web::Data::new(MetricsState {
                 metrics,

@@ -109,3 +109,26 @@ async fn after_a_restart_the_next_run_is_due_a_period_after_the_last_one_ended()
         "{after}"
     );
 }
+
+#[tokio::test]
+async fn the_console_overview_shows_each_crms_reconcile_and_its_webhook() {
+    let fake = FakeHubSpot::start().await;
+    let app = spawn_reconcile_app(&hubspot(&fake)).await;
+    first_check(&app).await;
+
+    let console = crate::console::Console::login(&app).await;
+    let (status, html) = console.page("/console").await;
+
+    assert_eq!(status, 200);
+    let table = html
+        .split(r#"<table id="reconcile">"#)
+        .nth(1)
+        .and_then(|rest| rest.split("</table>").next())
+        .expect("a reconcile table");
+    assert!(table.contains(r#"data-source="hubspot""#), "{table}");
+    assert!(
+        table.contains(r#"<span class="bad">missing</span>"#),
+        "{table}"
+    );
+    assert!(table.contains("<td>ok</td>"), "the run's result: {table}");
+}
