@@ -154,7 +154,8 @@ def sample(bridge: Process, sandbox: Process, status_url: str, t_s: float, phase
     except (OSError, ValueError, KeyError) as error:
         counts = {"error": str(error)}
     return {"t_s": round(t_s, 1), "phase": phase, "rss_kb": proc_status(bridge.pid, "VmRSS"),
-            "hwm_kb": proc_status(bridge.pid, "VmHWM"), "fds": len(os.listdir(f"/proc/{bridge.pid}/fd")),
+            "hwm_kb": proc_status(bridge.pid, "VmHWM"), "rss_anon_kb": proc_status(bridge.pid, "RssAnon"),
+            "rss_file_kb": proc_status(bridge.pid, "RssFile"), "rss_shmem_kb": proc_status(bridge.pid, "RssShmem"), "fds": len(os.listdir(f"/proc/{bridge.pid}/fd")),
             "cpu_s": round(bridge.cpu_ticks() / CLK_TCK, 2), "sandbox_rss_kb": proc_status(sandbox.pid, "VmRSS"),
             "sandbox_cpu_s": round(sandbox.cpu_ticks() / CLK_TCK, 2), "counts": counts}
 
@@ -244,7 +245,9 @@ def verdict(args, windows: list[dict], samples: list[dict], summary: dict, acked
     return {
         "checks": checks, "ok": all(checks.values()),
         "rss_kb": {"baseline": base["rss_kb"], "baseline_t_s": base["t_s"], "end": end["rss_kb"],
-                   "end_t_s": end["t_s"], "after_drain": samples[-1]["rss_kb"], "peak_hwm": samples[-1]["hwm_kb"]},
+                   "end_t_s": end["t_s"], "after_drain": samples[-1]["rss_kb"], "peak_hwm": samples[-1]["hwm_kb"],
+                   # VmRSS's parts at the end: heap (anon), mapped files, the WAL index (shmem)
+                   "end_parts": {k: loaded[-1][f"rss_{k}_kb"] for k in ("anon", "file", "shmem")}},
         "fds": {"baseline": base["fds"], "end": end["fds"], "after_drain": samples[-1]["fds"]},
         "p99_ms": {"first_span": first, "last_span": last, "span_s": span,
                    "worst_window": max((w["p99_ms"] for w in windows if w["answered"]), default=None)},
