@@ -257,11 +257,12 @@ class Process:
 
     running: list[Process] = []
 
-    def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None, append: bool = False):
+    def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None, append: bool = False,
+                 stdin: int | None = None):
         self.log_path = log_path
         with open(log_path, "a" if append else "w") as out:
             self.popen = subprocess.Popen([str(a) for a in args], stdout=out, stderr=subprocess.STDOUT,
-                                          env=env, cwd=ROOT)
+                                          env=env, cwd=ROOT, stdin=stdin)
         self.pid = self.popen.pid
         Process.running.append(self)
 
@@ -335,6 +336,24 @@ def wait_200(url: str, since_ns: int, process: Process) -> int:
     return round((time.monotonic_ns() - since_ns) / 1e6)
 
 
+def bridge_env(db: Path, port: int, workers: int, log_level: str, **settings: str) -> dict[str, str]:
+    """The bridge's environment for every run: signature auth (config needs a secret), synchronous=FULL,
+    delivery off; `settings` override, `delivery__enabled="true"` as BRIDGE__DELIVERY__ENABLED."""
+    environment = {key: value for key, value in os.environ.items() if key != "RUST_LOG"}
+    environment.update({
+        "BRIDGE__HTTP__WORKERS": str(workers),
+        "BRIDGE__HTTP__PORT": str(port),
+        "BRIDGE__DATABASE__PATH": str(db),
+        "BRIDGE__DATABASE__SYNCHRONOUS": "full",
+        "BRIDGE__INGEST__AUTH__MODE": "signature",
+        "BRIDGE__INGEST__AUTH__SIGNING_SECRET": SECRET,
+        "BRIDGE__LOG__LEVEL": log_level,
+        "BRIDGE__DELIVERY__ENABLED": "false",
+    })
+    environment.update({f"BRIDGE__{key.upper()}": value for key, value in settings.items()})
+    return environment
+
+
 def db_files(path: Path) -> list[Path]:
     """The database, its WAL and shared memory, and the bridge's marker beside it."""
     return [path, Path(f"{path}-wal"), Path(f"{path}-shm"), path.with_name(f".{path.name}.id")]
@@ -393,21 +412,8 @@ class Bench:
         self.big_size = knobs.scale_sizes[-1]
         self.big_db = work / f"scale-{self.big_size}.sqlite"
 
-    # The bridge's environment for every run: signature auth (config needs a secret), warn logs.
     def bridge_env(self, db: Path, port: int, **settings: str) -> dict[str, str]:
-        environment = {key: value for key, value in os.environ.items() if key != "RUST_LOG"}
-        environment.update({
-            "BRIDGE__HTTP__WORKERS": str(self.k.workers),
-            "BRIDGE__HTTP__PORT": str(port),
-            "BRIDGE__DATABASE__PATH": str(db),
-            "BRIDGE__DATABASE__SYNCHRONOUS": "full",
-            "BRIDGE__INGEST__AUTH__MODE": "signature",
-            "BRIDGE__INGEST__AUTH__SIGNING_SECRET": SECRET,
-            "BRIDGE__LOG__LEVEL": self.k.log_level,
-            "BRIDGE__DELIVERY__ENABLED": "false",
-        })
-        environment.update({f"BRIDGE__{key.upper()}": value for key, value in settings.items()})
-        return environment
+        return bridge_env(db, port, self.k.workers, self.k.log_level, **settings)
 
     def start_bridge(self, db: Path, log_name: str, append: bool = False, **settings: str) -> tuple[Process, str, int]:
         """Spawns `tallyfy-bridge serve`; returns it, its base URL and its start-to-ready ms."""
@@ -503,33 +509,53 @@ def compact(value) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
+def canonical_body(n: int, prefix: str) -> tuple[str, str]:
+    """Canonical contact event n: its webhook-id and its body (the contacts seed.sql.in and
+    bench/rawclient use; webhook-id and email distinct per n and prefix)."""
+    first, last, company = FIRST[n % 10], LAST[(n // 10) % 10], COMPANIES[n % 5]
+    event_id = f"msg_{prefix}_{n:07d}"
+    return event_id, compact({
+        "event_id": event_id,
+        "email": f"{first.lower()}.{last.lower()}.{prefix}{n}@example-{n % 97}.com",
+        "first_name": first,
+        "last_name": last,
+        "company_name": company,
+        "phone_1": f"+1 415 555 {n % 10000:04d}",
+        "timezone": ZONES[n % 5],
+        "company_url": f"https://{company.split()[0].lower()}.example.com",
+        "contact_url": f"https://crm.example.com/contacts/{prefix}-{n}",
+        "opportunity_name": f"{company} renewal {2026 + n % 3}",
+    })
+
+
+def sign(event_id: str, ts: str, body: str) -> str:
+    """Standard Webhooks v1: base64(HMAC-SHA256(base64decode(secret minus "whsec_"), "{id}.{ts}.{body}"))."""
+    key = base64.b64decode(SECRET.removeprefix("whsec_"))
+    mac = hmac.new(key, f"{event_id}.{ts}.{body}".encode(), hashlib.sha256).digest()
+    return f"v1,{base64.b64encode(mac).decode()}"
+
+
 def gen_signed(out: Path, count: int, prefix: str) -> None:
     """Canonical contact events for ingest.lua, one per line: webhook-id, timestamp, signature, body.
 
-    Standard Webhooks v1: base64(HMAC-SHA256(base64decode(secret minus "whsec_"), "{id}.{ts}.{body}")).
-    Every event has its own webhook-id and email (the same contacts seed.sql.in and bench/rawclient
-    use); all timestamps are now (the bridge allows 5 minutes).
+    All timestamps are now (the bridge allows 5 minutes).
     """
-    key = base64.b64decode(SECRET.removeprefix("whsec_"))
     ts = str(int(time.time()))
     with open(out, "w", encoding="ascii") as f:
         for n in range(count):
-            first, last, company = FIRST[n % 10], LAST[(n // 10) % 10], COMPANIES[n % 5]
-            event_id = f"msg_{prefix}_{n:07d}"
-            body = compact({
-                "event_id": event_id,
-                "email": f"{first.lower()}.{last.lower()}.{prefix}{n}@example-{n % 97}.com",
-                "first_name": first,
-                "last_name": last,
-                "company_name": company,
-                "phone_1": f"+1 415 555 {n % 10000:04d}",
-                "timezone": ZONES[n % 5],
-                "company_url": f"https://{company.split()[0].lower()}.example.com",
-                "contact_url": f"https://crm.example.com/contacts/{prefix}-{n}",
-                "opportunity_name": f"{company} renewal {2026 + n % 3}",
-            })
-            mac = hmac.new(key, f"{event_id}.{ts}.{body}".encode(), hashlib.sha256).digest()
-            f.write(f"{event_id}\t{ts}\tv1,{base64.b64encode(mac).decode()}\t{body}\n")
+            event_id, body = canonical_body(n, prefix)
+            f.write(f"{event_id}\t{ts}\t{sign(event_id, ts, body)}\t{body}\n")
+
+
+def canonical_requests(count: int, batch: int, tag: str, start: int):
+    """Canonical events start .. start + count - 1 as (path, headers, body), like the CRM
+    generators below, each signed with the time it is made (for senders that run for long)."""
+    assert batch == 1, "a canonical webhook carries one event"
+    for n in range(start, start + count):
+        event_id, body = canonical_body(n, tag)
+        ts = str(int(time.time()))
+        yield "/webhooks/contacts", ["Content-Type: application/json", f"webhook-id: {event_id}",
+                                     f"webhook-timestamp: {ts}", f"webhook-signature: {sign(event_id, ts, body)}"], body
 
 
 PIPEDRIVE = {"user": "bench", "password": "bench-password-0123"}
