@@ -112,14 +112,19 @@ fn http_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
         .context("Failed to build a CRM HTTP client")
 }
 
-/// Sends `request` and sorts the answer: the body of a 2xx, or the error class of anything else.
-/// The read is counted in `metrics` under `crm`.
-async fn fetch(
+/// A CRM API's whole answer, read but not yet sorted.
+struct Answer {
+    status: reqwest::StatusCode,
+    headers: reqwest::header::HeaderMap,
+    body: Vec<u8>,
+}
+
+/// Sends `request` and reads the whole answer; the call is counted in `metrics` under `crm`.
+async fn send(
     request: reqwest::RequestBuilder,
-    window: Window,
     metrics: &Metrics,
     crm: &'static str,
-) -> Result<Vec<u8>, FetchError> {
+) -> Result<Answer, FetchError> {
     let started = Instant::now();
     let sent = request.send().await;
     let status = sent.as_ref().ok().map(|r| r.status().as_u16());
@@ -129,10 +134,33 @@ async fn fetch(
     tracing::Span::current().record("status", status.as_u16());
     let headers = response.headers().clone();
     let body = response.bytes().await.map_err(transport)?.to_vec();
-    match upstream::classify(status, &headers, &body, Some(window)) {
-        Ok(()) => Ok(body),
-        Err(failure) => Err(FetchError::from_failure(failure, &body)),
+    Ok(Answer {
+        status,
+        headers,
+        body,
+    })
+}
+
+impl Answer {
+    /// The body of a 2xx, or the error class of anything else (`window` names the CRM's
+    /// rate-limit reset header).
+    fn sorted(self, window: Window) -> Result<Vec<u8>, FetchError> {
+        match upstream::classify(self.status, &self.headers, &self.body, Some(window)) {
+            Ok(()) => Ok(self.body),
+            Err(failure) => Err(FetchError::from_failure(failure, &self.body)),
+        }
     }
+}
+
+/// Sends `request` and sorts the answer: the body of a 2xx, or the error class of anything else.
+/// The read is counted in `metrics` under `crm`.
+async fn fetch(
+    request: reqwest::RequestBuilder,
+    window: Window,
+    metrics: &Metrics,
+    crm: &'static str,
+) -> Result<Vec<u8>, FetchError> {
+    send(request, metrics, crm).await?.sorted(window)
 }
 
 fn transport(error: reqwest::Error) -> FetchError {

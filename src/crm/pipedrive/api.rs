@@ -2,7 +2,7 @@
 //! each answer sorted together with its rate-limit headers (the 2-second burst window and the
 //! company's daily token budget), which [`pacing`](super::pacing) acts on.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use reqwest::header::{HeaderMap, HeaderValue};
@@ -10,9 +10,8 @@ use reqwest::{Method, RequestBuilder};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::WINDOW;
-use crate::crm::{FetchError, http_client, transport};
+use crate::crm::{FetchError, http_client};
 use crate::metrics::Metrics;
-use crate::upstream;
 
 /// The API root and the token, as the clients of this module share them.
 #[derive(Clone)]
@@ -96,26 +95,13 @@ impl Api {
     /// Sends `request` and sorts the answer (a 429 waits for Retry-After, else the window's
     /// reset); counted in the CRM read metrics.
     pub async fn send(&self, request: RequestBuilder) -> Answer {
-        let started = Instant::now();
-        let sent = request.send().await;
-        let status = sent.as_ref().ok().map(|r| r.status().as_u16());
-        self.metrics
-            .crm_read("pipedrive", status, started.elapsed());
-        let response = match sent {
-            Ok(response) => response,
-            Err(error) => return (Err(transport(error)), Limits::default()),
-        };
-        let status = response.status();
-        let headers = response.headers().clone();
-        let limits = Limits::read(&headers);
-        let body = match response.bytes().await {
-            Ok(body) => body.to_vec(),
-            Err(error) => return (Err(transport(error)), limits),
-        };
-        let sorted = upstream::classify(status, &headers, &body, Some(WINDOW))
-            .map(|()| body.clone())
-            .map_err(|failure| FetchError::from_failure(failure, &body));
-        (sorted, limits)
+        match crate::crm::send(request, &self.metrics, "pipedrive").await {
+            Ok(answer) => {
+                let limits = Limits::read(&answer.headers);
+                (answer.sorted(WINDOW), limits)
+            }
+            Err(error) => (Err(error), Limits::default()),
+        }
     }
 }
 

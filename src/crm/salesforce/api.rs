@@ -3,7 +3,7 @@
 //! failure retried within [`Retry`].
 
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::Url;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::auth::{self, ClientCredentials};
 use super::retry::Retry;
 use crate::crm::listing::ListStats;
-use crate::crm::{FetchError, http_client, transport};
+use crate::crm::{FetchError, http_client};
 use crate::metrics::Metrics;
 use crate::upstream::{self, parse_retry_after};
 
@@ -194,16 +194,8 @@ impl Api {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<(reqwest::StatusCode, HeaderMap, Vec<u8>), FetchError> {
-        let started = Instant::now();
-        let sent = request.send().await;
-        let status = sent.as_ref().ok().map(|r| r.status().as_u16());
-        self.metrics.crm_read(CRM, status, started.elapsed());
-        let response = sent.map_err(transport)?;
-        let status = response.status();
-        tracing::Span::current().record("status", status.as_u16());
-        let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(transport)?.to_vec();
-        Ok((status, headers, body))
+        let answer = crate::crm::send(request, &self.metrics, CRM).await?;
+        Ok((answer.status, answer.headers, answer.body))
     }
 }
 
