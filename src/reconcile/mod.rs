@@ -45,6 +45,15 @@ pub struct ReconcileState {
     pub subscription_checked_at: Option<i64>,
 }
 
+impl ReconcileState {
+    /// When the schedule, one run every `every_ms`, runs this source next as of `now`: a period
+    /// after the last run's end, and at once before any.
+    pub fn next_run_at(&self, every_ms: i64, now: i64) -> i64 {
+        self.last_finished_at
+            .map_or(now, |at| (at + every_ms).max(now))
+    }
+}
+
 /// One run's outcome, as the admin API answers it and the store records it.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct RunReport {

@@ -39,9 +39,10 @@ async fn one_source(
     let every_ms = every.as_millis() as i64;
     loop {
         let due_in = match reconciler.store.reconcile_state(source).await {
-            Ok(state) => state
-                .last_finished_at
-                .map_or(0, |at| (at + every_ms - now_ms()).max(0)),
+            Ok(state) => {
+                let now = now_ms();
+                state.next_run_at(every_ms, now) - now
+            }
             Err(error) => {
                 tracing::warn!(source, error = %format!("{error:#}"), "Failed to read when the last reconcile ran");
                 every_ms

@@ -63,11 +63,7 @@ impl Reconciler {
                     .cloned()
                     .unwrap_or_default();
                 let every_ms = config.every.as_millis() as i64;
-                let next = (every_ms > 0).then(|| {
-                    state
-                        .last_finished_at
-                        .map_or(now, |at| (at + every_ms).max(now))
-                });
+                let next = (every_ms > 0).then(|| state.next_run_at(every_ms, now));
                 view(
                     source,
                     config.every.as_secs(),
