@@ -9,7 +9,6 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use tallyfy_bridge::cli;
 use tallyfy_bridge::configuration::ConfigError;
-use tallyfy_bridge::outbox::sqlite;
 use tallyfy_bridge::{Application, Settings, telemetry};
 
 #[derive(Parser)]
@@ -185,7 +184,7 @@ async fn connect(config_dir: &std::path::Path, args: cli::ConnectArgs) -> Result
 
 async fn migrate(config_dir: &std::path::Path) -> Result<(), Failure> {
     let settings = started(Settings::load_for_maintenance(config_dir, &[]))?;
-    sqlite::migrate_file(&settings.database).await?;
+    tallyfy_bridge::outbox::open::migrate(&settings.database).await?;
     tracing::info!("Migrations applied");
     Ok(())
 }

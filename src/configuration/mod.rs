@@ -23,7 +23,7 @@ mod sources;
 mod tallyfy;
 
 pub use admin::AdminSettings;
-pub use database::{DatabaseSettings, Synchronous};
+pub use database::{Backend, DatabaseSettings, Synchronous};
 pub use delivery::DeliverySettings;
 pub use error::ConfigError;
 pub use http::HttpSettings;

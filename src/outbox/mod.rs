@@ -1,8 +1,10 @@
 //! Everything the bridge keeps — events, the guest ledger, attempt logs, the worker's gate —
 //! behind one interface, [`Store`], that the delivery worker and the operator endpoints use, and
-//! a [`writer`] queue through which ingest appends. SQLite is the backend ([`sqlite`]); another
-//! backend is new files beside it.
+//! a [`writer`] queue through which ingest appends. SQLite is the embedded default ([`sqlite`]);
+//! PostgreSQL ([`postgres`]) lets several bridges share one database. [`open`] picks one.
 
+pub mod open;
+pub mod postgres;
 pub mod sqlite;
 pub mod writer;
 
@@ -147,6 +149,9 @@ pub trait Store: Send + Sync {
     /// Housekeeping off the hot path (SQLite: copy the WAL into the file); `finishing` at
     /// shutdown.
     async fn maintain(&self, finishing: bool) -> anyhow::Result<()>;
+
+    /// Closes the pool at shutdown, once nothing uses it any more.
+    async fn close(&self);
 
     /// Claims up to `limit` due rows, at most one per email, skipping emails already in flight,
     /// leased until `lease_until`. Rows whose lease expired (their worker died) are due again.

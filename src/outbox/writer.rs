@@ -1,10 +1,12 @@
-//! Ingest's way into storage: a queue of validated events, and of the CRM items refused, that the
-//! backend's writer task commits in groups, answering each sender once its entry is durable.
+//! Ingest's way into storage: a queue of validated events, and of the CRM items refused, that one
+//! writer task commits in groups through its backend's [`Commit`], answering each sender once its
+//! entry is durable: N concurrent webhooks cost one commit (one fsync).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 use crate::time::now_ms;
 
@@ -201,4 +203,182 @@ pub(crate) fn queue(capacity: usize) -> (WriterHandle, Queue) {
         last_failure_at: failures.clone(),
     };
     (handle, Queue { jobs: rx, failures })
+}
+
+/// A backend's side of the group commit.
+#[async_trait::async_trait]
+pub trait Commit: Send + 'static {
+    /// Writes `events` and `refusals` in one transaction, or nothing of them.
+    async fn commit(
+        &mut self,
+        events: &[&NewEvent],
+        refusals: &[&NewRefusal],
+    ) -> anyhow::Result<Vec<Accepted>>;
+
+    /// Storage is known unusable already (SQLite: its file was lost): nothing more is written.
+    fn known_lost(&self) -> bool {
+        false
+    }
+
+    /// Checked after every commit: an error means what was just committed is not stored after
+    /// all (SQLite: the file was deleted or replaced meanwhile), so every sender gets 503.
+    fn check_after(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    /// Called once the queue is drained at shutdown.
+    async fn close(self);
+}
+
+/// The running writer; [`WriterTask::shutdown`] commits what is queued, then stops.
+pub struct WriterTask {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl WriterTask {
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        if let Err(error) = self.task.await {
+            tracing::error!(%error, "The outbox writer task failed");
+        }
+    }
+}
+
+/// What the writer works with besides its backend and its queue.
+pub struct WriterSetup {
+    pub max_batch: usize,
+    pub queue_capacity: usize,
+    /// Notified after every commit that stored something new.
+    pub committed: Arc<Notify>,
+    /// Counts each batch and what became of its events.
+    pub metrics: crate::metrics::Metrics,
+}
+
+/// Starts the writer over `backend`.
+pub fn spawn(setup: WriterSetup, backend: impl Commit) -> (WriterHandle, WriterTask) {
+    let (handle, queue) = queue(setup.queue_capacity);
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(run(setup, backend, queue, stop.clone()));
+    (handle, WriterTask { stop, task })
+}
+
+async fn run(setup: WriterSetup, mut backend: impl Commit, mut queue: Queue, stop: CancellationToken) {
+    let WriterSetup {
+        max_batch,
+        committed,
+        metrics,
+        ..
+    } = setup;
+    let mut batch = Vec::with_capacity(max_batch);
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            received = queue.jobs.recv_many(&mut batch, max_batch) => if received == 0 { break },
+            () = stop.cancelled(), if !stopping => {
+                // Refuse new events (their senders get 503) but still commit the queued ones.
+                stopping = true;
+                queue.jobs.close();
+                continue;
+            }
+        }
+        let events: Vec<&NewEvent> = batch.iter().filter_map(Job::event).collect();
+        let refusals: Vec<&NewRefusal> = batch.iter().filter_map(Job::refusal).collect();
+        let mut written = if backend.known_lost() {
+            Written::default()
+        } else {
+            commit_each_if_needed(&mut backend, &events, &refusals).await
+        };
+        if let Err(lost) = backend.check_after() {
+            let lost = format!("{lost:#}");
+            written = Written {
+                events: events.iter().map(|_| Err(anyhow::anyhow!(lost.clone()))).collect(),
+                refusals: refusals.iter().map(|_| Err(anyhow::anyhow!(lost.clone()))).collect(),
+            };
+        }
+        metrics.committed(&written.events);
+        if written.any_failed() {
+            queue.commit_failed();
+        }
+        if written
+            .events
+            .iter()
+            .any(|r| matches!(r, Ok(Accepted::Stored { .. })))
+        {
+            committed.notify_one();
+        }
+        let unavailable = |error: anyhow::Error| {
+            tracing::error!(error = %format!("{error:#}"), "Failed to commit a webhook event");
+            StoreError::Unavailable
+        };
+        let (mut events_written, mut refusals_written) =
+            (written.events.into_iter(), written.refusals.into_iter());
+        // The request may have gone away; what it sent is stored either way. A missing result
+        // drops the reply, which its sender reads as unavailable.
+        for job in batch.drain(..) {
+            match job {
+                Job::Event { reply, .. } => {
+                    if let Some(result) = events_written.next() {
+                        let _ = reply.send(result.map_err(unavailable));
+                    }
+                }
+                Job::Refusal { reply, .. } => {
+                    if let Some(result) = refusals_written.next() {
+                        let _ = reply.send(result.map_err(unavailable));
+                    }
+                }
+            }
+        }
+    }
+    backend.close().await;
+}
+
+/// What one commit gave each event and each refusal of the batch, in their order.
+#[derive(Default)]
+pub(crate) struct Written {
+    pub(crate) events: Vec<anyhow::Result<Accepted>>,
+    pub(crate) refusals: Vec<anyhow::Result<()>>,
+}
+
+impl Written {
+    fn any_failed(&self) -> bool {
+        self.events.iter().any(Result::is_err) || self.refusals.iter().any(Result::is_err)
+    }
+}
+
+/// Commits `events` and `refusals` together; if that fails, each alone, so one bad entry does
+/// not fail its neighbours.
+pub(crate) async fn commit_each_if_needed(
+    backend: &mut impl Commit,
+    events: &[&NewEvent],
+    refusals: &[&NewRefusal],
+) -> Written {
+    match backend.commit(events, refusals).await {
+        Ok(accepted) => Written {
+            events: accepted.into_iter().map(Ok).collect(),
+            refusals: refusals.iter().map(|_| Ok(())).collect(),
+        },
+        Err(error) if events.len() + refusals.len() > 1 => {
+            tracing::warn!(error = %format!("{error:#}"), size = events.len() + refusals.len(), "Group commit failed; committing entries one by one");
+            let mut written = Written::default();
+            for event in events {
+                let result = backend.commit(&[event], &[]).await;
+                written.events.push(result.map(|mut a| a.remove(0)));
+            }
+            for refusal in refusals {
+                let result = backend.commit(&[], &[refusal]).await;
+                written.refusals.push(result.map(|_| ()));
+            }
+            written
+        }
+        // The one entry of the batch.
+        Err(error) if refusals.is_empty() => Written {
+            events: vec![Err(error)],
+            ..Written::default()
+        },
+        Err(error) => Written {
+            refusals: vec![Err(error)],
+            ..Written::default()
+        },
+    }
 }

@@ -12,7 +12,8 @@ use crate::crm::FetchError;
 use crate::crm::listing::{ListError, Listed, PageSink};
 use crate::domain::event::StoredEvent;
 use crate::domain::{ContactDraft, Guest};
-use crate::outbox::sqlite::{self, SqliteStore, writer};
+use crate::outbox::sqlite::{self, SqliteStore, writer::SqliteCommit};
+use crate::outbox::writer::{self, WriterSetup, WriterTask};
 use crate::outbox::{Accepted, CrmRecord, NewEvent};
 
 const EVERY: Duration = Duration::from_secs(3600);
@@ -78,12 +79,13 @@ struct Setup {
     _dir: TempDir,
     store: Arc<SqliteStore>,
     writer: WriterHandle,
-    _task: writer::WriterTask,
+    _task: WriterTask,
 }
 
 async fn setup() -> Setup {
     let dir = tempfile::tempdir().expect("temp dir");
     let settings = DatabaseSettings {
+        url: None,
         path: dir.path().join("bridge.sqlite"),
         synchronous: Synchronous::Full,
         busy_timeout: Duration::from_secs(5),
@@ -91,22 +93,25 @@ async fn setup() -> Setup {
         migrate_on_start: true,
     };
     let store = Arc::new(SqliteStore::open(&settings, true).await.expect("store"));
-    let (writer, task) = writer::spawn(writer::WriterSetup {
+    let commit = SqliteCommit {
         conn: sqlite::open_writer_connection(&settings)
             .await
             .expect("writer connection"),
         file: store.file(),
+        turn: store.write_turn(),
+    };
+    let setup = WriterSetup {
         max_batch: 64,
         queue_capacity: 1024,
         committed: Arc::default(),
         metrics: Metrics::default(),
-        turn: store.write_turn(),
-    });
+    };
+    let (writer, writer_task) = writer::spawn(setup, commit);
     Setup {
         _dir: dir,
         store,
         writer,
-        _task: task,
+        _task: writer_task,
     }
 }
 

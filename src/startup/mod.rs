@@ -28,7 +28,8 @@ use crate::ingest::sources::Sources;
 use crate::metrics::{Metrics, MetricsState};
 use crate::ops::OpsState;
 use crate::outbox::Store;
-use crate::outbox::sqlite::{self, SqliteStore, writer};
+use crate::outbox::open::{Opened, open};
+use crate::outbox::writer::{WriterSetup, WriterTask};
 use crate::status::StatusState;
 use crate::tallyfy::{ClientConfig, Credentials, TallyfyClient};
 
@@ -58,12 +59,12 @@ pub struct Application {
     port: u16,
     server: Option<Server>,
     /// Owns the write connection; stopped after the HTTP server so queued events still commit.
-    writer: writer::WriterTask,
+    writer: WriterTask,
     worker: Option<Arc<Worker>>,
     delivery_loop: bool,
     /// Ingest commits wake the worker through this.
     wake: Arc<Notify>,
-    store: Arc<SqliteStore>,
+    store: Arc<dyn Store>,
     /// Run every `retention.every_secs` by `run_until_stopped`.
     retention: Arc<Retention>,
     /// The Tallyfy credentials the worker calls with (`None` without delivery).
@@ -86,21 +87,22 @@ impl Application {
                 "ingest.auth.mode = \"none\": unauthenticated webhooks are accepted; use only on a trusted network"
             );
         }
-        let store = Arc::new(
-            SqliteStore::open(&settings.database, settings.database.migrate_on_start).await?,
-        );
-
         let metrics = Metrics::new(settings.metrics.enabled);
         let wake = Arc::new(Notify::new());
-        let (writer_handle, writer) = writer::spawn(writer::WriterSetup {
-            conn: sqlite::open_writer_connection(&settings.database).await?,
-            file: store.file(),
-            max_batch: settings.ingest.max_batch,
-            queue_capacity: settings.ingest.queue_capacity,
-            committed: wake.clone(),
-            metrics: metrics.clone(),
-            turn: store.write_turn(),
-        });
+        let Opened {
+            store,
+            writer: writer_handle,
+            writer_task: writer,
+        } = open(
+            &settings.database,
+            WriterSetup {
+                max_batch: settings.ingest.max_batch,
+                queue_capacity: settings.ingest.queue_capacity,
+                committed: wake.clone(),
+                metrics: metrics.clone(),
+            },
+        )
+        .await?;
         let reconciler = Arc::new(Reconciler::from_settings(
             &settings.sources,
             store.clone(),
@@ -215,7 +217,8 @@ impl Application {
             }),
         };
         app.server = Some(http::server(&settings.http, listener, endpoints)?);
-        tracing::info!(port = app.port, database = %settings.database.path.display(), "Listening");
+        let database = settings.database.backend()?.describe();
+        tracing::info!(port = app.port, %database, "Listening");
         Ok(app)
     }
 
@@ -282,14 +285,14 @@ impl Application {
         if let Err(error) = store.maintain(true).await {
             tracing::warn!(error = %format!("{error:#}"), "Failed to checkpoint at shutdown");
         }
-        store.pool().close().await;
+        store.close().await;
         tracing::info!("Stopped");
         result
     }
 }
 
 /// Keeps the WAL short without making any webhook's commit pay for it.
-async fn checkpoint_periodically(store: Arc<SqliteStore>, stop: CancellationToken) {
+async fn checkpoint_periodically(store: Arc<dyn Store>, stop: CancellationToken) {
     loop {
         tokio::select! {
             () = stop.cancelled() => return,

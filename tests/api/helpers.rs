@@ -1,11 +1,16 @@
-//! `spawn_app()`: the real `Application` on port 0 over a fresh temp SQLite file, plus helpers
-//! that post contacts the way a CRM would and read the outbox back.
+//! `spawn_app()`: the real `Application` on port 0 over a fresh database, plus helpers that post
+//! contacts the way a CRM would and read the outbox back.
+//!
+//! One suite, two backends: the `api` target runs it on a temp SQLite file per test, the
+//! `api_postgres` target (the same files) on a fresh PostgreSQL database per test, on the server
+//! `TEST_POSTGRES_URL` names (`scripts/with-postgres.sh` starts a throwaway one). Without it the
+//! PostgreSQL run prints a notice and passes, unless `REQUIRE_POSTGRES_TESTS=1`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::Value;
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
+use sqlx::{AnyPool, Connection};
 use tallyfy_bridge::delivery::Worker;
 use tallyfy_bridge::startup::{BuildOptions, Retention};
 use tallyfy_bridge::{Application, Settings};
@@ -34,7 +39,85 @@ pub struct TestApp {
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
-/// Test settings: signature auth, a database in `dir`, port 0, two HTTP workers, no delivery.
+/// Whether this run of the suite is the PostgreSQL one (the `api_postgres` target).
+pub fn on_postgres() -> bool {
+    env!("CARGO_CRATE_NAME") == "api_postgres"
+}
+
+/// Returns from the test on PostgreSQL: what it proves is SQLite's own (the file, its WAL,
+/// `synchronous`, an upgrade of an old file).
+#[macro_export]
+macro_rules! sqlite_only {
+    () => {
+        if $crate::helpers::on_postgres() {
+            return;
+        }
+    };
+}
+
+/// The PostgreSQL server of this run, as `postgres://USER@HOST:PORT` (no database). Without one
+/// the run ends here, passing with a notice, unless `REQUIRE_POSTGRES_TESTS=1`.
+fn postgres_server() -> String {
+    match std::env::var("TEST_POSTGRES_URL") {
+        Ok(url) if !url.trim().is_empty() => url.trim().trim_end_matches('/').to_owned(),
+        _ if std::env::var("REQUIRE_POSTGRES_TESTS").is_ok_and(|v| v == "1") => {
+            panic!("REQUIRE_POSTGRES_TESTS=1 but TEST_POSTGRES_URL is not set")
+        }
+        _ => {
+            eprintln!(
+                "notice: TEST_POSTGRES_URL is not set, so the API suite's PostgreSQL run is skipped \
+                 (run it with `scripts/with-postgres.sh cargo test --test api_postgres`)"
+            );
+            std::process::exit(0);
+        }
+    }
+}
+
+/// The database of the test whose files are in `dir`: the SQLite file in it, or a PostgreSQL
+/// database named after it (created by [`prepare_database`]).
+pub fn database_url(dir: &Path) -> String {
+    if on_postgres() {
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().replace(|c: char| !c.is_ascii_alphanumeric(), ""))
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        format!("{}/bridge_{}_{name}", postgres_server(), std::process::id())
+    } else {
+        format!("sqlite://{}", dir.join("bridge.sqlite").display())
+    }
+}
+
+/// Creates the PostgreSQL database `settings` name if it does not exist yet (SQLite files are
+/// created by the bridge itself).
+pub async fn prepare_database(settings: &Settings) {
+    if !on_postgres() {
+        return;
+    }
+    use secrecy::ExposeSecret;
+    let url = settings.database.url.as_ref().expect("a PostgreSQL URL");
+    let url = url.expose_secret();
+    let (server, name) = url.rsplit_once('/').expect("URL with a database");
+    let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
+        .await
+        .expect("connect to the test PostgreSQL server");
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(name)
+            .fetch_one(&mut admin)
+            .await
+            .expect("look the database up");
+    if !exists {
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&mut admin)
+            .await
+            .expect("create the test database");
+    }
+    let _ = admin.close().await;
+}
+
+/// Test settings: signature auth, a database of `dir`'s own, port 0, two HTTP workers, no
+/// delivery.
 pub fn test_settings(dir: &Path) -> Settings {
     test_settings_with(dir, &[])
 }
@@ -49,6 +132,7 @@ pub fn test_settings_with(dir: &Path, overrides: Overrides) -> Settings {
             "BRIDGE__DATABASE__PATH",
             dir.join("bridge.sqlite").display().to_string(),
         ),
+        ("BRIDGE__DATABASE__URL", database_url(dir)),
         (
             "BRIDGE__INGEST__AUTH__SIGNING_SECRET",
             SIGNING_SECRET.into(),
@@ -106,6 +190,7 @@ async fn spawn(overrides: Overrides<'_>, options: BuildOptions) -> TestApp {
 
 async fn start(settings: Settings, dir: Arc<TempDir>, options: BuildOptions) -> TestApp {
     tallyfy_bridge::telemetry::init(&settings.log);
+    prepare_database(&settings).await;
     let app = Application::build_with(settings.clone(), options.clone())
         .await
         .expect("application builds");
@@ -160,10 +245,13 @@ impl TestApp {
         self.settings.database.path.clone()
     }
 
-    /// A separate connection to the same file, as an operator's sqlite3 would open it.
-    pub async fn db(&self) -> SqlitePool {
-        let options = SqliteConnectOptions::new().filename(self.db_path());
-        SqlitePool::connect_with(options).await.expect("open db")
+    /// A separate pool on the same database, as an operator's `sqlite3` or `psql` would open
+    /// it. Queries written for both backends number their parameters `$1`, `$2`, ….
+    pub async fn db(&self) -> AnyPool {
+        sqlx::any::install_default_drivers();
+        AnyPool::connect(&database_url(self.dir.path()))
+            .await
+            .expect("open db")
     }
 
     pub async fn outbox_rows(&self) -> i64 {

@@ -88,6 +88,10 @@ impl Store for SqliteStore {
         super::checkpoint(&self.pool, finishing).await
     }
 
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+
     async fn claim_due(
         &self,
         now: i64,

@@ -1,0 +1,1 @@
+//! Appends a whole batch in the writer's transaction, deduplicated by event id and by CRM record.

@@ -1,0 +1,176 @@
+//! The PostgreSQL backend: the same [`Store`](crate::outbox::Store) as SQLite's, for several
+//! bridges sharing one database. Ingest appends through the group-commit writer on a pool of its
+//! own (one connection, re-opened after the server comes back); everything else goes through
+//! [`PgStore`]'s pool. Org-wide state (the credentials pause, Tallyfy's 429 hold, the pacing
+//! budget) lives in shared rows, so every replica sees the same; claims take rows with
+//! `FOR UPDATE SKIP LOCKED`, and the unique `outbox_one_in_flight` index keeps one delivery per
+//! email in flight across replicas.
+
+mod admin;
+mod append;
+mod claim;
+mod console;
+mod pacing;
+mod prune;
+mod reads;
+mod reconcile;
+mod records;
+mod refused;
+mod results;
+mod store;
+mod worker_state;
+pub mod writer;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::ConnectOptions;
+
+use crate::configuration::DatabaseSettings;
+use crate::time::now_ms;
+
+pub use store::PgStore;
+
+/// Schema changes for PostgreSQL, embedded in the binary (SQLite's are in `migrations/`).
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The URL's options (host, port, database, user, password, `sslmode`, `sslrootcert`, …) with
+/// the bridge's own: statements wait at most `busy_timeout` for a lock, and are logged only at
+/// trace level.
+pub(crate) fn connect_options(
+    url: &SecretString,
+    settings: &DatabaseSettings,
+) -> anyhow::Result<PgConnectOptions> {
+    let lock_timeout = settings.busy_timeout.as_millis().to_string();
+    Ok(PgConnectOptions::from_str(url.expose_secret())
+        // The parser's message may quote the URL, and with it the password.
+        .map_err(|_| anyhow::anyhow!("`database.url` is not a valid PostgreSQL URL"))?
+        .application_name("tallyfy-bridge")
+        .options([("lock_timeout", lock_timeout.as_str())])
+        .log_statements(tracing::log::LevelFilter::Trace))
+}
+
+/// A pool of at most `max` connections that gives up on a connection after `busy_timeout`, so a
+/// webhook gets 503 rather than waiting for a server that is down.
+pub(crate) async fn open_pool(
+    url: &SecretString,
+    settings: &DatabaseSettings,
+    max: u32,
+) -> anyhow::Result<PgPool> {
+    let options = connect_options(url, settings)?;
+    PgPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(settings.busy_timeout.max(Duration::from_millis(100)))
+        .connect_with(options)
+        .await
+        .context("Failed to connect to PostgreSQL")
+}
+
+/// `tallyfy-bridge migrate` on PostgreSQL.
+pub async fn migrate_database(url: &SecretString, settings: &DatabaseSettings) -> anyhow::Result<()> {
+    let pool = open_pool(url, settings, 1).await?;
+    migrate(&pool).await?;
+    pool.close().await;
+    Ok(())
+}
+
+/// Applies the migrations; several bridges starting at once take turns (sqlx holds an advisory
+/// lock while it migrates).
+async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    MIGRATOR
+        .run(pool)
+        .await
+        .context("Failed to apply database migrations")
+}
+
+/// Ready means: every embedded migration is applied and a write commits now.
+async fn check_ready(pool: &PgPool) -> anyhow::Result<()> {
+    let latest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+    let applied: Option<i64> =
+        sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(pool)
+            .await
+            .context("Failed to read applied migrations")?;
+    anyhow::ensure!(
+        applied == Some(latest),
+        "migrations not applied (database at {applied:?}, binary expects {latest})"
+    );
+    sqlx::query("UPDATE storage_probe SET checked_at = $1 WHERE id = 1")
+        .bind(now_ms())
+        .execute(pool)
+        .await
+        .context("Failed to write to the database")?;
+    Ok(())
+}
+
+/// Not written yet on PostgreSQL.
+fn unported(what: &str) -> anyhow::Error {
+    anyhow::anyhow!("{what} is not available on PostgreSQL yet")
+}
+
+/// A freshly migrated database of its own on the server `TEST_POSTGRES_URL` names
+/// (`postgres://USER@HOST:PORT`, as `scripts/with-postgres.sh` exports it), for unit tests.
+/// Without it: `None` after a notice, so the test passes, unless `REQUIRE_POSTGRES_TESTS=1`.
+#[cfg(test)]
+pub(crate) async fn test_pool() -> Option<PgPool> {
+    use sqlx::Connection;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let server = match std::env::var("TEST_POSTGRES_URL") {
+        Ok(url) if !url.trim().is_empty() => url.trim().trim_end_matches('/').to_owned(),
+        _ => {
+            assert!(
+                std::env::var("REQUIRE_POSTGRES_TESTS").as_deref() != Ok("1"),
+                "REQUIRE_POSTGRES_TESTS=1 but TEST_POSTGRES_URL is not set"
+            );
+            eprintln!("notice: TEST_POSTGRES_URL is not set; PostgreSQL unit test skipped");
+            return None;
+        }
+    };
+    let name = format!(
+        "unit_{}_{}_{}",
+        std::process::id(),
+        now_ms(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
+        .await
+        .expect("connect to the test server");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .expect("create a test database");
+    let _ = admin.close().await;
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .connect(&format!("{server}/{name}"))
+        .await
+        .expect("connect to the test database");
+    MIGRATOR.run(&pool).await.expect("migrations");
+    Some(pool)
+}
+
+/// The lines of PostgreSQL's plan for `sql` (parameters bound as NULL is not possible for a
+/// plan, so `sql` is written with literals), for tests that keep hot queries on their indexes.
+#[cfg(test)]
+pub(crate) async fn query_plan(pool: &PgPool, sql: &str) -> Vec<String> {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN {sql}")))
+        .fetch_all(pool)
+        .await
+        .expect("plan")
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn the_schema_migrates_and_the_store_is_ready() {
+        let Some(pool) = super::test_pool().await else {
+            return;
+        };
+        super::check_ready(&pool).await.expect("ready");
+    }
+}
