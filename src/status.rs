@@ -12,7 +12,7 @@ use crate::outbox::{Store, WriterHandle};
 use crate::time::now_ms;
 
 pub mod view;
-use view::{Health, Status, StatusUnavailable};
+use view::{DatabaseStatus, Health, Status, StatusUnavailable};
 
 pub struct StatusState {
     /// `/status` and readiness fail while it reports a problem (a deleted or replaced file).
@@ -71,6 +71,9 @@ pub struct RefusedCount {
     pub n: i64,
 }
 
+/// `/status` lists the replicas whose heartbeat came in the last hour.
+const REPLICAS_SEEN_MS: i64 = 3_600_000;
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/status", web::get().to(status))
         .route("/health/live", web::get().to(live))
@@ -92,17 +95,22 @@ pub async fn status(state: web::Data<StatusState>) -> HttpResponse {
     let now = now_ms();
     let read = async {
         let snapshot = state.store.snapshot().await?;
-        anyhow::Ok((snapshot, state.reconciler.status(now).await?))
+        let replicas = state.store.replicas(now - REPLICAS_SEEN_MS).await?;
+        anyhow::Ok((snapshot, replicas, state.reconciler.status(now).await?))
     };
     match read.await {
-        Ok((snapshot, reconcile)) => HttpResponse::Ok().json(Status::new(
-            uptime_secs,
-            state.webhooks.clone(),
-            snapshot,
-            crate::tallyfy::TallyfyStatus::of(state.credentials.as_deref()),
-            reconcile,
-            now,
-        )),
+        Ok((snapshot, replicas, reconcile)) => {
+            let database = DatabaseStatus::new(state.store.as_ref(), &snapshot, replicas, now);
+            HttpResponse::Ok().json(Status::new(
+                uptime_secs,
+                state.webhooks.clone(),
+                database,
+                snapshot,
+                crate::tallyfy::TallyfyStatus::of(state.credentials.as_deref()),
+                reconcile,
+                now,
+            ))
+        }
         Err(error) => {
             tracing::error!(error = %format!("{error:#}"), "Failed to read status");
             HttpResponse::ServiceUnavailable().json(StatusUnavailable::new(uptime_secs, None))

@@ -126,6 +126,15 @@ pub struct Gate {
     pub rate_limited_until: Option<i64>,
 }
 
+/// One bridge process among those sharing a PostgreSQL database.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Replica {
+    /// `host:pid`.
+    pub replica_id: String,
+    pub started_at: i64,
+    pub heartbeat_at: i64,
+}
+
 /// What the bridge knows of one CRM record (see [`CrmRecord`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RecordState {
@@ -152,6 +161,20 @@ pub trait Store: Send + Sync {
 
     /// Closes the pool at shutdown, once nothing uses it any more.
     async fn close(&self);
+
+    /// `sqlite` or `postgres`, for `/status`.
+    fn backend(&self) -> &'static str;
+
+    /// This process among the [`replicas`](Self::replicas), where the backend has several.
+    fn replica_id(&self) -> Option<&str> {
+        None
+    }
+
+    /// The bridges delivering from this database that sent a heartbeat since `since` (ms),
+    /// newest first. SQLite has one bridge per file and lists none.
+    async fn replicas(&self, _since: i64) -> anyhow::Result<Vec<Replica>> {
+        Ok(Vec::new())
+    }
 
     /// Claims up to `limit` due rows, at most one per email, skipping emails already in flight,
     /// leased until `lease_until`. Rows whose lease expired (their worker died) are due again.

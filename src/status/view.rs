@@ -42,8 +42,53 @@ pub struct StatusUnavailable {
 pub struct DatabaseStatus {
     /// Always `true` here.
     pub ok: bool,
-    /// Pages × page size, the WAL not included.
+    /// `sqlite` or `postgres`.
+    pub backend: &'static str,
+    /// SQLite: pages × page size, the WAL not included.
     pub size_bytes: Option<i64>,
+    /// PostgreSQL: the bridges delivering from this database whose heartbeat came in the last
+    /// hour, newest first (empty on SQLite: one bridge per file).
+    pub replicas: Vec<ReplicaStatus>,
+}
+
+/// One bridge process sharing the database.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReplicaStatus {
+    /// `host:pid`.
+    pub replica: String,
+    /// The replica answering this request.
+    pub this: bool,
+    #[schema(format = DateTime)]
+    pub started_at: Option<String>,
+    #[schema(format = DateTime)]
+    pub heartbeat_at: Option<String>,
+    pub heartbeat_age_secs: Option<f64>,
+}
+
+impl DatabaseStatus {
+    pub fn new(
+        store: &dyn crate::outbox::Store,
+        snapshot: &Snapshot,
+        replicas: Vec<crate::outbox::Replica>,
+        now: i64,
+    ) -> Self {
+        let this = store.replica_id();
+        Self {
+            ok: true,
+            backend: store.backend(),
+            size_bytes: snapshot.database_bytes,
+            replicas: replicas
+                .into_iter()
+                .map(|r| ReplicaStatus {
+                    this: this == Some(r.replica_id.as_str()),
+                    replica: r.replica_id,
+                    started_at: iso(Some(r.started_at)),
+                    heartbeat_at: iso(Some(r.heartbeat_at)),
+                    heartbeat_age_secs: age_secs(Some(r.heartbeat_at), now),
+                })
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -117,6 +162,7 @@ impl Status {
     pub fn new(
         uptime_secs: u64,
         webhooks: Vec<String>,
+        database: DatabaseStatus,
         snapshot: Snapshot,
         tallyfy: TallyfyStatus,
         reconcile: Vec<ReconcileStatus>,
@@ -125,10 +171,7 @@ impl Status {
         Self {
             version: env!("CARGO_PKG_VERSION"),
             uptime_secs,
-            database: DatabaseStatus {
-                ok: true,
-                size_bytes: snapshot.database_bytes,
-            },
+            database,
             webhooks,
             outbox: OutboxStatus {
                 counts: snapshot.counts,

@@ -30,7 +30,7 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::ConnectOptions;
 
-use crate::configuration::DatabaseSettings;
+use crate::configuration::{DatabaseSettings, Synchronous};
 use crate::time::now_ms;
 
 pub use store::PgStore;
@@ -39,18 +39,27 @@ pub use store::PgStore;
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// The URL's options (host, port, database, user, password, `sslmode`, `sslrootcert`, …) with
-/// the bridge's own: statements wait at most `busy_timeout` for a lock, and are logged only at
-/// trace level.
+/// the bridge's own, whatever the server's defaults: a commit returns only once its WAL is
+/// flushed (`synchronous_commit = on`, so a 2xx survives the server's power loss; `off` with
+/// `database.synchronous = "normal"`), statements wait at most `busy_timeout` for a lock, and
+/// are logged only at trace level.
 pub(crate) fn connect_options(
     url: &SecretString,
     settings: &DatabaseSettings,
 ) -> anyhow::Result<PgConnectOptions> {
     let lock_timeout = settings.busy_timeout.as_millis().to_string();
+    let synchronous_commit = match settings.synchronous {
+        Synchronous::Full => "on",
+        Synchronous::Normal => "off",
+    };
     Ok(PgConnectOptions::from_str(url.expose_secret())
         // The parser's message may quote the URL, and with it the password.
         .map_err(|_| anyhow::anyhow!("`database.url` is not a valid PostgreSQL URL"))?
         .application_name("tallyfy-bridge")
-        .options([("lock_timeout", lock_timeout.as_str())])
+        .options([
+            ("lock_timeout", lock_timeout.as_str()),
+            ("synchronous_commit", synchronous_commit),
+        ])
         .log_statements(tracing::log::LevelFilter::Trace))
 }
 
@@ -62,6 +71,13 @@ pub(crate) async fn open_pool(
     max: u32,
 ) -> anyhow::Result<PgPool> {
     let options = connect_options(url, settings)?;
+    // One connection first, so a refused login or an unknown database says so (the pool would
+    // retry until its timeout and report only that).
+    let first = options
+        .connect()
+        .await
+        .context("Failed to connect to PostgreSQL")?;
+    let _ = sqlx::Connection::close(first).await;
     PgPoolOptions::new()
         .max_connections(max)
         .acquire_timeout(settings.busy_timeout.max(Duration::from_millis(100)))
@@ -166,11 +182,46 @@ pub(crate) async fn query_plan(pool: &PgPool, sql: &str) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[tokio::test]
     async fn the_schema_migrates_and_the_store_is_ready() {
-        let Some(pool) = super::test_pool().await else {
+        let Some(pool) = test_pool().await else {
             return;
         };
-        super::check_ready(&pool).await.expect("ready");
+        check_ready(&pool).await.expect("ready");
+    }
+
+    #[tokio::test]
+    async fn sessions_commit_durably_whatever_the_server_default() {
+        let Some(pool) = test_pool().await else {
+            return;
+        };
+        let url: String = sqlx::query_scalar(
+            "SELECT 'postgres://' || current_user || '@' || host(inet_server_addr()) || ':' || inet_server_port() || '/' || current_database()",
+        )
+        .fetch_one(&pool)
+        .await
+        .expect("own url");
+        for (synchronous, expected) in [(Synchronous::Full, "on"), (Synchronous::Normal, "off")] {
+            let settings = DatabaseSettings {
+                url: None,
+                path: "unused".into(),
+                synchronous,
+                busy_timeout: Duration::from_millis(1500),
+                max_connections: 1,
+                migrate_on_start: false,
+            };
+            let pool = open_pool(&SecretString::from(url.clone()), &settings, 1)
+                .await
+                .expect("pool");
+            let (commit, lock): (String, String) =
+                sqlx::query_as("SELECT current_setting('synchronous_commit'), current_setting('lock_timeout')")
+                    .fetch_one(&pool)
+                    .await
+                    .expect("settings");
+            assert_eq!(commit, expected);
+            assert_eq!(lock, "1500ms");
+        }
     }
 }

@@ -15,7 +15,7 @@ use crate::ops::deliveries::{DeliveryFilter, Moved, RowAction};
 use crate::ops::page::Cursor;
 use crate::ops::refused::{RefusedFilter, RefusedView};
 use crate::ops::{AttemptView, DeliveryView, LedgerEntry};
-use crate::outbox::{AttemptResult, Claimed, Gate, Pruned, RecordState, Store};
+use crate::outbox::{AttemptResult, Claimed, Gate, Pruned, RecordState, Replica, Store};
 use crate::reconcile::{ReconcileState, RunReport};
 use crate::status::Snapshot;
 
@@ -85,6 +85,25 @@ impl Store for PgStore {
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn replica_id(&self) -> Option<&str> {
+        Some(&self.replica)
+    }
+
+    async fn replicas(&self, since: i64) -> anyhow::Result<Vec<Replica>> {
+        sqlx::query_as(
+            "SELECT replica_id, started_at, heartbeat_at FROM replicas
+             WHERE heartbeat_at >= $1 ORDER BY heartbeat_at DESC, replica_id",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await
+        .context("Failed to read the replicas")
     }
 
     async fn claim_due(

@@ -92,6 +92,10 @@ impl Store for SqliteStore {
         self.pool.close().await;
     }
 
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
     async fn claim_due(
         &self,
         now: i64,
