@@ -351,6 +351,47 @@ mod tests {
         assert!(is_second_in_flight(&error), "{error:?}");
     }
 
+    /// Should a row of a key go in flight beside the claim (here a transaction that skips the
+    /// claim lock, committing while the claim waits on the unique index), the claim fails on
+    /// `outbox_one_in_flight` and answers nothing, rather than an error; the next claim sees
+    /// the key in flight.
+    #[tokio::test]
+    async fn a_claim_that_loses_a_race_on_the_unique_index_claims_nothing() {
+        let Some(pool) = super::super::test_pool().await else {
+            return;
+        };
+        let first = queue(&pool, "a@example.com", 1).await;
+        let second = queue(&pool, "a@example.com", 2).await;
+        let mut racer = pool.begin().await.expect("tx");
+        sqlx::query("UPDATE outbox SET state = 'in_flight', lease_until = 60000 WHERE id = $1")
+            .bind(first)
+            .execute(&mut *racer)
+            .await
+            .expect("in flight");
+        // The claim skips the locked first row, picks the second and waits on the index entry
+        // of the racer's uncommitted first row.
+        let claim = tokio::spawn({
+            let pool = pool.clone();
+            async move { claim_due(&pool, 100, 10, 60_000).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        racer.commit().await.expect("commit");
+        let claimed = claim.await.expect("join").expect("claim");
+        assert!(claimed.is_empty(), "{claimed:?}");
+        let state: String = sqlx::query_scalar("SELECT state FROM outbox WHERE id = $1")
+            .bind(second)
+            .fetch_one(&pool)
+            .await
+            .expect("row");
+        assert_eq!(state, "queued");
+        assert!(
+            claim_due(&pool, 100, 10, 60_000)
+                .await
+                .expect("claim")
+                .is_empty()
+        );
+    }
+
     #[tokio::test]
     async fn the_ledger_and_earlier_attempts_are_read() {
         let Some(pool) = super::super::test_pool().await else {
