@@ -634,4 +634,45 @@ mod tests {
         assert_eq!(older.len(), 1);
         assert_eq!((older[0].at, older[0].affected), (600, 2));
     }
+
+    /// A claim on another replica that holds a queued row (moving it in flight) makes an
+    /// operator's cancel of it wait; once the claim commits, the UPDATE re-checks its state guard
+    /// on the row as committed and leaves it in flight, one row or in bulk.
+    #[tokio::test]
+    async fn a_change_waiting_for_a_claim_re_checks_its_state_guard() {
+        let Some(pool) = super::super::test_pool().await else {
+            return;
+        };
+        let one = insert(&pool, "a@x.com", "queued", 10).await;
+        let bulk = insert(&pool, "b@x.com", "queued", 11).await;
+        let mut claim = pool.begin().await.expect("begin");
+        sqlx::query("UPDATE outbox SET state = 'in_flight', lease_until = 99 WHERE id = ANY($1)")
+            .bind(vec![one, bulk])
+            .execute(&mut *claim)
+            .await
+            .expect("claim");
+        let queued = DeliveryFilter {
+            state: Some(RowState::Queued),
+            ..DeliveryFilter::default()
+        };
+        let (first, second) = (note(700), note(701));
+        let (single, many, ()) = tokio::join!(
+            change_delivery(&pool, one, RowAction::Cancel, &first),
+            change_deliveries(&pool, &queued, RowAction::Cancel, 10, &second),
+            async {
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                claim.commit().await.expect("commit");
+            }
+        );
+        assert!(
+            matches!(single.expect("cancel"), Moved::Refused(RowState::InFlight)),
+            "the claim won"
+        );
+        assert_eq!(many.expect("bulk"), (0, false));
+        let states: Vec<String> = sqlx::query_scalar("SELECT state FROM outbox ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .expect("states");
+        assert_eq!(states, ["in_flight", "in_flight"]);
+    }
 }
