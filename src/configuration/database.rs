@@ -170,9 +170,11 @@ mod tests {
 
     #[test]
     fn the_description_names_the_place_never_the_password() {
-        let backend = settings(Some("postgres://bridge:hunter2@db.internal:5432/bridge?sslmode=require"))
-            .backend()
-            .expect("backend");
+        let backend = settings(Some(
+            "postgres://bridge:hunter2@db.internal:5432/bridge?sslmode=require",
+        ))
+        .backend()
+        .expect("backend");
         assert_eq!(backend.describe(), "postgres db.internal:5432/bridge");
         assert!(!format!("{backend:?}").contains("hunter2"));
     }

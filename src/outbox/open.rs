@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use crate::configuration::{Backend, DatabaseSettings};
+use crate::outbox::Store;
 use crate::outbox::postgres::{self, PgStore, writer::PgCommit};
 use crate::outbox::sqlite::{self, SqliteStore, writer::SqliteCommit};
 use crate::outbox::writer::{self, WriterHandle, WriterSetup, WriterTask};
-use crate::outbox::Store;
 
 /// An open backend: what the worker and the endpoints use, and ingest's way in.
 pub struct Opened {
@@ -49,6 +49,19 @@ pub async fn open(settings: &DatabaseSettings, setup: WriterSetup) -> anyhow::Re
             })
         }
     }
+}
+
+/// The store alone, without a writer: for tools and tests that read or act as another worker.
+pub async fn open_store(
+    settings: &DatabaseSettings,
+    migrate: bool,
+) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match settings.backend()? {
+        Backend::Sqlite(path) => {
+            Arc::new(SqliteStore::open(&settings.with_sqlite_path(&path), migrate).await?)
+        }
+        Backend::Postgres(url) => Arc::new(PgStore::open(&url, settings, migrate).await?),
+    })
 }
 
 /// `tallyfy-bridge migrate`: applies the backend's migrations.

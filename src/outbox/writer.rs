@@ -263,7 +263,12 @@ pub fn spawn(setup: WriterSetup, backend: impl Commit) -> (WriterHandle, WriterT
     (handle, WriterTask { stop, task })
 }
 
-async fn run(setup: WriterSetup, mut backend: impl Commit, mut queue: Queue, stop: CancellationToken) {
+async fn run(
+    setup: WriterSetup,
+    mut backend: impl Commit,
+    mut queue: Queue,
+    stop: CancellationToken,
+) {
     let WriterSetup {
         max_batch,
         committed,
@@ -292,8 +297,14 @@ async fn run(setup: WriterSetup, mut backend: impl Commit, mut queue: Queue, sto
         if let Err(lost) = backend.check_after() {
             let lost = format!("{lost:#}");
             written = Written {
-                events: events.iter().map(|_| Err(anyhow::anyhow!(lost.clone()))).collect(),
-                refusals: refusals.iter().map(|_| Err(anyhow::anyhow!(lost.clone()))).collect(),
+                events: events
+                    .iter()
+                    .map(|_| Err(anyhow::anyhow!(lost.clone())))
+                    .collect(),
+                refusals: refusals
+                    .iter()
+                    .map(|_| Err(anyhow::anyhow!(lost.clone())))
+                    .collect(),
             };
         }
         metrics.committed(&written.events);

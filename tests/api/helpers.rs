@@ -79,7 +79,10 @@ pub fn database_url(dir: &Path) -> String {
     if on_postgres() {
         let name = dir
             .file_name()
-            .map(|n| n.to_string_lossy().replace(|c: char| !c.is_ascii_alphanumeric(), ""))
+            .map(|n| {
+                n.to_string_lossy()
+                    .replace(|c: char| !c.is_ascii_alphanumeric(), "")
+            })
             .unwrap_or_default()
             .to_ascii_lowercase();
         format!("{}/bridge_{}_{name}", postgres_server(), std::process::id())

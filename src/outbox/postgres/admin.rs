@@ -320,19 +320,9 @@ pub(super) mod plans {
         sql
     }
 
-    /// The plan of `sql` (made literal) with sequential scans off on the connection: a test's
-    /// outbox has a handful of rows (or none), for which PostgreSQL rightly prefers a scan; what
-    /// these tests check is that an index range fitting the query exists and is usable.
+    /// The plan of `sql` with its parameters made literal.
     pub(crate) async fn plan(pool: &PgPool, sql: &str) -> Vec<String> {
-        let mut conn = pool.acquire().await.expect("connection");
-        sqlx::query("SET enable_seqscan = off")
-            .execute(&mut *conn)
-            .await
-            .expect("seqscan off");
-        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN {}", literal(sql))))
-            .fetch_all(&mut *conn)
-            .await
-            .expect("plan")
+        super::super::query_plan(pool, &literal(sql)).await
     }
 
     /// A range read of one of `indexes` (backward or not), no scan of the outbox and no sort.

@@ -182,21 +182,6 @@ mod tests {
         .expect("insert")
     }
 
-    /// A plan read with sequential scans off on the same connection: with the handful of rows a
-    /// test has, PostgreSQL would rightly prefer a seq scan; the question is whether the indexes
-    /// can answer the query at all.
-    async fn plan(pool: &PgPool, sql: &str) -> Vec<String> {
-        let mut conn = pool.acquire().await.expect("connection");
-        sqlx::query("SET enable_seqscan = off")
-            .execute(&mut *conn)
-            .await
-            .expect("set");
-        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN {sql}")))
-            .fetch_all(&mut *conn)
-            .await
-            .expect("plan")
-    }
-
     /// The claim runs on every worker wake-up; a `Seq Scan on outbox` would make it slower with
     /// every delivered row kept. (The key check may read `outbox_one_in_flight`,
     /// `outbox_key_attempted` or `outbox_leases`: each holds every in-flight row.)
@@ -230,7 +215,10 @@ mod tests {
             .replace("$4", "5000");
         // Planned with statistics (ANALYZE above), sequential scans allowed: the plan a
         // production outbox gets.
-        let detail = super::super::query_plan(&pool, &sql).await;
+        let detail: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN {sql}")))
+            .fetch_all(&pool)
+            .await
+            .expect("plan");
         assert!(
             !detail.iter().any(|d| d.contains("Seq Scan on outbox")),
             "{detail:#?}"
@@ -251,7 +239,7 @@ mod tests {
         let sql = ATTEMPTED_BEFORE
             .replace("$1", "'a@example.com'")
             .replace("$2", "1");
-        let detail = plan(&pool, &sql).await;
+        let detail = super::super::query_plan(&pool, &sql).await;
         assert!(
             !detail.iter().any(|d| d.contains("Seq Scan on outbox")),
             "{detail:#?}"
@@ -269,7 +257,7 @@ mod tests {
         let Some(pool) = super::super::test_pool().await else {
             return;
         };
-        let detail = plan(&pool, NEXT_DUE).await;
+        let detail = super::super::query_plan(&pool, NEXT_DUE).await;
         assert!(
             !detail.iter().any(|d| d.contains("Seq Scan on outbox")),
             "{detail:#?}"

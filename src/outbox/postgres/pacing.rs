@@ -316,22 +316,13 @@ mod tests {
         let Some(pool) = super::super::test_pool().await else {
             return;
         };
-        let mut conn = pool.acquire().await.expect("connection");
-        sqlx::query("SET enable_seqscan = off")
-            .execute(&mut *conn)
-            .await
-            .expect("set");
         for sql in [SPEND, FORGET, COUNT, SPEND_AT] {
             let sql = sql
                 .replace("$1", "100000")
                 .replace("$2", "10200")
                 .replace("$3", "3")
                 .replace("$4", "7");
-            let detail: Vec<String> =
-                sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN {sql}")))
-                    .fetch_all(&mut *conn)
-                    .await
-                    .expect("plan");
+            let detail = super::super::query_plan(&pool, &sql).await;
             assert!(
                 !detail
                     .iter()

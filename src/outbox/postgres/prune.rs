@@ -205,20 +205,6 @@ async fn execute(
 mod tests {
     use super::*;
 
-    /// The plan of `sql` with sequential scans off on the connection (the attempt log is empty,
-    /// for which PostgreSQL rightly prefers a scan; what matters is that an index range fits).
-    async fn plan(pool: &PgPool, sql: &str) -> Vec<String> {
-        let mut conn = pool.acquire().await.expect("connection");
-        sqlx::query("SET enable_seqscan = off")
-            .execute(&mut *conn)
-            .await
-            .expect("seqscan off");
-        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN {sql}")))
-            .fetch_all(&mut *conn)
-            .await
-            .expect("plan")
-    }
-
     /// A prune batch runs every few minutes beside ingest: a scan of the outbox (or of the
     /// attempt log, refused items or audit trail) would make the batch, and the counter row
     /// locks it holds, last as long as the table is big.
@@ -280,7 +266,7 @@ mod tests {
                 "admin_audit",
             ),
         ] {
-            let detail = plan(&pool, &sql).await;
+            let detail = super::super::query_plan(&pool, &sql).await;
             assert!(
                 detail
                     .iter()

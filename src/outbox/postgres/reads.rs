@@ -151,16 +151,7 @@ mod tests {
         let Some(pool) = super::super::test_pool().await else {
             return;
         };
-        let mut conn = pool.acquire().await.expect("connection");
-        sqlx::query("SET enable_seqscan = off")
-            .execute(&mut *conn)
-            .await
-            .expect("set");
-        let detail: Vec<String> =
-            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN {OLDEST_WAITING}")))
-                .fetch_all(&mut *conn)
-                .await
-                .expect("plan");
+        let detail = super::super::query_plan(&pool, OLDEST_WAITING).await;
         assert!(
             !detail.iter().any(|d| d.contains("Seq Scan on outbox")),
             "{detail:#?}"

@@ -1,13 +1,18 @@
 //! Refused CRM items: kept in the group commit, listed for operators.
 
-use sqlx::{PgConnection, PgPool};
 use crate::domain::outcome::Refusal;
 use crate::ops::page::Cursor;
 use crate::ops::refused::{RefusedFilter, RefusedView};
+use sqlx::{PgConnection, PgPool};
 
 use super::unported;
 
-pub(super) async fn list(_pool: &PgPool, _filter: &RefusedFilter, _after: Option<Cursor>, _limit: usize) -> anyhow::Result<Vec<RefusedView>> {
+pub(super) async fn list(
+    _pool: &PgPool,
+    _filter: &RefusedFilter,
+    _after: Option<Cursor>,
+    _limit: usize,
+) -> anyhow::Result<Vec<RefusedView>> {
     Err(unported("refused::list"))
 }
 

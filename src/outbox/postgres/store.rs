@@ -6,7 +6,9 @@ use anyhow::Context;
 use secrecy::SecretString;
 use sqlx::PgPool;
 
-use super::{admin, claim, console, pacing, prune, reads, reconcile, refused, results, worker_state};
+use super::{
+    admin, claim, console, pacing, prune, reads, reconcile, refused, results, worker_state,
+};
 use crate::configuration::{DatabaseSettings, RetentionSettings};
 use crate::console::{HourCounts, StoredSession};
 use crate::domain::pacing::{Budget, PacingLimit};
@@ -57,7 +59,8 @@ impl PgStore {
     }
 }
 
-/// `host:pid`: unique among live processes, and what an operator recognises in `/status`.
+/// `host:pid:tag`: what an operator recognises in `/status` (a container's host name is its
+/// id), with a random tag that keeps two stores of one process apart (tests run several).
 fn replica_id() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
@@ -65,7 +68,8 @@ fn replica_id() -> String {
         .filter(|h| !h.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "bridge".to_owned());
-    format!("{host}:{}", std::process::id())
+    let tag = getrandom::u32().unwrap_or_default() & 0xffff;
+    format!("{host}:{}:{tag:04x}", std::process::id())
 }
 
 #[async_trait::async_trait]
