@@ -275,6 +275,7 @@ fn assign(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outbox::CrmRecord;
 
     fn event(event_id: Option<&str>, email: &str) -> NewEvent {
         NewEvent {
@@ -335,5 +336,100 @@ mod tests {
         assert!(assign(&refs, swapped, &HashMap::new()).is_none());
         let missing = vec![row(1, None, "a@x.io")];
         assert!(assign(&refs, missing, &HashMap::new()).is_none());
+    }
+
+    fn of_record(event_id: Option<&str>, record: CrmRecord) -> NewEvent {
+        NewEvent {
+            source: "hubspot",
+            event_id: event_id.map(str::to_owned),
+            email: None,
+            crm_record: Some(format!("hubspot:1:{}", record.id)),
+            payload: "{}".into(),
+            record: Some(record),
+        }
+    }
+
+    async fn append(pool: &sqlx::PgPool, events: &[&NewEvent], now: i64) -> Vec<Accepted> {
+        let mut tx = pool.begin().await.expect("begin");
+        let accepted = insert_batch(&mut tx, events, now).await.expect("append");
+        tx.commit().await.expect("commit");
+        accepted
+    }
+
+    /// Every decision of a batch, against the batch itself and what earlier commits stored.
+    #[tokio::test]
+    async fn a_batch_is_deduplicated_by_event_id_and_by_crm_record() {
+        let Some(pool) = super::super::test_pool().await else {
+            return;
+        };
+        sqlx::query(
+            "INSERT INTO refused (source, record_id, reason, field, refused_at)
+             VALUES ('hubspot', '9', 'missing_field', 'email', 1)",
+        )
+        .execute(&pool)
+        .await
+        .expect("refusal");
+        let (old, queued) = (
+            event(Some("old"), "a@x.io"),
+            of_record(Some("1:5:created"), CrmRecord::unseen("5")),
+        );
+        let [
+            Accepted::Stored { id: old_id },
+            Accepted::Stored { id: queued_id },
+        ] = append(&pool, &[&old, &queued], 1).await[..]
+        else {
+            panic!("first batch");
+        };
+
+        let plain = event(None, "b@x.io");
+        let webhook = of_record(Some("1:6:created"), CrmRecord::unseen("6"));
+        let listed = of_record(None, CrmRecord::unseen("6"));
+        let again = event(Some("old"), "a@x.io");
+        let known = of_record(None, CrmRecord::unseen("5"));
+        let unrefused = of_record(Some("1:7:updated"), CrmRecord::refused("7"));
+        let refused = of_record(Some("1:9:updated"), CrmRecord::refused("9"));
+        let repeated = event(Some("new"), "c@x.io");
+        let batch = [
+            &plain, &webhook, &listed, &again, &known, &unrefused, &refused, &repeated, &repeated,
+        ];
+        let accepted = append(&pool, &batch, 2).await;
+        let id = |n: usize| accepted[n].id().expect("a row");
+        assert_eq!(
+            accepted,
+            [
+                Accepted::Stored { id: id(0) },
+                Accepted::Stored { id: id(1) },
+                // The same record earlier in the batch.
+                Accepted::Duplicate { id: id(1) },
+                // An event id stored by an earlier commit.
+                Accepted::Duplicate { id: old_id },
+                // A record queued by an earlier commit, never refused since.
+                Accepted::Duplicate { id: queued_id },
+                // An update of a record never refused.
+                Accepted::NotNeeded,
+                // An update of a refused record: queued now.
+                Accepted::Stored { id: id(6) },
+                Accepted::Stored { id: id(7) },
+                Accepted::Duplicate { id: id(7) },
+            ]
+        );
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+        assert_eq!(rows, 6);
+        let resolved: Option<i64> =
+            sqlx::query_scalar("SELECT resolved_outbox_id FROM refused WHERE record_id = '9'")
+                .fetch_one(&pool)
+                .await
+                .expect("refusal");
+        assert_eq!(resolved, Some(id(6)));
+
+        // Once resolved, the record is queued: a later update is a duplicate of its row.
+        let later = of_record(Some("1:9:updated:2"), CrmRecord::refused("9"));
+        assert_eq!(
+            append(&pool, &[&later], 3).await,
+            [Accepted::Duplicate { id: id(6) }]
+        );
     }
 }

@@ -384,28 +384,34 @@ mod tests {
         insert_for_row(&mut conn, 7, &refusal, 6)
             .await
             .expect("kept again");
-        let kept: Vec<(
-            String,
-            Option<String>,
-            Option<String>,
-            Option<i64>,
-            String,
-            String,
-            i64,
-        )> = sqlx::query_as(
-            "SELECT source, event_id, record_id, outbox_id, reason, field, refused_at
-                 FROM refused",
-        )
-        .fetch_all(&mut *conn)
-        .await
-        .expect("refused");
+        drop(conn);
+        let kept = list(&pool, &RefusedFilter::default(), None, 10)
+            .await
+            .expect("refused");
+        let kept: Vec<_> = kept
+            .iter()
+            .map(|r| {
+                let (source, event_id) = (r.source.as_str(), r.event_id.as_deref());
+                let (record_id, outbox_id) = (r.record_id.as_deref(), r.outbox_id);
+                let (reason, field) = (r.reason.as_str(), r.field.as_str());
+                (
+                    source,
+                    event_id,
+                    record_id,
+                    outbox_id,
+                    reason,
+                    field,
+                    r.refused_at,
+                )
+            })
+            .collect();
         let want = (
-            "hubspot".into(),
-            Some("1:9:created".into()),
-            Some("9".into()),
+            "hubspot",
+            Some("1:9:created"),
+            Some("9"),
             Some(7),
-            "no_email_in_crm".into(),
-            "properties.email".into(),
+            "no_email_in_crm",
+            "properties.email",
             5,
         );
         assert_eq!(kept, [want]);
