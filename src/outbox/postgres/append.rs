@@ -12,7 +12,11 @@
 //! - the same CRM record in two transactions: [`records::lock`] makes them take turns before
 //!   either reads the record's state, so the second sees the first's row;
 //! - rows go in ordered by event id, so two batches that share event ids wait on them in the
-//!   same order and never on each other (no deadlock).
+//!   same order and never on each other (no deadlock); the record locks come first in the
+//!   transaction, so one waiting for them holds nothing but such locks, taken in one order.
+//!
+//! Refusals take no record lock: one kept while another transaction queues its record ends as
+//! if it came just after (left open, as SQLite leaves a refusal kept after the record's row).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
