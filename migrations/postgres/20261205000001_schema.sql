@@ -53,53 +53,56 @@ CREATE INDEX outbox_email_received ON outbox (email, received_at, id) WHERE emai
 CREATE INDEX outbox_ended ON outbox (state, updated_at)
     WHERE state IN ('delivered', 'failed', 'cancelled');
 
--- Per-state row counts kept by statement-level triggers, so /status reads six rows instead of
--- counting the outbox. Each trigger adds the statement's net change per state, in state order
--- (concurrent transactions lock the counter rows in one order: no deadlock between them).
-CREATE TABLE outbox_counts (
+-- Per-state row counts, so /status reads a few rows instead of counting the outbox. Several
+-- replicas change rows at once, so the triggers never update a shared counter row (that row's
+-- lock would serialise every commit and could deadlock two transactions that move rows between
+-- states in different orders): each statement appends its net change per state to
+-- `outbox_count_deltas`, and `compact_counts()` (run by the bridges every second) folds the
+-- deltas into `outbox_count_totals`. `outbox_counts` reads the sum of both.
+CREATE TABLE outbox_count_totals (
     state TEXT   PRIMARY KEY,
     n     BIGINT NOT NULL DEFAULT 0
 );
-INSERT INTO outbox_counts (state)
+INSERT INTO outbox_count_totals (state)
 VALUES ('queued'), ('in_flight'), ('retrying'), ('delivered'), ('failed'), ('cancelled');
 
-CREATE FUNCTION outbox_counts_apply(delta JSONB) RETURNS VOID LANGUAGE plpgsql AS $$
-DECLARE
-    change RECORD;
-BEGIN
-    FOR change IN
-        SELECT key AS state, value::BIGINT AS k FROM jsonb_each_text(delta)
-        WHERE value::BIGINT <> 0 ORDER BY key
-    LOOP
-        UPDATE outbox_counts SET n = n + change.k WHERE state = change.state;
-    END LOOP;
-END $$;
+CREATE TABLE outbox_count_deltas (
+    id    BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    state TEXT   NOT NULL,
+    n     BIGINT NOT NULL
+);
+
+CREATE VIEW outbox_counts AS
+SELECT state, sum(n)::BIGINT AS n FROM (
+    SELECT state, n FROM outbox_count_totals
+    UNION ALL
+    SELECT state, n FROM outbox_count_deltas
+) AS parts
+GROUP BY state;
 
 CREATE FUNCTION outbox_counts_insert() RETURNS TRIGGER LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM outbox_counts_apply(
-        (SELECT coalesce(jsonb_object_agg(state, k), '{}') FROM
-            (SELECT state, count(*) AS k FROM new_rows GROUP BY state) AS d));
+    INSERT INTO outbox_count_deltas (state, n)
+    SELECT state, count(*) FROM new_rows GROUP BY state;
     RETURN NULL;
 END $$;
 
 CREATE FUNCTION outbox_counts_update() RETURNS TRIGGER LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM outbox_counts_apply(
-        (SELECT coalesce(jsonb_object_agg(state, k), '{}') FROM
-            (SELECT state, sum(k) AS k FROM (
-                SELECT state, 1 AS k FROM new_rows
-                UNION ALL
-                SELECT state, -1 AS k FROM old_rows) AS moves
-             GROUP BY state) AS d));
+    INSERT INTO outbox_count_deltas (state, n)
+    SELECT state, sum(k) FROM (
+        SELECT state, 1 AS k FROM new_rows
+        UNION ALL
+        SELECT state, -1 AS k FROM old_rows
+    ) AS moves
+    GROUP BY state HAVING sum(k) <> 0;
     RETURN NULL;
 END $$;
 
 CREATE FUNCTION outbox_counts_delete() RETURNS TRIGGER LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM outbox_counts_apply(
-        (SELECT coalesce(jsonb_object_agg(state, -k), '{}') FROM
-            (SELECT state, count(*) AS k FROM old_rows GROUP BY state) AS d));
+    INSERT INTO outbox_count_deltas (state, n)
+    SELECT state, -count(*) FROM old_rows GROUP BY state;
     RETURN NULL;
 END $$;
 
@@ -210,27 +213,41 @@ CREATE INDEX refused_record ON refused (source, record_id) WHERE record_id IS NO
 CREATE INDEX refused_open_record ON refused (source, record_id)
     WHERE record_id IS NOT NULL AND resolved_outbox_id IS NULL;
 
--- Refused items per source and reason, kept by triggers, for /status and /metrics.
-CREATE TABLE refused_counts (
+-- Refused items per source and reason, for /status and /metrics: appended deltas and compacted
+-- totals, like the outbox's counts (no shared counter row).
+CREATE TABLE refused_count_totals (
     source TEXT   NOT NULL,
     reason TEXT   NOT NULL,
     n      BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (source, reason)
 );
 
+CREATE TABLE refused_count_deltas (
+    id     BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    source TEXT   NOT NULL,
+    reason TEXT   NOT NULL,
+    n      BIGINT NOT NULL
+);
+
+CREATE VIEW refused_counts AS
+SELECT source, reason, sum(n)::BIGINT AS n FROM (
+    SELECT source, reason, n FROM refused_count_totals
+    UNION ALL
+    SELECT source, reason, n FROM refused_count_deltas
+) AS parts
+GROUP BY source, reason;
+
 CREATE FUNCTION refused_counts_insert() RETURNS TRIGGER LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO refused_counts (source, reason, n)
-    SELECT source, reason, count(*) FROM new_rows GROUP BY source, reason ORDER BY source, reason
-    ON CONFLICT (source, reason) DO UPDATE SET n = refused_counts.n + excluded.n;
+    INSERT INTO refused_count_deltas (source, reason, n)
+    SELECT source, reason, count(*) FROM new_rows GROUP BY source, reason;
     RETURN NULL;
 END $$;
 
 CREATE FUNCTION refused_counts_delete() RETURNS TRIGGER LANGUAGE plpgsql AS $$
 BEGIN
-    UPDATE refused_counts c SET n = c.n - d.k
-    FROM (SELECT source, reason, count(*) AS k FROM old_rows GROUP BY source, reason) AS d
-    WHERE c.source = d.source AND c.reason = d.reason;
+    INSERT INTO refused_count_deltas (source, reason, n)
+    SELECT source, reason, -count(*) FROM old_rows GROUP BY source, reason;
     RETURN NULL;
 END $$;
 
@@ -240,6 +257,25 @@ CREATE TRIGGER refused_counts_insert AFTER INSERT ON refused
 CREATE TRIGGER refused_counts_delete AFTER DELETE ON refused
     REFERENCING OLD TABLE AS old_rows
     FOR EACH STATEMENT EXECUTE FUNCTION refused_counts_delete();
+
+-- Folds the committed deltas into the totals, one statement per table (a delta appended
+-- meanwhile is left for the next run). Returns false without waiting when another bridge is
+-- compacting: one at a time is enough (the lock key is "tallyfy" in ASCII, then 2).
+CREATE FUNCTION compact_counts() RETURNS BOOLEAN LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT pg_try_advisory_xact_lock(8386103194289600770) THEN
+        RETURN FALSE;
+    END IF;
+    WITH gone AS (DELETE FROM outbox_count_deltas RETURNING state, n),
+         sums AS (SELECT state, sum(n) AS n FROM gone GROUP BY state)
+    UPDATE outbox_count_totals t SET n = t.n + sums.n FROM sums WHERE t.state = sums.state;
+    WITH gone AS (DELETE FROM refused_count_deltas RETURNING source, reason, n),
+         sums AS (SELECT source, reason, sum(n) AS n FROM gone GROUP BY source, reason)
+    INSERT INTO refused_count_totals (source, reason, n)
+    SELECT source, reason, n FROM sums
+    ON CONFLICT (source, reason) DO UPDATE SET n = refused_count_totals.n + excluded.n;
+    RETURN TRUE;
+END $$;
 
 -- Every admin write: what, on which row or filter, how many rows, when, which request, by whom.
 CREATE TABLE admin_audit (

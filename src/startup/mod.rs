@@ -251,9 +251,9 @@ impl Application {
             reconciler,
             ..
         } = self;
-        // Stops the worker, the checkpointer and the pruner once the HTTP server has stopped.
+        // Stops the worker, the housekeeping and the pruner once the HTTP server has stopped.
         let stop = CancellationToken::new();
-        let checkpointer = tokio::spawn(checkpoint_periodically(store.clone(), stop.clone()));
+        let maintainer = tokio::spawn(maintain_periodically(store.clone(), stop.clone()));
         let pruner = tokio::spawn(retention::prune_periodically(retention, stop.clone()));
         let reconciles = tokio::spawn(reconcile_periodically(reconciler, stop.clone()));
         let expiry =
@@ -276,14 +276,14 @@ impl Application {
             tracing::error!(%error, "The delivery worker failed");
         }
         writer.shutdown().await;
-        let _ = checkpointer.await;
+        let _ = maintainer.await;
         let _ = pruner.await;
         let _ = reconciles.await;
         if let Some(expiry) = expiry {
             let _ = expiry.await;
         }
         if let Err(error) = store.maintain(true).await {
-            tracing::warn!(error = %format!("{error:#}"), "Failed to checkpoint at shutdown");
+            tracing::warn!(error = %format!("{error:#}"), "Database housekeeping at shutdown failed");
         }
         store.close().await;
         tracing::info!("Stopped");
@@ -291,15 +291,16 @@ impl Application {
     }
 }
 
-/// Keeps the WAL short without making any webhook's commit pay for it.
-async fn checkpoint_periodically(store: Arc<dyn Store>, stop: CancellationToken) {
+/// The backend's housekeeping every second, off every webhook's path (SQLite: keep the WAL
+/// short; PostgreSQL: fold the state counters).
+async fn maintain_periodically(store: Arc<dyn Store>, stop: CancellationToken) {
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
         if let Err(error) = store.maintain(false).await {
-            tracing::warn!(error = %format!("{error:#}"), "Failed to checkpoint the WAL");
+            tracing::warn!(error = %format!("{error:#}"), "Database housekeeping failed");
         }
     }
 }

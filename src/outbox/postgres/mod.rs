@@ -202,6 +202,78 @@ mod tests {
         check_ready(&pool).await.expect("ready");
     }
 
+    /// The counters are deltas and totals: concurrent moves between states and compactions by
+    /// two "replicas" at once leave `outbox_counts` equal to a real count.
+    #[tokio::test]
+    async fn state_counts_stay_exact_under_concurrent_moves_and_compactions() {
+        let Some(pool) = test_pool().await else {
+            return;
+        };
+        sqlx::query(
+            "INSERT INTO outbox (source, email, payload, next_attempt_at, received_at, updated_at)
+             SELECT 'canonical', 'c' || i || '@example.com', '{}', 0, 0, 0
+             FROM generate_series(1, 300) AS i",
+        )
+        .execute(&pool)
+        .await
+        .expect("rows");
+        let mover = |state: &'static str, modulo: i64| {
+            let pool = pool.clone();
+            async move {
+                for round in 0..10_i64 {
+                    sqlx::query(
+                        "UPDATE outbox SET state = $1 WHERE id % $2 = $3 AND state = 'queued'",
+                    )
+                    .bind(state)
+                    .bind(modulo)
+                    .bind(round % modulo)
+                    .execute(&pool)
+                    .await
+                    .expect("move");
+                    sqlx::query("SELECT compact_counts()")
+                        .execute(&pool)
+                        .await
+                        .expect("compact");
+                }
+            }
+        };
+        tokio::join!(
+            mover("in_flight", 7),
+            mover("delivered", 5),
+            mover("failed", 11)
+        );
+        sqlx::query("DELETE FROM outbox WHERE id % 13 = 0")
+            .execute(&pool)
+            .await
+            .expect("delete");
+        let counted: Vec<(String, i64)> =
+            sqlx::query_as("SELECT state, count(*) FROM outbox GROUP BY state ORDER BY state")
+                .fetch_all(&pool)
+                .await
+                .expect("count");
+        let kept: Vec<(String, i64)> =
+            sqlx::query_as("SELECT state, n FROM outbox_counts WHERE n <> 0 ORDER BY state")
+                .fetch_all(&pool)
+                .await
+                .expect("counts");
+        assert_eq!(kept, counted);
+        sqlx::query("SELECT compact_counts()")
+            .execute(&pool)
+            .await
+            .expect("compact");
+        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox_count_deltas")
+            .fetch_one(&pool)
+            .await
+            .expect("deltas");
+        assert_eq!(left, 0);
+        let kept: Vec<(String, i64)> =
+            sqlx::query_as("SELECT state, n FROM outbox_counts WHERE n <> 0 ORDER BY state")
+                .fetch_all(&pool)
+                .await
+                .expect("counts");
+        assert_eq!(kept, counted);
+    }
+
     #[tokio::test]
     async fn sessions_commit_durably_whatever_the_server_default() {
         let Some(pool) = test_pool().await else {

@@ -21,6 +21,9 @@ use crate::outbox::{AttemptResult, Claimed, Gate, Pruned, RecordState, Replica, 
 use crate::reconcile::{ReconcileState, RunReport};
 use crate::status::Snapshot;
 
+/// A replica whose heartbeat is older than this is forgotten (a restarted bridge is a new one).
+const FORGET_REPLICAS_MS: i64 = 24 * 3_600_000;
+
 /// The shared pool, and which replica this process is among the bridges on the database.
 #[derive(Clone)]
 pub struct PgStore {
@@ -82,8 +85,18 @@ impl Store for PgStore {
         super::check_ready(&self.pool).await
     }
 
+    /// Every second (PostgreSQL checkpoints and vacuums by itself): folds the state counters'
+    /// deltas into their totals (one bridge at a time), and forgets replicas silent for a day.
     async fn maintain(&self, _finishing: bool) -> anyhow::Result<()> {
-        // PostgreSQL checkpoints and vacuums by itself.
+        sqlx::query("SELECT compact_counts()")
+            .execute(&self.pool)
+            .await
+            .context("Failed to compact the state counters")?;
+        sqlx::query("DELETE FROM replicas WHERE heartbeat_at < $1")
+            .bind(crate::time::now_ms() - FORGET_REPLICAS_MS)
+            .execute(&self.pool)
+            .await
+            .context("Failed to forget old replicas")?;
         Ok(())
     }
 
