@@ -67,6 +67,27 @@ fn migrate_needs_no_secrets_and_creates_the_schema() {
     if !crate::helpers::on_postgres() {
         assert!(db.exists());
     }
+    // The schema is there, on either backend (a runtime of its own: this test is synchronous).
+    let url = crate::helpers::file_database_url(&db);
+    let rows = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(async {
+                sqlx::any::install_default_drivers();
+                let pool = sqlx::AnyPool::connect(&url).await.expect("db");
+                let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+                    .fetch_one(&pool)
+                    .await
+                    .expect("the outbox exists");
+                pool.close().await;
+                rows
+            })
+    })
+    .join()
+    .expect("joined");
+    assert_eq!(rows, 0);
 }
 
 #[test]
