@@ -7,8 +7,16 @@ use crate::helpers::{SIGNING_SECRET, signed_post};
 
 // Other modules reach the process helpers as `crate::binary::…`.
 pub use crate::process::{
-    BINARY, Guard, bridge, log_lines, sandbox_url, start, wait_for_guests, wait_for_port,
+    BINARY, Guard, log_lines, sandbox_url, start, wait_for_guests, wait_for_port,
 };
+
+/// The binary on the test's database: the SQLite file `db`, or on PostgreSQL the database of
+/// `db`'s directory (created here).
+pub fn bridge(db: &std::path::Path) -> Command {
+    let mut command = crate::process::bridge(db);
+    command.envs(crate::helpers::database_env(db));
+    command
+}
 
 #[test]
 fn a_missing_secret_stops_start_up_with_one_line_naming_the_key() {
@@ -56,7 +64,30 @@ fn migrate_needs_no_secrets_and_creates_the_schema() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(db.exists());
+    if !crate::helpers::on_postgres() {
+        assert!(db.exists());
+    }
+    // The schema is there, on either backend (a runtime of its own: this test is synchronous).
+    let url = crate::helpers::file_database_url(&db);
+    let rows = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(async {
+                sqlx::any::install_default_drivers();
+                let pool = sqlx::AnyPool::connect(&url).await.expect("db");
+                let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+                    .fetch_one(&pool)
+                    .await
+                    .expect("the outbox exists");
+                pool.close().await;
+                rows
+            })
+    })
+    .join()
+    .expect("joined");
+    assert_eq!(rows, 0);
 }
 
 #[test]
@@ -116,10 +147,10 @@ async fn sigterm_stops_gracefully_and_trace_logs_hold_no_secrets() {
     ] {
         assert!(!all.contains(secret), "{secret} leaked into logs:\n{all}");
     }
-    let pool =
-        sqlx::SqlitePool::connect_with(sqlx::sqlite::SqliteConnectOptions::new().filename(&db))
-            .await
-            .expect("db");
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&crate::helpers::file_database_url(&db))
+        .await
+        .expect("db");
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
         .fetch_one(&pool)
         .await

@@ -71,7 +71,7 @@ impl Bridge {
         let child = Command::new(BINARY)
             .env_clear()
             .env("BRIDGE__HTTP__PORT", self.port.to_string())
-            .env("BRIDGE__DATABASE__PATH", &self.db)
+            .envs(crate::helpers::database_env(&self.db))
             .env("BRIDGE__INGEST__AUTH__SIGNING_SECRET", SIGNING_SECRET)
             .env("BRIDGE__TALLYFY__BASE_URL", &self.sandbox_url)
             .env("BRIDGE__TALLYFY__ORG_ID", "demo-org")
@@ -251,11 +251,10 @@ async fn kill_nine_at_random_moments_loses_nothing_and_creates_each_guest_once()
 
     // Assert.
     let acks = acks.lock().expect("acks").clone();
-    let db = sqlx::SqlitePool::connect_with(
-        sqlx::sqlite::SqliteConnectOptions::new().filename(&bridge.db),
-    )
-    .await
-    .expect("db");
+    sqlx::any::install_default_drivers();
+    let db = sqlx::AnyPool::connect(&crate::helpers::file_database_url(&bridge.db))
+        .await
+        .expect("db");
     let stored: HashMap<String, i64> = sqlx::query_as("SELECT event_id, id FROM outbox")
         .fetch_all(&db)
         .await
@@ -282,7 +281,7 @@ async fn kill_nine_at_random_moments_loses_nothing_and_creates_each_guest_once()
             .collect();
     let mismatched_rows: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM outbox o LEFT JOIN guest_ledger l ON l.email = o.email
-         WHERE o.state = 'delivered' AND o.guest_id IS NOT l.guest_id",
+         WHERE o.state = 'delivered' AND o.guest_id IS DISTINCT FROM l.guest_id",
     )
     .fetch_one(&db)
     .await

@@ -25,6 +25,8 @@ fn remove_database(db: &Path) {
 
 #[tokio::test]
 async fn a_deleted_database_file_stops_acknowledgements_and_readiness() {
+    // The SQLite file itself is deleted.
+    crate::sqlite_only!();
     let app = spawn_app().await;
     let first = app.post_contact(json!({"email": "kept@example.com"})).await;
     assert_eq!(first.status().as_u16(), 202);
@@ -49,6 +51,8 @@ async fn a_deleted_database_file_stops_acknowledgements_and_readiness() {
 
 #[tokio::test]
 async fn a_database_file_replaced_under_the_bridge_is_noticed_too() {
+    // The SQLite file itself is replaced.
+    crate::sqlite_only!();
     let app = spawn_app().await;
     let other = tempfile::tempdir().expect("dir");
     let impostor = other.path().join("other.sqlite");
@@ -65,6 +69,8 @@ async fn a_database_file_replaced_under_the_bridge_is_noticed_too() {
 
 #[tokio::test]
 async fn a_start_after_the_database_was_deleted_is_refused_until_the_operator_says_so() {
+    // The SQLite file and its marker file.
+    crate::sqlite_only!();
     let mut app = spawn_app().await;
     app.shutdown().await;
     let db = app.db_path();
@@ -92,6 +98,8 @@ async fn a_start_after_the_database_was_deleted_is_refused_until_the_operator_sa
 
 #[tokio::test]
 async fn a_database_swapped_for_another_one_is_refused_at_start() {
+    // One SQLite file copied over another.
+    crate::sqlite_only!();
     let mut ours = spawn_app().await;
     ours.shutdown().await;
     let mut theirs = spawn_app().await;
@@ -122,6 +130,8 @@ async fn readiness_is_false_while_a_write_cannot_commit() {
 
 #[test]
 fn a_database_this_user_cannot_write_stops_start_up() {
+    // File permissions of the SQLite file.
+    crate::sqlite_only!();
     // Arrange: a migrated database, then read-only for the user the bridge runs as.
     let dir = tempfile::tempdir().expect("dir");
     let db = dir.path().join("bridge.sqlite");
@@ -186,6 +196,8 @@ fn a_database_this_user_cannot_write_stops_start_up() {
 
 #[tokio::test]
 async fn test_settings_have_no_marker_until_the_first_start() {
+    // The marker file next to the SQLite file.
+    crate::sqlite_only!();
     let dir = tempfile::tempdir().expect("dir");
     let settings = test_settings(dir.path());
     assert!(!marker(&settings.database.path).exists());

@@ -2,13 +2,12 @@
 //! every concurrent request committed, every row still there after a restart.
 
 use serde_json::{Value, json};
-use sqlx::Connection;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use sqlx::{AnyConnection, Connection};
 
-use crate::helpers::{TestApp, error_of, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, database_url, error_of, on_postgres, spawn_app, spawn_app_with};
 
 /// Another process's write transaction, held until [`WriteLock::release`].
-pub struct WriteLock(SqliteConnection);
+pub struct WriteLock(AnyConnection);
 
 impl WriteLock {
     pub async fn release(mut self) {
@@ -19,15 +18,38 @@ impl WriteLock {
     }
 }
 
+/// SQLite: `BEGIN IMMEDIATE`, the file's one write lock. PostgreSQL has no such lock: every
+/// table of the bridge's locked `IN EXCLUSIVE MODE`, which lets reads through and makes every
+/// write (and `FOR UPDATE`) wait, until the bridge's `lock_timeout` (its busy_timeout) fails it.
 pub async fn hold_write_lock(app: &TestApp) -> WriteLock {
-    let options = SqliteConnectOptions::new().filename(app.db_path());
-    let mut conn = SqliteConnection::connect_with(&options)
+    sqlx::any::install_default_drivers();
+    let mut conn = AnyConnection::connect(&database_url(app.dir.path()))
         .await
         .expect("connect");
-    sqlx::query("BEGIN IMMEDIATE")
+    if on_postgres() {
+        let tables: String = sqlx::query_scalar(
+            "SELECT string_agg(quote_ident(tablename), ', ') FROM pg_tables
+             WHERE schemaname = current_schema() AND tablename <> '_sqlx_migrations'",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .expect("tables");
+        sqlx::query("BEGIN")
+            .execute(&mut conn)
+            .await
+            .expect("begin");
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "LOCK TABLE {tables} IN EXCLUSIVE MODE"
+        )))
         .execute(&mut conn)
         .await
         .expect("lock");
+    } else {
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut conn)
+            .await
+            .expect("lock");
+    }
     WriteLock(conn)
 }
 

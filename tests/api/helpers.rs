@@ -99,7 +99,11 @@ pub async fn prepare_database(settings: &Settings) {
     }
     use secrecy::ExposeSecret;
     let url = settings.database.url.as_ref().expect("a PostgreSQL URL");
-    let url = url.expose_secret();
+    create_database(url.expose_secret()).await;
+}
+
+/// Creates the PostgreSQL database `url` names if it does not exist yet.
+pub async fn create_database(url: &str) {
     let (server, name) = url.rsplit_once('/').expect("URL with a database");
     let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
         .await
@@ -117,6 +121,46 @@ pub async fn prepare_database(settings: &Settings) {
             .expect("create the test database");
     }
     let _ = admin.close().await;
+}
+
+/// [`create_database`] from synchronous code (or a test's runtime, which must not block): on a
+/// thread of its own with its own runtime. Nothing to do on SQLite.
+pub fn create_database_blocking(url: &str) {
+    if !on_postgres() {
+        return;
+    }
+    let url = url.to_owned();
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(create_database(&url));
+    })
+    .join()
+    .expect("create the test database");
+}
+
+/// The environment that points a bridge process at the database of a test whose SQLite file is
+/// `file`: `BRIDGE__DATABASE__PATH`, and on PostgreSQL `BRIDGE__DATABASE__URL` naming the
+/// database of `file`'s directory, created here.
+pub fn database_env(file: &Path) -> Vec<(&'static str, String)> {
+    let mut env = vec![("BRIDGE__DATABASE__PATH", file.display().to_string())];
+    if on_postgres() {
+        let url = database_url(file.parent().expect("a file in a directory"));
+        create_database_blocking(&url);
+        env.push(("BRIDGE__DATABASE__URL", url));
+    }
+    env
+}
+
+/// The URL of the database [`database_env`] gives a process for `file`, to read it back.
+pub fn file_database_url(file: &Path) -> String {
+    if on_postgres() {
+        database_url(file.parent().expect("a file in a directory"))
+    } else {
+        format!("sqlite://{}", file.display())
+    }
 }
 
 /// Test settings: signature auth, a database of `dir`'s own, port 0, two HTTP workers, no
@@ -248,6 +292,17 @@ impl TestApp {
         self.settings.database.path.clone()
     }
 
+    /// Overrides that put another app on this app's database (`spawn_app_with`).
+    pub fn same_database(&self) -> Vec<(&'static str, String)> {
+        vec![
+            (
+                "BRIDGE__DATABASE__PATH",
+                self.db_path().display().to_string(),
+            ),
+            ("BRIDGE__DATABASE__URL", database_url(self.dir.path())),
+        ]
+    }
+
     /// A separate pool on the same database, as an operator's `sqlite3` or `psql` would open
     /// it. Queries written for both backends number their parameters `$1`, `$2`, ….
     pub async fn db(&self) -> AnyPool {
@@ -255,6 +310,18 @@ impl TestApp {
         AnyPool::connect(&database_url(self.dir.path()))
             .await
             .expect("open db")
+    }
+
+    /// A pool on the database the app's settings name, even when a test overrode them (a
+    /// `BRIDGE__DATABASE__URL` of its own); [`TestApp::db`] opens the test directory's.
+    pub async fn settings_db(&self) -> AnyPool {
+        use secrecy::ExposeSecret;
+        sqlx::any::install_default_drivers();
+        let url = match &self.settings.database.url {
+            Some(url) => url.expose_secret().to_owned(),
+            None => format!("sqlite://{}", self.db_path().display()),
+        };
+        AnyPool::connect(&url).await.expect("open db")
     }
 
     pub async fn outbox_rows(&self) -> i64 {

@@ -29,7 +29,7 @@ async fn a_valid_contact_is_queued_and_stored_as_sent() {
 
     let db = app.db().await;
     let (email, event_id, state, payload): (String, String, String, String) =
-        sqlx::query_as("SELECT email, event_id, state, payload FROM outbox WHERE id = ?")
+        sqlx::query_as("SELECT email, event_id, state, payload FROM outbox WHERE id = $1")
             .bind(id)
             .fetch_one(&db)
             .await

@@ -253,7 +253,7 @@ async fn a_hubspot_contact_whose_record_has_no_usable_email_is_refused_and_its_r
     assert_eq!(status["total"], 2, "{status}");
 
     // An operator's retry (the row made due again) that finds the same record keeps one refusal.
-    sqlx::query("UPDATE outbox SET state = 'queued', next_attempt_at = 0 WHERE id = ?1")
+    sqlx::query("UPDATE outbox SET state = 'queued', next_attempt_at = 0 WHERE id = $1")
         .bind(ids[0])
         .execute(&env.db)
         .await

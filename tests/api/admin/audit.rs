@@ -113,7 +113,8 @@ async fn the_real_binary_logs_each_admin_write_at_info_with_its_request_id() {
         .env("BRIDGE__ADMIN__TOKEN", super::TOKEN)
         .env("BRIDGE__LOG__LEVEL", "info");
     let (_child, lines, _, port) = start(command);
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&crate::helpers::file_database_url(&db))
         .await
         .expect("db");
     let id = seed(

@@ -8,7 +8,7 @@ mod retried;
 mod retry;
 
 use serde_json::Value;
-use sqlx::SqlitePool;
+use sqlx::AnyPool;
 use tallyfy_sandbox::SandboxConfig;
 
 use crate::delivery::{DeliveryEnv, delivery_env_with};
@@ -70,13 +70,13 @@ pub struct Seed<'a> {
 }
 
 /// Inserts rows and returns their ids, in order.
-pub async fn seed(db: &SqlitePool, rows: &[Seed<'_>]) -> Vec<i64> {
+pub async fn seed(db: &AnyPool, rows: &[Seed<'_>]) -> Vec<i64> {
     let mut ids = Vec::new();
     for row in rows {
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO outbox (source, event_id, email, payload, state, next_attempt_at,
                                  received_at, updated_at)
-             VALUES (?1, NULL, ?2, '{}', ?3, ?4, ?4, ?4) RETURNING id",
+             VALUES ($1, NULL, $2, '{}', $3, $4, $4, $4) RETURNING id",
         )
         .bind(row.source)
         .bind(row.email)

@@ -107,7 +107,7 @@ async fn a_retried_row_gets_a_fresh_budget_of_attempts_and_age() {
     assert!(gave_up(&outcome, 2), "{outcome:?}");
     // Out of age: received two hours ago, failed at its first attempt.
     let by_age = env.post(json!({"email": "age@example.com"})).await;
-    sqlx::query("UPDATE outbox SET received_at = received_at - 7200000 WHERE id = ?1")
+    sqlx::query("UPDATE outbox SET received_at = received_at - 7200000 WHERE id = $1")
         .bind(by_age)
         .execute(&env.db)
         .await
@@ -192,8 +192,6 @@ async fn a_retry_wakes_the_running_worker() {
 
 #[tokio::test]
 async fn a_retried_row_waiting_again_still_makes_other_rows_of_its_email_look_up_first() {
-    use tallyfy_bridge::outbox::Store;
-
     let env = admin_env(
         SandboxConfig {
             faults: Faults {

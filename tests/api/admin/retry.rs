@@ -34,7 +34,7 @@ async fn retry_applies_to_failed_and_cancelled_rows_and_cancel_to_waiting_and_fa
     ];
     let seeds: Vec<Seed> = states.iter().map(|s| seeded(s)).collect();
     let ids = seed(&db, &seeds).await;
-    sqlx::query("UPDATE outbox SET attempts = 3 WHERE id = ?1")
+    sqlx::query("UPDATE outbox SET attempts = 3 WHERE id = $1")
         .bind(ids[0])
         .execute(&db)
         .await
@@ -53,7 +53,7 @@ async fn retry_applies_to_failed_and_cancelled_rows_and_cancel_to_waiting_and_fa
     assert!(row["retried_at"].is_string(), "{row}");
     assert_eq!(row["next_attempt_at"], row["retried_at"]);
     let (budget_base,): (i64,) =
-        sqlx::query_as("SELECT attempts_before_retry FROM outbox WHERE id = ?1")
+        sqlx::query_as("SELECT attempts_before_retry FROM outbox WHERE id = $1")
             .bind(ids[0])
             .fetch_one(&db)
             .await
@@ -146,7 +146,7 @@ async fn bulk_changes_are_bounded_and_say_when_more_rows_match() {
     let state = |id: i64| {
         let db = db.clone();
         async move {
-            sqlx::query_scalar::<_, String>("SELECT state FROM outbox WHERE id = ?1")
+            sqlx::query_scalar::<_, String>("SELECT state FROM outbox WHERE id = $1")
                 .bind(id)
                 .fetch_one(&db)
                 .await

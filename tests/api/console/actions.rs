@@ -23,7 +23,7 @@ fn seeded<'a>(source: &'a str, email: &'a str, state: &'a str) -> Seed<'a> {
 async fn a_failed_row_retried_in_the_console_is_delivered_through_the_sandbox() {
     let env = admin_env(SandboxConfig::default(), &[]).await;
     let id = env.post(json!({"email": "retry-me@example.com"})).await;
-    sqlx::query("UPDATE outbox SET state = 'failed', last_error = 'gave up' WHERE id = ?1")
+    sqlx::query("UPDATE outbox SET state = 'failed', last_error = 'gave up' WHERE id = $1")
         .bind(id)
         .execute(&env.db)
         .await

@@ -153,7 +153,7 @@ async fn an_expired_session_redirects_and_expired_rows_are_deleted_at_the_next_l
     let console = Console::login(&app).await;
     let db = app.db().await;
     // Expire it by its stored time, as the clock would.
-    sqlx::query("UPDATE console_sessions SET expires_at = ?1")
+    sqlx::query("UPDATE console_sessions SET expires_at = $1")
         .bind(chrono::Utc::now().timestamp_millis() - 1)
         .execute(&db)
         .await

@@ -6,7 +6,7 @@ mod login;
 mod pages;
 
 use reqwest::header::{COOKIE, HeaderMap, LOCATION, SET_COOKIE};
-use sqlx::SqlitePool;
+use sqlx::AnyPool;
 
 use crate::admin::TOKEN;
 use crate::helpers::TestApp;
@@ -173,8 +173,8 @@ impl Console {
 }
 
 /// A row's state, straight from the file.
-pub async fn state_of(db: &SqlitePool, id: i64) -> String {
-    sqlx::query_scalar("SELECT state FROM outbox WHERE id = ?1")
+pub async fn state_of(db: &AnyPool, id: i64) -> String {
+    sqlx::query_scalar("SELECT state FROM outbox WHERE id = $1")
         .bind(id)
         .fetch_one(db)
         .await
@@ -182,7 +182,7 @@ pub async fn state_of(db: &SqlitePool, id: i64) -> String {
 }
 
 /// Audit rows: (action, target, affected, principal), oldest first.
-pub async fn audit_rows(db: &SqlitePool) -> Vec<(String, Option<String>, i64, String)> {
+pub async fn audit_rows(db: &AnyPool) -> Vec<(String, Option<String>, i64, String)> {
     sqlx::query_as("SELECT action, target, affected, principal FROM admin_audit ORDER BY id")
         .fetch_all(db)
         .await

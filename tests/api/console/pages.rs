@@ -60,7 +60,7 @@ async fn the_overview_counts_and_chart_match_the_rows_in_the_database() {
     }
     let ids = seed(&db, &rows).await;
     // One row received long ago was delivered in the current hour: it counts as delivered now.
-    sqlx::query("UPDATE outbox SET state = 'delivered', updated_at = ?1 WHERE id = ?2")
+    sqlx::query("UPDATE outbox SET state = 'delivered', updated_at = $1 WHERE id = $2")
         .bind(now)
         .bind(ids[ids.len() - 1])
         .execute(&db)
@@ -80,7 +80,7 @@ async fn the_overview_counts_and_chart_match_the_rows_in_the_database() {
         "failed",
         "cancelled",
     ] {
-        let in_db: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE state = ?1")
+        let in_db: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE state = $1")
             .bind(state)
             .fetch_one(&db)
             .await
@@ -93,8 +93,8 @@ async fn the_overview_counts_and_chart_match_the_rows_in_the_database() {
     assert_eq!((accepted.len(), delivered.len()), (48, 48));
     let since = hour_start - 47 * HOUR;
     let (accepted_in_db, delivered_in_db): (i64, i64) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM outbox WHERE received_at >= ?1),
-                (SELECT count(*) FROM outbox WHERE state = 'delivered' AND updated_at >= ?1)",
+        "SELECT (SELECT count(*) FROM outbox WHERE received_at >= $1),
+                (SELECT count(*) FROM outbox WHERE state = 'delivered' AND updated_at >= $1)",
     )
     .bind(since)
     .fetch_one(&db)
@@ -170,7 +170,7 @@ async fn hostile_stored_values_come_out_escaped() {
         }],
     )
     .await;
-    sqlx::query("UPDATE outbox SET last_error = '<script>alert(3)</script>' WHERE id = ?1")
+    sqlx::query("UPDATE outbox SET last_error = '<script>alert(3)</script>' WHERE id = $1")
         .bind(ids[0])
         .execute(&db)
         .await
@@ -214,7 +214,7 @@ async fn the_refused_list_shows_each_item_with_its_reason_and_pages() {
     for i in 0..3 {
         sqlx::query(
             "INSERT INTO refused (source, record_id, reason, field, refused_at)
-             VALUES ('pipedrive', ?1, 'invalid_email', 'email', ?2)",
+             VALUES ('pipedrive', $1, 'invalid_email', 'email', $2)",
         )
         .bind(format!("person-{i}"))
         .bind(1_796_119_200_000_i64 + i)

@@ -83,7 +83,7 @@ async fn a_422_for_a_guest_that_does_not_exist_fails_with_tallyfys_message() {
     // version might have stored it.
     sqlx::query(
         "INSERT INTO outbox (source, email, payload, next_attempt_at, received_at, updated_at)
-         VALUES ('canonical', 'long@example.com', ?1, 0, 0, 0)",
+         VALUES ('canonical', 'long@example.com', $1, 0, 0, 0)",
     )
     .bind(
         json!({"v": 1, "kind": "guest",

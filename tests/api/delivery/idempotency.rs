@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use serde_json::json;
 use tallyfy_bridge::domain::outcome::{LearnedBy, Outcome};
-use tallyfy_bridge::outbox::Store;
 use tallyfy_sandbox::{DuplicateMode, Faults, SandboxConfig};
 
 use super::{delivery_env, delivery_env_with};
@@ -55,7 +54,7 @@ async fn fifty_events_over_ten_emails_make_exactly_ten_posts() {
     // Every delivered row carries its email's ledger id.
     let mismatched: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM outbox o JOIN guest_ledger l ON l.email = o.email
-         WHERE o.guest_id IS NOT l.guest_id",
+         WHERE o.guest_id IS DISTINCT FROM l.guest_id",
     )
     .fetch_one(&env.db)
     .await

@@ -14,8 +14,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sqlx::SqlitePool;
+use sqlx::AnyPool;
+use tallyfy_bridge::configuration::{Backend, DatabaseSettings};
 use tallyfy_bridge::delivery::Worker;
+use tallyfy_bridge::outbox::Store;
+use tallyfy_bridge::outbox::postgres::PgStore;
 use tallyfy_bridge::outbox::sqlite::SqliteStore;
 use tallyfy_sandbox::{IdStyle, Sandbox, SandboxConfig, SandboxHandle};
 
@@ -28,8 +31,8 @@ pub struct DeliveryEnv {
     /// The app's own worker (its loop not started), driven by the test.
     pub worker: Arc<Worker>,
     pub clock: ManualClock,
-    pub db: SqlitePool,
-    pub store: Arc<SqliteStore>,
+    pub db: AnyPool,
+    pub store: Arc<dyn Store>,
 }
 
 pub async fn delivery_env(config: SandboxConfig) -> DeliveryEnv {
@@ -49,13 +52,9 @@ pub async fn delivery_env_with(config: SandboxConfig, overrides: Overrides<'_>) 
     let clock = ManualClock::new(chrono::Utc::now().timestamp_millis());
     let app = spawn_app_driven(&settings, Arc::new(clock.clone())).await;
     let worker = app.worker.clone().expect("delivery is enabled");
-    let db = app.db().await;
-    // A second view of the same file, for tests that act as another (dying) worker.
-    let store = Arc::new(
-        SqliteStore::open(&app.settings.database, false)
-            .await
-            .expect("store"),
-    );
+    let db = app.settings_db().await;
+    // A second view of the same database, for tests that act as another (dying) worker.
+    let store = open_store(&app.settings.database).await;
     DeliveryEnv {
         app,
         sandbox,
@@ -63,6 +62,20 @@ pub async fn delivery_env_with(config: SandboxConfig, overrides: Overrides<'_>) 
         clock,
         db,
         store,
+    }
+}
+
+/// The app's database as a second [`Store`] of its backend, not migrated (the app did it).
+pub async fn open_store(settings: &DatabaseSettings) -> Arc<dyn Store> {
+    match settings.backend().expect("database settings") {
+        Backend::Sqlite(path) => Arc::new(
+            SqliteStore::open(&settings.with_sqlite_path(&path), false)
+                .await
+                .expect("store"),
+        ),
+        Backend::Postgres(url) => {
+            Arc::new(PgStore::open(&url, settings, false).await.expect("store"))
+        }
     }
 }
 
@@ -108,7 +121,7 @@ impl DeliveryEnv {
     }
 
     pub async fn row(&self, id: i64) -> Row {
-        sqlx::query_as("SELECT state, attempts, guest_id, last_error FROM outbox WHERE id = ?")
+        sqlx::query_as("SELECT state, attempts, guest_id, last_error FROM outbox WHERE id = $1")
             .bind(id)
             .fetch_one(&self.db)
             .await
@@ -116,7 +129,7 @@ impl DeliveryEnv {
     }
 
     pub async fn ledger(&self, email: &str) -> Option<String> {
-        sqlx::query_scalar("SELECT guest_id FROM guest_ledger WHERE email = ?")
+        sqlx::query_scalar("SELECT guest_id FROM guest_ledger WHERE email = $1")
             .bind(email)
             .fetch_optional(&self.db)
             .await
@@ -209,7 +222,7 @@ async fn every_attempt_is_logged() {
     let id = env.post(json!({"email": "log@example.com"})).await;
     env.drain().await;
     let (attempt, outcome, status): (i64, String, Option<i64>) = sqlx::query_as(
-        "SELECT attempt, outcome, http_status FROM delivery_attempts WHERE outbox_id = ?",
+        "SELECT attempt, outcome, http_status FROM delivery_attempts WHERE outbox_id = $1",
     )
     .bind(id)
     .fetch_one(&env.db)
@@ -229,15 +242,12 @@ impl DeliveryEnv {
 async fn operators_look_up_a_delivery_and_a_guest_with_the_admin_token() {
     let env = delivery_env(SandboxConfig::default()).await;
     // A second app on the same database, with the admin endpoints open.
-    let app = crate::helpers::spawn_app_with(&[
-        (
-            "BRIDGE__DATABASE__PATH",
-            env.app.db_path().display().to_string(),
-        ),
+    let mut overrides = env.app.same_database();
+    overrides.extend([
         ("BRIDGE__ADMIN__TOKEN", "admin-secret-for-tests".into()),
         ("BRIDGE__TALLYFY__ORG_ID", "demo-org".into()),
-    ])
-    .await;
+    ]);
+    let app = crate::helpers::spawn_app_with(&overrides).await;
     let id = env.post(json!({"email": "Ops@Example.com"})).await;
     env.drain().await;
     let get = |path: String, token: &'static str| {

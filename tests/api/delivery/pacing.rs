@@ -265,10 +265,7 @@ async fn two_workers_on_one_database_never_exceed_the_budget_together_nor_spend_
         super::delivering_to(&env.sandbox, "demo-org".into(), "sandbox-token".into());
     settings.extend(cap(4));
     settings.push(("BRIDGE__DELIVERY__CONCURRENCY", "8".into()));
-    settings.push((
-        "BRIDGE__DATABASE__PATH",
-        env.app.db_path().display().to_string(),
-    ));
+    settings.extend(env.app.same_database());
     let other = spawn_app_driven(&settings, Arc::new(env.clock.clone())).await;
     let other_worker = other.worker.clone().expect("delivery is enabled");
     env.post_many("pair", 12).await;
@@ -383,7 +380,6 @@ async fn zero_means_no_limit() {
 
 #[tokio::test]
 async fn a_worker_that_dies_after_its_spend_wastes_the_unit_and_sends_nothing_unbudgeted() {
-    use tallyfy_bridge::outbox::Store;
     let env = paced_env(2, SandboxConfig::default()).await;
     let limit = env.app.settings.delivery.pacing();
     let orphan = env.post(json!({"email": "died@example.com"})).await;

@@ -12,25 +12,40 @@ use tallyfy_sandbox::{Faults, Sandbox, SandboxConfig, SandboxHandle};
 
 use super::{delivering_to, delivery_env};
 use crate::binary::{bridge, start};
-use crate::helpers::{SIGNING_SECRET, signed_post, spawn_app_with};
+use crate::helpers::{SIGNING_SECRET, on_postgres, signed_post, spawn_app_with};
 
 #[tokio::test]
 async fn a_refused_token_pauses_delivery_in_the_same_commit_that_gives_the_row_back() {
     let env = delivery_env(SandboxConfig::default()).await;
     // Arrange: note what the gate said at the instant each row was written back as due.
-    sqlx::query("CREATE TABLE seen_gate (outbox_id INTEGER, paused_reason TEXT)")
+    sqlx::query("CREATE TABLE seen_gate (outbox_id BIGINT, paused_reason TEXT)")
         .execute(&env.db)
         .await
         .expect("table");
-    sqlx::query(
-        "CREATE TRIGGER note_gate AFTER UPDATE OF state ON outbox WHEN NEW.state = 'retrying'
+    // The same row trigger in each backend's dialect: it runs inside the writer's transaction.
+    let triggers: &[&str] =
+        if on_postgres() {
+            &[
+                "CREATE FUNCTION note_gate() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 INSERT INTO seen_gate SELECT NEW.id, paused_reason FROM worker_state WHERE id = 1;
+                 RETURN NEW;
+             END $$",
+                "CREATE TRIGGER note_gate AFTER UPDATE OF state ON outbox FOR EACH ROW
+             WHEN (NEW.state = 'retrying') EXECUTE FUNCTION note_gate()",
+            ]
+        } else {
+            &["CREATE TRIGGER note_gate AFTER UPDATE OF state ON outbox WHEN NEW.state = 'retrying'
          BEGIN
              INSERT INTO seen_gate SELECT NEW.id, paused_reason FROM worker_state WHERE id = 1;
-         END",
-    )
-    .execute(&env.db)
-    .await
-    .expect("trigger");
+         END"]
+        };
+    for trigger in triggers {
+        sqlx::query(sqlx::AssertSqlSafe(*trigger))
+            .execute(&env.db)
+            .await
+            .expect("trigger");
+    }
     let id = env.post(json!({"email": "refused@example.com"})).await;
     env.sandbox.set_token("rotated-token");
 
@@ -227,14 +242,23 @@ async fn failing_storage_is_reported_once_and_retried_with_backoff_not_in_a_loop
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 
-    // Act: another process holds the write lock for a second, so every claim fails.
-    let mut other = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+    // Act: another process holds the write lock for a second (on PostgreSQL: the outbox locked
+    // against everyone; the bridge's lock_timeout is its busy_timeout), so every claim fails.
+    sqlx::any::install_default_drivers();
+    let mut other = sqlx::AnyConnection::connect(&crate::helpers::file_database_url(&db))
         .await
         .expect("connect");
-    sqlx::query("BEGIN EXCLUSIVE")
-        .execute(&mut other)
-        .await
-        .expect("lock");
+    let lock: &[&str] = if on_postgres() {
+        &["BEGIN", "LOCK TABLE outbox IN ACCESS EXCLUSIVE MODE"]
+    } else {
+        &["BEGIN EXCLUSIVE"]
+    };
+    for statement in lock {
+        sqlx::query(sqlx::AssertSqlSafe(*statement))
+            .execute(&mut other)
+            .await
+            .expect("lock");
+    }
     let window = lines_during(&lines, Duration::from_secs(1));
     sqlx::query("ROLLBACK")
         .execute(&mut other)
@@ -259,6 +283,8 @@ async fn failing_storage_is_reported_once_and_retried_with_backoff_not_in_a_loop
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_database_file_is_reported_once_not_at_every_heartbeat() {
+    // The SQLite file itself is deleted.
+    crate::sqlite_only!();
     // Arrange: a running worker (heartbeats every 2 s) on a file that is then deleted.
     let dir = tempfile::tempdir().expect("dir");
     let db = dir.path().join("bridge.sqlite");

@@ -51,7 +51,9 @@ async fn a_flood_of_stalled_bodies_beyond_the_fd_limit_does_not_keep_healthy_cli
         .env("BRIDGE__HTTP__PORT", "0")
         .env("BRIDGE__HTTP__WORKERS", "2")
         .env("BRIDGE__HTTP__BODY_TIMEOUT_MS", "1000")
-        .env("BRIDGE__DATABASE__PATH", dir.path().join("bridge.sqlite"))
+        .envs(crate::helpers::database_env(
+            &dir.path().join("bridge.sqlite"),
+        ))
         .env("BRIDGE__LOG__FORMAT", "json")
         .env("BRIDGE__DELIVERY__ENABLED", "false")
         .env("BRIDGE__INGEST__AUTH__SIGNING_SECRET", SIGNING_SECRET)

@@ -7,7 +7,7 @@ use std::process::Command;
 use serde_json::{Value, json};
 
 use super::api_keys;
-use crate::process::{BINARY, bridge, sandbox_url, start, wait_for_guests};
+use crate::binary::{BINARY, bridge, sandbox_url, start, wait_for_guests};
 use crate::reconcile::ADMIN_TOKEN;
 use crate::reconcile::fake_salesforce::{FakeSalesforce, SF_CLIENT_SECRET};
 use crate::sources::{SALESFORCE_ORG, SALESFORCE_TOKEN};

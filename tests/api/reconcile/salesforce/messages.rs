@@ -26,7 +26,7 @@ pub(super) fn notification(
     )
 }
 
-pub(super) async fn refused_rows(db: &sqlx::SqlitePool) -> Vec<(String, Option<i64>)> {
+pub(super) async fn refused_rows(db: &sqlx::AnyPool) -> Vec<(String, Option<i64>)> {
     sqlx::query_as("SELECT record_id, resolved_outbox_id FROM refused ORDER BY id")
         .fetch_all(db)
         .await
