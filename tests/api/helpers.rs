@@ -179,7 +179,6 @@ pub fn test_settings_with(dir: &Path, overrides: Overrides) -> Settings {
             "BRIDGE__DATABASE__PATH",
             dir.join("bridge.sqlite").display().to_string(),
         ),
-        ("BRIDGE__DATABASE__URL", database_url(dir)),
         (
             "BRIDGE__INGEST__AUTH__SIGNING_SECRET",
             SIGNING_SECRET.into(),
@@ -202,6 +201,8 @@ pub fn test_settings_with(dir: &Path, overrides: Overrides) -> Settings {
         ),
     ]
     .into_iter()
+    // On SQLite the path alone names the file (so a test may point it elsewhere).
+    .chain(on_postgres().then(|| ("BRIDGE__DATABASE__URL", database_url(dir))))
     .chain(overrides.iter().cloned())
     .map(|(k, v)| (k.to_string(), v));
     Settings::from_sources(Path::new("config"), None, env).expect("test settings are valid")
@@ -303,18 +304,9 @@ impl TestApp {
         ]
     }
 
-    /// A separate pool on the same database, as an operator's `sqlite3` or `psql` would open
+    /// A separate pool on the app's database, as an operator's `sqlite3` or `psql` would open
     /// it. Queries written for both backends number their parameters `$1`, `$2`, ….
     pub async fn db(&self) -> AnyPool {
-        sqlx::any::install_default_drivers();
-        AnyPool::connect(&database_url(self.dir.path()))
-            .await
-            .expect("open db")
-    }
-
-    /// A pool on the database the app's settings name, even when a test overrode them (a
-    /// `BRIDGE__DATABASE__URL` of its own); [`TestApp::db`] opens the test directory's.
-    pub async fn settings_db(&self) -> AnyPool {
         use secrecy::ExposeSecret;
         sqlx::any::install_default_drivers();
         let url = match &self.settings.database.url {
@@ -322,6 +314,17 @@ impl TestApp {
             None => format!("sqlite://{}", self.db_path().display()),
         };
         AnyPool::connect(&url).await.expect("open db")
+    }
+
+    /// Another bridge on this one's database (a second replica, on PostgreSQL), with the same
+    /// settings and build options: its own writer, worker and pools.
+    pub async fn beside(&self) -> TestApp {
+        start(
+            self.settings.clone(),
+            self.dir.clone(),
+            self.options.clone(),
+        )
+        .await
     }
 
     pub async fn outbox_rows(&self) -> i64 {

@@ -1,4 +1,5 @@
-//! The API as a CRM and an operator see it: real HTTP on loopback, a real SQLite file per test.
+//! The API as a CRM and an operator see it: real HTTP on loopback, and a database per test: a
+//! real SQLite file (the `api` target) or a real PostgreSQL database (`api_postgres`).
 
 mod admin;
 mod auth;
@@ -14,9 +15,12 @@ mod hostile_input;
 mod ingest;
 mod metrics;
 mod openapi;
+mod pg_restart;
+mod postgres_server;
 mod process;
 mod reconcile;
 mod refused;
+mod replicas;
 mod retention;
 mod sources;
 mod status;

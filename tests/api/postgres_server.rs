@@ -120,7 +120,16 @@ impl OwnServer {
         let log = self.dir.path().join("server.log").display().to_string();
         self.run(
             "pg_ctl",
-            &["-D", &self.data(), "-l", &log, "-w", "-o", &options, "start"],
+            &[
+                "-D",
+                &self.data(),
+                "-l",
+                &log,
+                "-w",
+                "-o",
+                &options,
+                "start",
+            ],
         );
     }
 }

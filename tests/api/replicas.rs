@@ -5,10 +5,10 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tallyfy_sandbox::{Faults, SandboxConfig};
+use tallyfy_sandbox::{Faults, Sandbox, SandboxConfig};
 
-use crate::delivery::delivery_env_with;
-use crate::helpers::on_postgres;
+use crate::delivery::{delivering_to, delivery_env_with};
+use crate::helpers::{on_postgres, spawn_app_with};
 
 /// Returns from the test on SQLite (one bridge per file).
 macro_rules! postgres_only {
@@ -109,7 +109,10 @@ async fn a_credentials_pause_seen_by_one_replica_holds_every_replica() {
     env.catch_up();
     env.advance(Duration::from_secs(3600));
     let outcomes = worker_b.run_once().await.expect("replica B runs");
-    assert!(outcomes.len() <= 1, "a paused replica only probes: {outcomes:?}");
+    assert!(
+        outcomes.len() <= 1,
+        "a paused replica only probes: {outcomes:?}"
+    );
     let status: Value = b.get("/status").await.json().await.expect("json");
     assert_eq!(status["delivery"]["paused"], true, "{status}");
     assert_eq!(env.sandbox.guests().len(), 0);
@@ -118,20 +121,45 @@ async fn a_credentials_pause_seen_by_one_replica_holds_every_replica() {
 #[tokio::test]
 async fn status_lists_the_replicas_that_share_the_database() {
     postgres_only!();
-    let env = delivery_env_with(SandboxConfig::default(), &[]).await;
-    let b = env.app.beside().await;
-    let worker_b = b.worker.clone().expect("delivery is enabled");
-    env.worker.run_once().await.expect("replica A beats");
-    worker_b.run_once().await.expect("replica B beats");
+    // Two bridges with their delivery loops running: each writes its heartbeat as its loop
+    // starts (a driven worker's run_once does not), so this test waits for them.
+    let config = SandboxConfig::default();
+    let (org, token) = (config.org_id.clone(), config.token.clone());
+    let sandbox = Sandbox::start(config, "127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("sandbox");
+    let a = spawn_app_with(&delivering_to(&sandbox, org, token)).await;
+    let b = a.beside().await;
 
-    let status: Value = env.app.get("/status").await.json().await.expect("json");
+    let mut status = Value::Null;
+    for _ in 0..100 {
+        status = a.get("/status").await.json().await.expect("json");
+        if status["database"]["replicas"].as_array().map(Vec::len) == Some(2) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let database = &status["database"];
     assert_eq!(database["backend"], "postgres", "{status}");
     let replicas = database["replicas"].as_array().expect("replicas");
     assert_eq!(replicas.len(), 2, "{status}");
     let this: Vec<&Value> = replicas.iter().filter(|r| r["this"] == true).collect();
-    assert_eq!(this.len(), 1, "exactly one is the replica answering: {status}");
+    assert_eq!(
+        this.len(),
+        1,
+        "exactly one is the replica answering: {status}"
+    );
     assert_ne!(replicas[0]["replica"], replicas[1]["replica"]);
-    // The URL's password is nowhere in /status.
+    // B answers for itself: the other entry is "this" there.
+    let seen_by_b: Value = b.get("/status").await.json().await.expect("json");
+    let b_this: Vec<&Value> = seen_by_b["database"]["replicas"]
+        .as_array()
+        .expect("replicas")
+        .iter()
+        .filter(|r| r["this"] == true)
+        .collect();
+    assert_eq!(b_this.len(), 1, "{seen_by_b}");
+    assert_ne!(b_this[0]["replica"], this[0]["replica"]);
+    // The URL (and its password, were there one) is nowhere in /status.
     assert!(!status.to_string().contains("postgres://"), "{status}");
 }

@@ -126,11 +126,6 @@ async fn check_ready(pool: &PgPool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Not written yet on PostgreSQL.
-fn unported(what: &str) -> anyhow::Error {
-    anyhow::anyhow!("{what} is not available on PostgreSQL yet")
-}
-
 /// A freshly migrated database of its own on the server `TEST_POSTGRES_URL` names
 /// (`postgres://USER@HOST:PORT`, as `scripts/with-postgres.sh` exports it), for unit tests.
 /// Without it: `None` after a notice, so the test passes, unless `REQUIRE_POSTGRES_TESTS=1`.

@@ -196,8 +196,6 @@ mod tests {
         }
     }
 
-    /// Depends on `records::states` (written by the helper porting records.rs): until that is
-    /// merged it is unported here, and this test says so and stops instead of failing.
     #[tokio::test]
     async fn record_states_names_queued_and_refused_records_of_the_source() {
         let Some(pool) = super::super::test_pool().await else {
@@ -218,18 +216,7 @@ mod tests {
             sqlx::query(sql).execute(&pool).await.expect(sql);
         }
         let ids: Vec<String> = ["1", "2", "3", "4"].map(String::from).to_vec();
-        let states = match record_states(&pool, "hubspot", &ids).await {
-            Ok(states) => states,
-            Err(error)
-                if error
-                    .to_string()
-                    .contains("not available on PostgreSQL yet") =>
-            {
-                eprintln!("notice: records::states is not ported yet; record_states untested");
-                return;
-            }
-            Err(error) => panic!("{error:#}"),
-        };
+        let states = record_states(&pool, "hubspot", &ids).await.expect("states");
         // A record never seen may be absent or a default state (SQLite's query answers every
         // key): both mean "neither queued nor refused". Pipedrive's record 2 is not hubspot's.
         let got: Vec<RecordState> = ids

@@ -52,7 +52,7 @@ pub async fn delivery_env_with(config: SandboxConfig, overrides: Overrides<'_>) 
     let clock = ManualClock::new(chrono::Utc::now().timestamp_millis());
     let app = spawn_app_driven(&settings, Arc::new(clock.clone())).await;
     let worker = app.worker.clone().expect("delivery is enabled");
-    let db = app.settings_db().await;
+    let db = app.db().await;
     // A second view of the same database, for tests that act as another (dying) worker.
     let store = open_store(&app.settings.database).await;
     DeliveryEnv {
