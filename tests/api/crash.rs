@@ -1,5 +1,8 @@
 //! The crash test: the real binary, a faulty sandbox, a CRM that retries, and `kill -9` at random
 //! moments. Afterwards every acknowledged event is stored and every email is exactly one guest.
+//! On PostgreSQL (the `api_postgres` run) it runs a second time with three bridges sharing the
+//! database behind a CRM that sends each retry to the next one, SIGKILLing random replicas while
+//! the others keep serving.
 //!
 //! Scale it up by hand: `CRASH_EVENTS=100000 CRASH_EMAILS=20000 CRASH_KILLS=50
 //! cargo test --release --test api crash -- --nocapture` (CRASH_SEED replays a run).
@@ -130,9 +133,14 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Posts like a CRM: retries every event until it gets a 2xx, whatever happens to the bridge.
-async fn post_until_acknowledged(client: &reqwest::Client, url: &str, event: &Event) -> (u16, i64) {
-    loop {
+/// Posts like a CRM behind a load balancer: retries every event until it gets a 2xx, whatever
+/// happens to the bridges, each retry going to the next of `urls`.
+async fn post_until_acknowledged(
+    client: &reqwest::Client,
+    urls: &[String],
+    event: &Event,
+) -> (u16, i64) {
+    for url in urls.iter().cycle() {
         let sent = signed_post(client, url, &event.id, &event.body)
             .send()
             .await;
@@ -146,10 +154,24 @@ async fn post_until_acknowledged(client: &reqwest::Client, url: &str, event: &Ev
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    unreachable!("cycle never ends")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_nine_at_random_moments_loses_nothing_and_creates_each_guest_once() {
+    crash_test(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_nine_of_random_replicas_of_three_loses_nothing_and_creates_each_guest_once() {
+    if !crate::helpers::on_postgres() {
+        return; // one bridge per SQLite file
+    }
+    crash_test(3).await;
+}
+
+/// `replicas` bridges on one database; the killer SIGKILLs one of them at a time, at random.
+async fn crash_test(replicas: usize) {
     let (n_events, n_emails, n_kills) = (
         env_or("CRASH_EVENTS", 2000) as usize,
         env_or("CRASH_EMAILS", 600) as usize,
@@ -176,13 +198,22 @@ async fn kill_nine_at_random_moments_loses_nothing_and_creates_each_guest_once()
     .await
     .expect("sandbox");
     let dir = tempfile::tempdir().expect("dir");
-    let mut bridge = Bridge {
-        port: free_port(),
-        db: dir.path().join("crash.sqlite"),
-        sandbox_url: sandbox.base_url(),
-        child: None,
-    };
-    bridge.start();
+    let db = dir.path().join("crash.sqlite");
+    let mut bridges: Vec<Bridge> = (0..replicas)
+        .map(|_| Bridge {
+            port: free_port(),
+            db: db.clone(),
+            sandbox_url: sandbox.base_url(),
+            child: None,
+        })
+        .collect();
+    for bridge in &mut bridges {
+        bridge.start();
+    }
+    let urls: Vec<String> = bridges
+        .iter()
+        .map(|b| b.url("/webhooks/contacts"))
+        .collect();
     let started = Instant::now();
 
     // Posters: 8 CRM connections working through the events, retrying through every crash.
@@ -197,29 +228,28 @@ async fn kill_nine_at_random_moments_loses_nothing_and_creates_each_guest_once()
         .build()
         .expect("client");
     let mut posters = tokio::task::JoinSet::new();
-    for _ in 0..8 {
-        let (queue, acks, client, url) = (
-            queue.clone(),
-            acks.clone(),
-            client.clone(),
-            bridge.url("/webhooks/contacts"),
-        );
+    for poster in 0..8 {
+        // Each poster starts at another replica.
+        let mut urls = urls.clone();
+        urls.rotate_left(poster % replicas);
+        let (queue, acks, client) = (queue.clone(), acks.clone(), client.clone());
         posters.spawn(async move {
             loop {
                 let Some(event) = queue.lock().expect("queue").pop_front() else {
                     return;
                 };
-                let (status, id) = post_until_acknowledged(&client, &url, &event).await;
+                let (status, id) = post_until_acknowledged(&client, &urls, &event).await;
                 acks.lock().expect("acks").push((event.id, status, id));
             }
         });
     }
 
-    // The killer: SIGKILL at random moments while events arrive (at least `n_kills` times),
-    // a 429 burst now and then, restart on the same file.
+    // The killer: SIGKILL a random replica at random moments while events arrive (at least
+    // `n_kills` times), a 429 burst now and then, restart it on the same database.
     let mut kills = 0;
     while kills < n_kills || acks.lock().expect("acks").len() < n_events {
         tokio::time::sleep(Duration::from_millis(rng.u64(150..900))).await;
+        let bridge = &mut bridges[rng.usize(..replicas)];
         bridge.kill();
         if kills % 3 == 0 {
             sandbox.burst_429(3, 1);
@@ -236,7 +266,7 @@ async fn kill_nine_at_random_moments_loses_nothing_and_creates_each_guest_once()
     let deadline = Instant::now() + Duration::from_secs(120 + n_events as u64 / 20);
     let mut status = Value::Null;
     while Instant::now() < deadline {
-        if let Ok(response) = client.get(bridge.url("/status")).send().await
+        if let Ok(response) = client.get(bridges[0].url("/status")).send().await
             && let Ok(body) = response.json::<Value>().await
         {
             let counts = &body["outbox"]["counts"];
@@ -247,12 +277,14 @@ async fn kill_nine_at_random_moments_loses_nothing_and_creates_each_guest_once()
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    bridge.stop();
+    for bridge in &mut bridges {
+        bridge.stop();
+    }
 
     // Assert.
     let acks = acks.lock().expect("acks").clone();
     sqlx::any::install_default_drivers();
-    let db = sqlx::AnyPool::connect(&crate::helpers::file_database_url(&bridge.db))
+    let db = sqlx::AnyPool::connect(&crate::helpers::file_database_url(&db))
         .await
         .expect("db");
     let stored: HashMap<String, i64> = sqlx::query_as("SELECT event_id, id FROM outbox")
@@ -304,7 +336,7 @@ async fn kill_nine_at_random_moments_loses_nothing_and_creates_each_guest_once()
     let stats = sandbox.stats();
 
     println!(
-        "crash test: {} events posted ({} acknowledged: {} new, {} repeats) in {:.1?}, {} kills, \
+        "crash test, {replicas} bridge(s): {} events posted ({} acknowledged: {} new, {} repeats) in {:.1?}, {} kills, \
          {} distinct emails, {} guests, creates {}, duplicates {duplicates}, lost {lost}, \
          faults injected {:?}, 429s {}, outbox by state {:?}, total {:.1?}",
         n_events,
