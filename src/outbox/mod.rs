@@ -3,8 +3,10 @@
 //! a [`writer`] queue through which ingest appends. SQLite is the embedded default ([`sqlite`]);
 //! PostgreSQL ([`postgres`]) lets several bridges share one database. [`open`] picks one.
 
+mod batch;
 pub mod open;
 pub mod postgres;
+mod row_change;
 pub mod sqlite;
 pub mod writer;
 

@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use anyhow::Context;
 use sqlx::PgConnection;
 
-use crate::outbox::{CrmRecord, NewEvent, OnlyIf, RecordState};
+use crate::outbox::batch::Remembered;
+use crate::outbox::{OnlyIf, RecordState};
 
 #[derive(sqlx::FromRow)]
 struct Row {
@@ -85,15 +86,6 @@ const STATES: &str = "SELECT w.source, w.record_id, c.outbox_id, o.open IS NOT N
           AND r.record_id IS NOT NULL AND r.resolved_outbox_id IS NULL
         LIMIT 1) AS o ON true";
 
-/// A row just stored for a CRM record.
-pub(super) struct Remembered<'a> {
-    pub event: &'a NewEvent,
-    pub record: &'a CrmRecord,
-    pub outbox_id: i64,
-    /// The record had a refusal this row resolves.
-    pub open_refusal: bool,
-}
-
 /// Remembers which row queued each record (one statement for the batch) and resolves the open
 /// refusals among them (one more). The caller holds the records' [`lock`]s, and `rows` names
 /// each record once, so the upsert neither waits nor touches a row twice.
@@ -159,6 +151,7 @@ pub(super) async fn remember(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outbox::{CrmRecord, NewEvent};
 
     #[tokio::test]
     async fn a_batch_of_records_is_read_by_key_whatever_the_tables_hold() {

@@ -8,7 +8,8 @@ use anyhow::Context;
 use sqlx::QueryBuilder;
 use sqlx::sqlite::{Sqlite, SqliteConnection};
 
-use crate::outbox::{CrmRecord, NewEvent, OnlyIf, RecordState};
+use crate::outbox::batch::Remembered;
+use crate::outbox::{OnlyIf, RecordState};
 
 #[derive(sqlx::FromRow)]
 struct Row {
@@ -66,15 +67,6 @@ fn states_query(keys: &[(&str, &str)]) -> QueryBuilder<Sqlite> {
              ON c.source = w.source AND c.record_id = w.record_id",
     );
     query
-}
-
-/// A row just stored for a CRM record.
-pub(super) struct Remembered<'a> {
-    pub event: &'a NewEvent,
-    pub record: &'a CrmRecord,
-    pub outbox_id: i64,
-    /// The record had a refusal this row resolves.
-    pub open_refusal: bool,
 }
 
 /// Remembers which row queued each record (one statement for the batch) and resolves the open

@@ -6,49 +6,8 @@ use anyhow::Context;
 use sqlx::{SqliteConnection, SqlitePool};
 
 use crate::domain::outcome::Outcome;
-use crate::outbox::{AttemptResult, RowState};
-
-/// What an outcome does to its row; `None` leaves a column as it is.
-struct RowChange<'a> {
-    state: RowState,
-    next_attempt_at: Option<i64>,
-    /// Gives the attempt back: the wait was imposed, not a failure of the delivery.
-    refund: bool,
-    last_error: Option<&'a str>,
-    /// A fetched CRM record: the row's email and guest from now on.
-    email: Option<&'a str>,
-    payload: Option<&'a str>,
-}
-
-impl<'a> RowChange<'a> {
-    fn of(outcome: &'a Outcome, now: i64) -> Self {
-        let change = |state, next_attempt_at, refund| RowChange {
-            state,
-            next_attempt_at,
-            refund,
-            last_error: outcome.error(),
-            email: None,
-            payload: None,
-        };
-        match outcome {
-            Outcome::Delivered { .. } => change(RowState::Delivered, None, false),
-            Outcome::Fetched { email, payload } => RowChange {
-                email: Some(email),
-                payload: Some(payload),
-                ..change(RowState::Queued, Some(now), true)
-            },
-            Outcome::Retry { at, spent, .. } => change(RowState::Retrying, Some(*at), !spent),
-            Outcome::RateLimited { until, .. } | Outcome::Paced { until, .. } => {
-                change(RowState::Retrying, Some(*until), true)
-            }
-            // Due again at once: the worker's pause decides when anything is tried.
-            Outcome::Paused { .. } => change(RowState::Retrying, Some(now), true),
-            Outcome::Failed { .. } | Outcome::Refused { .. } => {
-                change(RowState::Failed, None, false)
-            }
-        }
-    }
-}
+use crate::outbox::AttemptResult;
+use crate::outbox::row_change::RowChange;
 
 /// ?1 id, ?2 attempt (the fence), ?3 new state, ?4 now, ?5 next attempt, ?6 refund (0/1),
 /// ?7 last error, ?8 email, ?9 payload, ?10 org (a delivered row takes the ledger's guest id).
