@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Builds tallyfy-bridge:local and tallyfy-sandbox:local from local material only, for machines
-# whose Docker engine reaches no image registry (CI here). With a registry, use `docker build .`.
+# Builds tallyfy-bridge:local, tallyfy-sandbox:local and tallyfy-postgres:local from local
+# material only, for machines whose Docker engine reaches no image registry (CI here). With a
+# registry, use `docker build .` (and the official postgres image).
 #
 #   1. debian:bookworm-slim: if the engine has no such image, a bookworm root filesystem is made
 #      with debootstrap (cached as a tarball) and `docker import`ed under that tag;
 #   2. the bridge is built on the host twice (`cargo build --release`, without the `sandbox`
 #      feature for the bridge image and with it for the sandbox image; the host must be
 #      bookworm-like: glibc 2.36 or older);
-#   3. the Dockerfile's runtime-local and sandbox-local targets copy those binaries in.
+#   3. the Dockerfile's runtime-local and sandbox-local targets copy those binaries in;
+#   4. deploy/postgres/Dockerfile adds Debian's postgresql-15 to the same base (its packages come
+#      from the Debian mirror, as debootstrap's did), for docker-compose.postgres.yml.
 #
 # Env: DEBIAN_MIRROR (default http://deb.debian.org/debian), TALLYFY_IMAGE_CACHE (default
 # ${XDG_CACHE_HOME:-$HOME/.cache}/tallyfy-bridge). Needs root for debootstrap (or sudo).
@@ -90,7 +93,7 @@ base_image() {
 
 # The same digest is computed by the container tests to tell whether the images are stale.
 source_hash() {
-    find Cargo.toml Cargo.lock src sandbox migrations config Dockerfile -type f -print0 |
+    find Cargo.toml Cargo.lock src sandbox migrations config Dockerfile deploy/postgres -type f -print0 |
         LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16
 }
 
@@ -119,6 +122,11 @@ images() {
         log "built ${target#*:} ($(docker image inspect -f '{{.Size}}' "${target#*:}" |
             awk '{printf "%.1f MB", $1 / 1e6}'))"
     done
+    # The host's network: the build's apt reaches the mirror the way the host does.
+    docker build --quiet --network host --label "org.tallyfy-bridge.source-hash=$hash" \
+        -t tallyfy-postgres:local deploy/postgres >/dev/null
+    log "built tallyfy-postgres:local ($(docker image inspect -f '{{.Size}}' tallyfy-postgres:local |
+        awk '{printf "%.1f MB", $1 / 1e6}'))"
 }
 
 case "${1:-}" in

@@ -1,4 +1,5 @@
-//! Makes sure `tallyfy-bridge:local` and `tallyfy-sandbox:local` exist and match the sources:
+//! Makes sure `tallyfy-bridge:local`, `tallyfy-sandbox:local` and `tallyfy-postgres:local` exist
+//! and match the sources:
 //! if either is missing or was built from other sources, `scripts/build-images.sh` runs (the
 //! first time this needs the root filesystem and a release build: minutes, not seconds).
 
@@ -8,12 +9,13 @@ use crate::docker::{Engine, notice, run_with_limit};
 
 pub const BRIDGE_IMAGE: &str = "tallyfy-bridge:local";
 pub const SANDBOX_IMAGE: &str = "tallyfy-sandbox:local";
+pub const POSTGRES_IMAGE: &str = "tallyfy-postgres:local";
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/build-images.sh");
 const LABEL: &str = "{{index .Config.Labels \"org.tallyfy-bridge.source-hash\"}}";
 
 pub fn ensure(engine: &Engine) {
     let wanted = engine.run(SCRIPT, &["--source-hash"], Duration::from_secs(30));
-    let stale: Vec<&str> = [BRIDGE_IMAGE, SANDBOX_IMAGE]
+    let stale: Vec<&str> = [BRIDGE_IMAGE, SANDBOX_IMAGE, POSTGRES_IMAGE]
         .into_iter()
         .filter(|image| {
             let out = engine.try_run(
