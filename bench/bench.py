@@ -886,8 +886,9 @@ def part_delivery(b: Bench) -> dict:
         port = free_port()
         started = time.monotonic_ns()
         bridge = Process([b.bin.bridge, "serve"], b.results / f"bridge-{p.key}.log", b.bridge_env(
-            db, port, delivery__enabled="true", delivery__concurrency=str(p.conc), tallyfy__base_url=url,
-            tallyfy__org_id="demo-org", tallyfy__token="sandbox-token"))
+            db, port, delivery__enabled="true", delivery__concurrency=str(p.conc),
+            delivery__max_creates_per_hour="0", tallyfy__base_url=url, tallyfy__org_id="demo-org",
+            tallyfy__token="sandbox-token"))
         p.drain_s = wait_drained(f"http://127.0.0.1:{port}/status", started, events)
         p.bridge_ticks, p.bridge_rss_kb = bridge.cpu_ticks(), bridge.peak_rss_kb()
         sandbox_check = verify_sandbox(url, events)

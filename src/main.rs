@@ -93,6 +93,11 @@ struct ServeArgs {
     sandbox_addr: Option<SocketAddr>,
 }
 
+/// mimalloc instead of glibc's malloc: fewer instructions per allocation, and memory freed by
+/// one thread is reused rather than left in that thread's arena (BENCHMARKS.md, issue 18).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();

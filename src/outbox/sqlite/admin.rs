@@ -59,7 +59,7 @@ pub(super) fn select(columns: &str, filter: &DeliveryFilter, paged: bool) -> Str
 }
 
 fn list_sql(filter: &DeliveryFilter, paged: bool) -> String {
-    format!("{} LIMIT ?8", select(VIEW, filter, paged))
+    format!("{} LIMIT CAST(?8 AS INTEGER)", select(VIEW, filter, paged))
 }
 
 /// What an action does to a row, and the states it applies to as an SQL list (from
@@ -85,7 +85,7 @@ pub(super) fn change_sql(action: RowAction) -> (&'static str, String) {
 fn bulk_sql(filter: &DeliveryFilter, action: RowAction) -> String {
     let (set, states) = change_sql(action);
     format!(
-        "UPDATE outbox SET {set} WHERE state IN {states} AND id IN ({} LIMIT ?8) RETURNING id",
+        "UPDATE outbox SET {set} WHERE state IN {states} AND id IN ({} LIMIT CAST(?8 AS INTEGER)) RETURNING id",
         select("id", filter, false)
     )
 }
@@ -264,7 +264,7 @@ pub(super) async fn audit(
 fn audit_sql(paged: bool) -> String {
     format!(
         "SELECT id, at, action, target, filter, affected, request_id, principal
-         FROM admin_audit INDEXED BY admin_audit_at WHERE {} ORDER BY at DESC, id DESC LIMIT ?3",
+         FROM admin_audit INDEXED BY admin_audit_at WHERE {} ORDER BY at DESC, id DESC LIMIT CAST(?3 AS INTEGER)",
         if paged {
             "(at, id) < (?1, ?2)"
         } else {

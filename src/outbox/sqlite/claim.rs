@@ -9,17 +9,17 @@ use crate::outbox::Claimed;
 /// ?1 now, ?2 how many, ?3 look-ahead window, ?4 lease end. One row per claim key (an email,
 /// or a CRM record until its email is known). Index-only: see the plan test. `INDEXED BY` pins
 /// each index: without statistics the planner may pick an admin-list index instead and sort
-/// every waiting row.
+/// every waiting row. Limits are cast (see [`super::reprepared`]).
 const CLAIM: &str = "WITH candidates AS (
          SELECT * FROM (
              SELECT id, claim_key, next_attempt_at AS due_at FROM outbox INDEXED BY outbox_due
              WHERE state IN ('queued', 'retrying') AND next_attempt_at <= ?1
-             ORDER BY next_attempt_at LIMIT ?3)
+             ORDER BY next_attempt_at LIMIT CAST(?3 AS INTEGER))
          UNION ALL
          SELECT * FROM (
              SELECT id, claim_key, lease_until AS due_at FROM outbox INDEXED BY outbox_leases
              WHERE state = 'in_flight' AND lease_until <= ?1
-             ORDER BY lease_until LIMIT ?3)
+             ORDER BY lease_until LIMIT CAST(?3 AS INTEGER))
      ),
      picked AS (
          SELECT min(c.id) AS id, min(c.due_at) AS due_at FROM candidates c
@@ -31,7 +31,7 @@ const CLAIM: &str = "WITH candidates AS (
                AND b.state = 'in_flight' AND b.lease_until > ?1)
          GROUP BY c.claim_key
          ORDER BY due_at
-         LIMIT ?2
+         LIMIT CAST(?2 AS INTEGER)
      )
      UPDATE outbox
      SET state = 'in_flight', attempts = attempts + 1, lease_until = ?4, updated_at = ?1
@@ -135,6 +135,24 @@ mod tests {
                 "{index}: {detail:?}"
             );
         }
+    }
+
+    /// Every claim binds a new `now` and often a new limit; neither may make SQLite parse and
+    /// plan the statement again (see `reprepared`).
+    #[tokio::test]
+    async fn the_claim_is_prepared_once_however_its_parameters_change() {
+        let pool = crate::outbox::sqlite::memory_pool().await;
+        for (i, limit) in [1, 4, 1, 32, 2].into_iter().enumerate() {
+            let now = 1_000 + i as i64;
+            claim_due(&pool, now, limit, now + 90_000)
+                .await
+                .expect("claim");
+            next_due_at(&pool).await.expect("next due");
+        }
+        assert_eq!(
+            crate::outbox::sqlite::reprepared(&pool).await,
+            Vec::<String>::new()
+        );
     }
 
     #[tokio::test]

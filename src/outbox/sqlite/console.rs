@@ -48,7 +48,7 @@ pub(super) async fn hourly_activity(
 fn count_sql(filter: &DeliveryFilter, action: RowAction) -> String {
     let (_, states) = change_sql(action);
     format!(
-        "SELECT count(*) FROM outbox WHERE state IN {states} AND id IN ({} LIMIT ?8)",
+        "SELECT count(*) FROM outbox WHERE state IN {states} AND id IN ({} LIMIT CAST(?8 AS INTEGER))",
         select("id", filter, false)
     )
 }

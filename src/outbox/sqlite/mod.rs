@@ -151,6 +151,42 @@ pub(crate) async fn memory_pool() -> SqlitePool {
     pool
 }
 
+/// The SQL of every statement cached on `pool`'s one connection that SQLite has prepared again
+/// since it was first prepared, but sqlx's own migration bookkeeping (each migration changes
+/// the schema under it).
+///
+/// Why every `LIMIT` and `OFFSET` bound here is written `CAST(?n AS INTEGER)`: since 3.47 the
+/// planner reads a bare parameter's value there, and marks the statement stale whenever that
+/// parameter is bound anew, so each run is parsed and planned from scratch. The claim cost
+/// ~860,000 instructions a call that way, most of the delivery worker's CPU at low
+/// concurrency (issue 18). A cast is an expression the planner does not read.
+#[cfg(test)]
+pub(crate) async fn reprepared(pool: &SqlitePool) -> Vec<String> {
+    use libsqlite3_sys::sqlite3_stmt_status;
+    use libsqlite3_sys::{SQLITE_STMTSTATUS_REPREPARE, sqlite3_next_stmt, sqlite3_sql};
+
+    let mut conn = pool.acquire().await.expect("connection");
+    let mut handle = conn.lock_handle().await.expect("handle");
+    let db = handle.as_raw_handle().as_ptr();
+    let mut found = Vec::new();
+    // SAFETY: `db` is this locked connection's handle, used on this thread only while the lock
+    // is held; the statements are only read, and each `sqlite3_sql` string is copied before
+    // the next call.
+    unsafe {
+        let mut stmt = sqlite3_next_stmt(db, std::ptr::null_mut());
+        while !stmt.is_null() {
+            if sqlite3_stmt_status(stmt, SQLITE_STMTSTATUS_REPREPARE, 0) > 0 {
+                let sql = std::ffi::CStr::from_ptr(sqlite3_sql(stmt)).to_string_lossy();
+                if !sql.contains("_sqlx_migrations") {
+                    found.push(sql.into_owned());
+                }
+            }
+            stmt = sqlite3_next_stmt(db, stmt);
+        }
+    }
+    found
+}
+
 /// The lines of SQLite's plan for `sql` on a freshly migrated database, for tests that keep
 /// hot queries off full scans.
 #[cfg(test)]

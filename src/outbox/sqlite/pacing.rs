@@ -22,7 +22,7 @@ const COUNT: &str = "SELECT count(*) FROM create_spends WHERE spent_at > ?1 - ?2
 
 /// ?1 now, ?2 span, ?3 offset: the spend at that offset, oldest first.
 const SPEND_AT: &str = "SELECT spent_at FROM create_spends WHERE spent_at > ?1 - ?2
-     ORDER BY spent_at LIMIT 1 OFFSET ?3";
+     ORDER BY spent_at LIMIT 1 OFFSET CAST(?3 AS INTEGER)";
 
 /// Spends one unit for `outbox_id`'s create at `now`, if one is left: `Ok(None)`, else when the
 /// next may be spent.
@@ -218,6 +218,11 @@ mod tests {
             .await
             .expect("count");
         assert_eq!(kept, 3);
+        // Each spend binds a new offset: none may make SQLite plan the statement again.
+        assert_eq!(
+            crate::outbox::sqlite::reprepared(&pool).await,
+            Vec::<String>::new()
+        );
     }
 
     #[tokio::test]

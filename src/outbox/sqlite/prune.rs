@@ -30,7 +30,7 @@ const LARGE_WAL_BYTES: u64 = 64 * 1024 * 1024;
 const OLD_ROWS: &str = "SELECT id FROM outbox INDEXED BY outbox_ended
      WHERE state IN ('delivered', 'failed', 'cancelled') AND state = ?1 AND updated_at < ?2
        AND id < (SELECT max(id) FROM outbox)
-     ORDER BY updated_at LIMIT ?3";
+     ORDER BY updated_at LIMIT CAST(?3 AS INTEGER)";
 /// ?1 the batch's ids as a JSON array.
 const DELETE_ATTEMPTS: &str = "DELETE FROM delivery_attempts INDEXED BY delivery_attempts_outbox
      WHERE outbox_id IN (SELECT value FROM json_each(?1))";
@@ -47,10 +47,10 @@ const DELETE_ROWS: &str =
 /// ?1 before, ?2 how many.
 const DELETE_REFUSED: &str = "DELETE FROM refused WHERE id IN (
      SELECT id FROM refused INDEXED BY refused_at
-     WHERE refused_at < ?1 AND id < (SELECT max(id) FROM refused) LIMIT ?2)";
+     WHERE refused_at < ?1 AND id < (SELECT max(id) FROM refused) LIMIT CAST(?2 AS INTEGER))";
 const DELETE_AUDIT: &str = "DELETE FROM admin_audit WHERE id IN (
      SELECT id FROM admin_audit INDEXED BY admin_audit_at
-     WHERE at < ?1 AND id < (SELECT max(id) FROM admin_audit) LIMIT ?2)";
+     WHERE at < ?1 AND id < (SELECT max(id) FROM admin_audit) LIMIT CAST(?2 AS INTEGER))";
 
 /// What one batch deletes from.
 #[derive(Clone, Copy)]

@@ -111,8 +111,9 @@ fn list_query(filter: &RefusedFilter, after: Option<Cursor>, limit: usize) -> Qu
             .push(")");
     }
     query
-        .push(" ORDER BY refused_at DESC, id DESC LIMIT ")
-        .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
+        .push(" ORDER BY refused_at DESC, id DESC LIMIT CAST(")
+        .push_bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .push(" AS INTEGER)");
     query
 }
 
