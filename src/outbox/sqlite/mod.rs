@@ -57,6 +57,9 @@ fn connect_options(settings: &DatabaseSettings) -> anyhow::Result<SqliteConnectO
         .foreign_keys(true)
         // Checkpoints run in the background (`checkpoint`), never inside a webhook's commit.
         .pragma("wal_autocheckpoint", "0")
+        // The claim's GROUP BY and ORDER BY, and statement journals, build temporary B-trees:
+        // in memory, not in a file created and deleted under /var/tmp each time.
+        .pragma("temp_store", "memory")
         .log_statements(tracing::log::LevelFilter::Trace))
 }
 
