@@ -34,7 +34,9 @@ async fn claim(
     limit: usize,
     lease_until: i64,
 ) -> anyhow::Result<usize> {
-    let claimed = tallyfy_bridge::outbox::sqlite::claim_due(pool, now, limit, lease_until).await?;
+    let claimed =
+        tallyfy_bridge::outbox::sqlite::claim_due(pool, "demo-org", now, limit, lease_until)
+            .await?;
     Ok(claimed.len())
 }
 

@@ -13,7 +13,7 @@ use crate::outbox::{AttemptLog, AttemptResult, Claimed};
 use crate::tallyfy::CallError;
 
 use super::Worker;
-use super::resolve::{Failure, storage_error};
+use super::resolve::Failure;
 
 /// A completed row: its email and the guest to create.
 fn fetched(email: String, guest: Guest) -> Outcome {
@@ -100,19 +100,14 @@ impl Worker {
         let Some(email) = &row.email else {
             return Err(Failure::Unusable("the row has a guest but no email".into()));
         };
-        let known = self.store.ledger_lookup(&self.org_id, email).await;
-        if let Some(guest_id) = known.map_err(storage_error)? {
-            return Ok(delivered(guest_id, LearnedBy::Ledger));
+        // Read with the claim (see `Claimed`).
+        if let Some(guest_id) = &row.known_guest_id {
+            return Ok(delivered(guest_id.clone(), LearnedBy::Ledger));
         }
         // Tallyfy sees the normalised email, the same one we look it up by.
         guest.email = email.clone();
 
-        let look_first = row.attempts > 1
-            || self
-                .store
-                .email_attempted_before(email, row.id)
-                .await
-                .map_err(storage_error)?;
+        let look_first = row.attempts > 1 || row.attempted_before;
         if look_first
             && let Some(id) = self
                 .client

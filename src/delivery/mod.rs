@@ -142,7 +142,12 @@ impl Worker {
         }
         let rows = self
             .store
-            .claim_due(now, limit, now + self.lease.as_millis() as i64)
+            .claim_due(
+                &self.org_id,
+                now,
+                limit,
+                now + self.lease.as_millis() as i64,
+            )
             .await?;
         pacing::Unspent::claimed(&self.unspent, rows.len());
         Ok(rows)

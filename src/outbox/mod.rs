@@ -91,6 +91,13 @@ pub struct Claimed {
     pub attempts_before_retry: i64,
     /// When an operator last retried the row: the budget's age counts from here.
     pub retried_at: Option<i64>,
+    /// The guest id the ledger held for this email when the row was claimed: delivered without
+    /// a call.
+    pub known_guest_id: Option<String>,
+    /// Another row of this email was attempted and not delivered (in flight, retrying, failed
+    /// or cancelled, queued again by an operator's retry, or pruned): its create may have
+    /// reached Tallyfy, so this attempt looks the guest up before creating it.
+    pub attempted_before: bool,
 }
 
 impl Claimed {
@@ -179,9 +186,12 @@ pub trait Store: Send + Sync {
     }
 
     /// Claims up to `limit` due rows, at most one per email, skipping emails already in flight,
-    /// leased until `lease_until`. Rows whose lease expired (their worker died) are due again.
+    /// leased until `lease_until`, each with what `org_id`'s ledger knows of its email and
+    /// whether the email was attempted before. Rows whose lease expired (their worker died)
+    /// are due again.
     async fn claim_due(
         &self,
+        org_id: &str,
         now: i64,
         limit: usize,
         lease_until: i64,
@@ -189,14 +199,6 @@ pub trait Store: Send + Sync {
 
     /// When the next row becomes due (a retry time or a lease end), if any is waiting.
     async fn next_due_at(&self) -> anyhow::Result<Option<i64>>;
-
-    /// The Tallyfy guest id already known for this email, if any.
-    async fn ledger_lookup(&self, org_id: &str, email: &str) -> anyhow::Result<Option<String>>;
-
-    /// True when another row of this email was attempted and not delivered (in flight, retrying,
-    /// failed or cancelled, kept or pruned): its create may have reached Tallyfy, so this delivery must look the guest up
-    /// before creating it. (A delivered row put its id in the ledger, which is checked first.)
-    async fn email_attempted_before(&self, email: &str, except_id: i64) -> anyhow::Result<bool>;
 
     /// Writes attempts' outcomes in one transaction: the delivery gate they change first (a row
     /// given back after a 401 must never be due while delivery does not look paused), then for
@@ -260,7 +262,7 @@ pub trait Store: Send + Sync {
     // Operations: retention
     /// Deletes what `policy` calls old at `now`: end-state rows with their attempt logs (the
     /// emails of those attempted and not delivered are remembered for
-    /// [`Store::email_attempted_before`]), refused items and audit entries, in batches of
+    /// [`Claimed::attempted_before`]), refused items and audit entries, in batches of
     /// `policy.batch_rows`, each its own short transaction, until nothing is old enough. Never
     /// the guest ledger. Records the run for `/status`.
     async fn prune(&self, now: i64, policy: &RetentionSettings) -> anyhow::Result<Pruned>;
@@ -336,7 +338,7 @@ pub struct Pruned {
     pub outbox: u64,
     /// Their attempt log lines.
     pub attempts: u64,
-    /// Emails newly remembered as attempted (see [`Store::email_attempted_before`]).
+    /// Emails newly remembered as attempted (see [`Claimed::attempted_before`]).
     pub attempted_emails: u64,
     pub refused: u64,
     pub audit: u64,

@@ -17,8 +17,10 @@ const CLAIM_LOCK: i64 = 0x7461_6c6c_7966_7901;
 /// The unique partial index that keeps one row per claim key in flight.
 const ONE_IN_FLIGHT: &str = "outbox_one_in_flight";
 
-/// $1 now, $2 how many, $3 look-ahead window, $4 lease end. One row per claim key (an email,
-/// or a CRM record until its email is known). Index-only: see the plan test.
+/// $1 now, $2 how many, $3 look-ahead window, $4 lease end, $5 org. One row per claim key (an
+/// email, or a CRM record until its email is known). Index-only: see the plan test. Each row
+/// comes back with its email's ledger entry and earlier attempts, as on SQLite (see there);
+/// the subqueries read the statement's snapshot, taken under the claim lock.
 ///
 /// Candidates are locked `FOR UPDATE SKIP LOCKED`: a row another transaction is changing (its
 /// result being recorded, an operator's cancel) is skipped, not waited for, and claimed on a
@@ -56,12 +58,23 @@ const CLAIM: &str = "WITH due AS (
      UPDATE outbox
      SET state = 'in_flight', attempts = attempts + 1, lease_until = $4, updated_at = $1
      WHERE id IN (SELECT id FROM picked)
-     RETURNING id, email, payload, attempts, received_at, attempts_before_retry, retried_at";
+     RETURNING id, email, payload, attempts, received_at, attempts_before_retry, retried_at,
+         (SELECT guest_id FROM guest_ledger WHERE org_id = $5 AND email = outbox.email)
+             AS known_guest_id,
+         EXISTS (SELECT 1 FROM outbox o
+                 WHERE o.claim_key = outbox.email AND o.id <> outbox.id
+                   AND o.state IN ('in_flight', 'retrying', 'failed', 'cancelled'))
+         OR EXISTS (SELECT 1 FROM outbox o
+                 WHERE o.email = outbox.email AND o.id <> outbox.id
+                   AND o.state = 'queued' AND o.attempts > 0)
+         OR EXISTS (SELECT 1 FROM attempted_emails a WHERE a.email = outbox.email)
+             AS attempted_before";
 
 /// Claims up to `limit` due rows, at most one per email, skipping emails already in flight.
 /// Rows whose lease expired (their worker died) are due again.
 pub(super) async fn claim_due(
     pool: &PgPool,
+    org_id: &str,
     now: i64,
     limit: usize,
     lease_until: i64,
@@ -83,6 +96,7 @@ pub(super) async fn claim_due(
         .bind(limit as i64)
         .bind(window)
         .bind(lease_until)
+        .bind(org_id)
         .fetch_all(&mut *tx)
         .await;
     let claimed = match claimed {
@@ -106,49 +120,6 @@ fn is_second_in_flight(error: &sqlx::Error) -> bool {
         db.code().as_deref() == Some("23505") && db.constraint() == Some(ONE_IN_FLIGHT)
     })
 }
-
-/// The Tallyfy guest id already known for this email, if any.
-pub(super) async fn ledger_lookup(
-    pool: &PgPool,
-    org_id: &str,
-    email: &str,
-) -> anyhow::Result<Option<String>> {
-    sqlx::query_scalar("SELECT guest_id FROM guest_ledger WHERE org_id = $1 AND email = $2")
-        .bind(org_id)
-        .bind(email)
-        .fetch_optional(pool)
-        .await
-        .context("Failed to read the guest ledger")
-}
-
-/// True when another row of this email was attempted and not delivered (in flight, retrying,
-/// failed or cancelled, or queued again by an operator's retry), or such a row was pruned
-/// (`attempted_emails`): its create may have reached Tallyfy, so this delivery must look the
-/// guest up before creating it. (A delivered row put its id in the ledger, which is checked
-/// first.) The state list is the `outbox_key_attempted` index's, so the query can use that
-/// index.
-pub(super) async fn email_attempted_before(
-    pool: &PgPool,
-    email: &str,
-    except_id: i64,
-) -> anyhow::Result<bool> {
-    sqlx::query_scalar(ATTEMPTED_BEFORE)
-        .bind(email)
-        .bind(except_id)
-        .fetch_one(pool)
-        .await
-        .context("Failed to read earlier attempts for an email")
-}
-
-/// $1 email, $2 the asking row. The second test is a row an operator retried, queued again
-/// after attempts of its own (queued rows are outside `outbox_key_attempted`); an email has few
-/// rows, so reading them all by `outbox_email_received` stays cheap.
-const ATTEMPTED_BEFORE: &str = "SELECT EXISTS (SELECT 1 FROM outbox
-         WHERE claim_key = $1 AND id <> $2
-           AND state IN ('in_flight', 'retrying', 'failed', 'cancelled'))
-     OR EXISTS (SELECT 1 FROM outbox
-         WHERE email = $1 AND id <> $2 AND state = 'queued' AND attempts > 0)
-     OR EXISTS (SELECT 1 FROM attempted_emails WHERE email = $1)";
 
 /// When the next row becomes due (a retry time or a lease end), if any is waiting.
 const NEXT_DUE: &str = "SELECT min(t) FROM (
@@ -212,7 +183,8 @@ mod tests {
             .replace("$1", "1000")
             .replace("$2", "8")
             .replace("$3", "128")
-            .replace("$4", "5000");
+            .replace("$4", "5000")
+            .replace("$5", "'org'");
         // Planned with statistics (ANALYZE above), sequential scans allowed: the plan a
         // production outbox gets.
         let detail: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN {sql}")))
@@ -224,27 +196,6 @@ mod tests {
             "{detail:#?}"
         );
         for index in ["outbox_due", "outbox_leases"] {
-            assert!(
-                detail.iter().any(|d| d.contains(index)),
-                "{index}: {detail:#?}"
-            );
-        }
-    }
-
-    #[tokio::test]
-    async fn the_earlier_attempts_check_reads_only_indexes() {
-        let Some(pool) = super::super::test_pool().await else {
-            return;
-        };
-        let sql = ATTEMPTED_BEFORE
-            .replace("$1", "'a@example.com'")
-            .replace("$2", "1");
-        let detail = super::super::query_plan(&pool, &sql).await;
-        assert!(
-            !detail.iter().any(|d| d.contains("Seq Scan on outbox")),
-            "{detail:#?}"
-        );
-        for index in ["outbox_key_attempted", "outbox_email_received"] {
             assert!(
                 detail.iter().any(|d| d.contains(index)),
                 "{index}: {detail:#?}"
@@ -275,14 +226,16 @@ mod tests {
         let _later = queue(&pool, "c@example.com", 5_000).await;
         assert_eq!(next_due_at(&pool).await.expect("next"), Some(10));
 
-        let claimed = claim_due(&pool, 100, 10, 1_100).await.expect("claim");
+        let claimed = claim_due(&pool, "org", 100, 10, 1_100)
+            .await
+            .expect("claim");
         let mut ids: Vec<i64> = claimed.iter().map(|c| c.id).collect();
         ids.sort_unstable();
         assert_eq!(ids, vec![a1, b]);
         assert!(claimed.iter().all(|c| c.attempts == 1));
         // a's second row waits for the first; c is not due yet.
         assert!(
-            claim_due(&pool, 200, 10, 1_200)
+            claim_due(&pool, "org", 200, 10, 1_200)
                 .await
                 .expect("claim")
                 .is_empty()
@@ -292,7 +245,9 @@ mod tests {
 
         // The lease ended (its worker died): the same row is claimed again, attempt 2, before
         // a's other row.
-        let again = claim_due(&pool, 1_100, 10, 2_100).await.expect("claim");
+        let again = claim_due(&pool, "org", 1_100, 10, 2_100)
+            .await
+            .expect("claim");
         let mut ids: Vec<(i64, i64)> = again.iter().map(|c| (c.id, c.attempts)).collect();
         ids.sort_unstable();
         assert_eq!(ids, vec![(a1, 2), (b, 2)]);
@@ -308,7 +263,7 @@ mod tests {
         }
         let claims = (0..8).map(|_| {
             let pool = pool.clone();
-            tokio::spawn(async move { claim_due(&pool, 1_000, 4, 60_000).await })
+            tokio::spawn(async move { claim_due(&pool, "org", 1_000, 4, 60_000).await })
         });
         let mut total = 0;
         for claim in claims {
@@ -360,7 +315,7 @@ mod tests {
         // of the racer's uncommitted first row.
         let claim = tokio::spawn({
             let pool = pool.clone();
-            async move { claim_due(&pool, 100, 10, 60_000).await }
+            async move { claim_due(&pool, "org", 100, 10, 60_000).await }
         });
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         racer.commit().await.expect("commit");
@@ -373,80 +328,90 @@ mod tests {
             .expect("row");
         assert_eq!(state, "queued");
         assert!(
-            claim_due(&pool, 100, 10, 60_000)
+            claim_due(&pool, "org", 100, 10, 60_000)
                 .await
                 .expect("claim")
                 .is_empty()
         );
     }
 
+    /// A claimed row comes with its email's ledger entry (of the worker's org only) and
+    /// whether another row of the email was attempted: retrying, queued again by an
+    /// operator's retry, or pruned.
     #[tokio::test]
-    async fn the_ledger_and_earlier_attempts_are_read() {
+    async fn a_claimed_row_knows_its_ledger_entry_and_earlier_attempts() {
         let Some(pool) = super::super::test_pool().await else {
             return;
         };
+        let run = |sql: &'static str, id: i64| {
+            let pool = pool.clone();
+            async move {
+                sqlx::query(sql)
+                    .bind(id)
+                    .execute(&pool)
+                    .await
+                    .expect("update");
+            }
+        };
         sqlx::query(
             "INSERT INTO guest_ledger (org_id, email, guest_id, outbox_id, learned_by, created_at)
-             VALUES ('org', 'a@example.com', 'g1', 1, 'created', 1)",
+             VALUES ('org', 'a@example.com', 'g1', 1, 'created', 1),
+                    ('other', 'z@example.com', 'g9', 2, 'created', 1)",
         )
         .execute(&pool)
         .await
         .expect("ledger");
-        assert_eq!(
-            ledger_lookup(&pool, "org", "a@example.com")
-                .await
-                .expect("lookup"),
-            Some("g1".to_owned())
-        );
-        assert_eq!(
-            ledger_lookup(&pool, "other", "a@example.com")
-                .await
-                .expect("lookup"),
-            None
-        );
+        let a = queue(&pool, "a@example.com", 1).await;
+        let z = queue(&pool, "z@example.com", 2).await;
+        let mut claimed = claim_due(&pool, "org", 100, 10, 1_000)
+            .await
+            .expect("claim");
+        claimed.sort_by_key(|c| c.id);
+        let seen: Vec<_> = claimed
+            .iter()
+            .map(|c| (c.id, c.known_guest_id.as_deref(), c.attempted_before))
+            .collect();
+        assert_eq!(seen, vec![(a, Some("g1"), false), (z, None, false)]);
 
-        let first = queue(&pool, "b@example.com", 1).await;
-        let second = queue(&pool, "b@example.com", 2).await;
-        assert!(
-            !email_attempted_before(&pool, "b@example.com", second)
-                .await
-                .expect("read")
-        );
-        sqlx::query("UPDATE outbox SET state = 'retrying', attempts = 1 WHERE id = $1")
-            .bind(first)
-            .execute(&pool)
+        // b's first row is retrying, not yet due: its second row must look the guest up.
+        let first = queue(&pool, "b@example.com", 3).await;
+        let second = queue(&pool, "b@example.com", 4).await;
+        run(
+            "UPDATE outbox SET state = 'retrying', attempts = 1, next_attempt_at = 99999 WHERE id = $1",
+            first,
+        )
+        .await;
+        let claimed = claim_due(&pool, "org", 100, 10, 1_000)
             .await
-            .expect("retrying");
-        assert!(
-            email_attempted_before(&pool, "b@example.com", second)
-                .await
-                .expect("read")
-        );
-        assert!(
-            !email_attempted_before(&pool, "b@example.com", first)
-                .await
-                .expect("read")
-        );
-        // An operator's retry: queued again after an attempt of its own.
-        sqlx::query("UPDATE outbox SET state = 'queued' WHERE id = $1")
-            .bind(first)
-            .execute(&pool)
+            .expect("claim");
+        assert_eq!(claimed.len(), 1);
+        assert_eq!((claimed[0].id, claimed[0].attempted_before), (second, true));
+
+        // Queued again by an operator's retry, after an attempt of its own: still counts.
+        run("UPDATE outbox SET state = 'queued' WHERE id = $1", first).await;
+        run(
+            "UPDATE outbox SET state = 'queued', lease_until = NULL WHERE id = $1",
+            second,
+        )
+        .await;
+        let claimed = claim_due(&pool, "org", 100, 10, 1_000)
             .await
-            .expect("queued");
-        assert!(
-            email_attempted_before(&pool, "b@example.com", second)
-                .await
-                .expect("read")
-        );
+            .expect("claim");
+        assert_eq!(claimed.len(), 1);
+        assert_eq!((claimed[0].id, claimed[0].attempted_before), (second, true));
+
         // A pruned attempted row.
-        sqlx::query("INSERT INTO attempted_emails (email, outbox_id, pruned_at) VALUES ('c@example.com', 9, 1)")
-            .execute(&pool)
+        sqlx::query(
+            "INSERT INTO attempted_emails (email, outbox_id, pruned_at) VALUES ('c@example.com', 9, 1)",
+        )
+        .execute(&pool)
+        .await
+        .expect("attempted");
+        let c = queue(&pool, "c@example.com", 5).await;
+        let claimed = claim_due(&pool, "org", 100, 10, 1_000)
             .await
-            .expect("attempted");
-        assert!(
-            email_attempted_before(&pool, "c@example.com", 0)
-                .await
-                .expect("read")
-        );
+            .expect("claim");
+        assert_eq!(claimed.len(), 1);
+        assert_eq!((claimed[0].id, claimed[0].attempted_before), (c, true));
     }
 }

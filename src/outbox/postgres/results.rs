@@ -206,7 +206,7 @@ mod tests {
         .execute(pool)
         .await
         .expect("insert");
-        let mut rows = super::super::claim::claim_due(pool, now, 1, now + 60_000)
+        let mut rows = super::super::claim::claim_due(pool, "org", now, 1, now + 60_000)
             .await
             .expect("claim");
         assert_eq!(rows.len(), 1);
@@ -314,7 +314,7 @@ mod tests {
         };
         let first = claimed(&pool, Some("a@example.com"), 100).await;
         // The lease ends; another replica claims the row: attempt 2.
-        let mut again = super::super::claim::claim_due(&pool, 60_100, 1, 120_000)
+        let mut again = super::super::claim::claim_due(&pool, "org", 60_100, 1, 120_000)
             .await
             .expect("claim");
         let second = again.remove(0);

@@ -125,23 +125,16 @@ impl Store for PgStore {
 
     async fn claim_due(
         &self,
+        org_id: &str,
         now: i64,
         limit: usize,
         lease_until: i64,
     ) -> anyhow::Result<Vec<Claimed>> {
-        claim::claim_due(&self.pool, now, limit, lease_until).await
+        claim::claim_due(&self.pool, org_id, now, limit, lease_until).await
     }
 
     async fn next_due_at(&self) -> anyhow::Result<Option<i64>> {
         claim::next_due_at(&self.pool).await
-    }
-
-    async fn ledger_lookup(&self, org_id: &str, email: &str) -> anyhow::Result<Option<String>> {
-        claim::ledger_lookup(&self.pool, org_id, email).await
-    }
-
-    async fn email_attempted_before(&self, email: &str, except_id: i64) -> anyhow::Result<bool> {
-        claim::email_attempted_before(&self.pool, email, except_id).await
     }
 
     async fn record(&self, org_id: &str, results: &[AttemptResult]) -> anyhow::Result<Vec<bool>> {

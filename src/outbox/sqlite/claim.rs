@@ -1,4 +1,4 @@
-//! Claiming due rows under a lease (at most one per email), and what a claimed attempt reads
+//! Claiming due rows under a lease (at most one per email), with what a claimed attempt reads
 //! before it calls: the guest ledger and whether the email was attempted before.
 
 use anyhow::Context;
@@ -6,10 +6,19 @@ use sqlx::SqlitePool;
 
 use crate::outbox::Claimed;
 
-/// ?1 now, ?2 how many, ?3 look-ahead window, ?4 lease end. One row per claim key (an email,
-/// or a CRM record until its email is known). Index-only: see the plan test. `INDEXED BY` pins
-/// each index: without statistics the planner may pick an admin-list index instead and sort
-/// every waiting row. Limits are cast (see [`super::reprepared`]).
+/// ?1 now, ?2 how many, ?3 look-ahead window, ?4 lease end, ?5 org. One row per claim key (an
+/// email, or a CRM record until its email is known). Index-only: see the plan test. `INDEXED BY`
+/// pins each index: without statistics the planner may pick an admin-list index instead and
+/// sort every waiting row. Limits are cast (see [`super::reprepared`]).
+///
+/// Each row comes back with what its attempt reads before calling, in the same statement
+/// rather than two more queries an attempt: the guest id the ledger holds for its email (one
+/// row of an email is in flight at a time, and only that row's result writes the ledger, so
+/// this read is as fresh as one made at the call), and whether another row of the email was
+/// attempted and not delivered (in flight, retrying, failed or cancelled; queued again by an
+/// operator's retry, outside `outbox_key_attempted`, so looked for by email; or pruned, in
+/// `attempted_emails`): its create may have reached Tallyfy, so this attempt looks the guest
+/// up before creating it. (A delivered row put its id in the ledger.)
 const CLAIM: &str = "WITH candidates AS (
          SELECT * FROM (
              SELECT id, claim_key, next_attempt_at AS due_at FROM outbox INDEXED BY outbox_due
@@ -36,12 +45,24 @@ const CLAIM: &str = "WITH candidates AS (
      UPDATE outbox
      SET state = 'in_flight', attempts = attempts + 1, lease_until = ?4, updated_at = ?1
      WHERE id IN (SELECT id FROM picked)
-     RETURNING id, email, payload, attempts, received_at, attempts_before_retry, retried_at";
+     RETURNING id, email, payload, attempts, received_at, attempts_before_retry, retried_at,
+         (SELECT guest_id FROM guest_ledger WHERE org_id = ?5 AND email = outbox.email)
+             AS known_guest_id,
+         EXISTS (SELECT 1 FROM outbox o INDEXED BY outbox_key_attempted
+                 WHERE o.claim_key = outbox.email AND o.id <> outbox.id
+                   AND o.state IN ('in_flight', 'retrying', 'failed', 'cancelled'))
+         OR EXISTS (SELECT 1 FROM outbox o INDEXED BY outbox_email_received
+                 WHERE o.email = outbox.email AND o.id <> outbox.id
+                   AND o.state = 'queued' AND o.attempts > 0)
+         OR EXISTS (SELECT 1 FROM attempted_emails a WHERE a.email = outbox.email)
+             AS attempted_before";
 
-/// Claims up to `limit` due rows, at most one per email, skipping emails already in flight.
-/// Rows whose lease expired (their worker died) are due again.
+/// Claims up to `limit` due rows, at most one per email, skipping emails already in flight;
+/// `org_id`'s ledger answers for their emails. Rows whose lease expired (their worker died)
+/// are due again.
 pub async fn claim_due(
     pool: &SqlitePool,
+    org_id: &str,
     now: i64,
     limit: usize,
     lease_until: i64,
@@ -54,52 +75,11 @@ pub async fn claim_due(
         .bind(limit as i64)
         .bind(window)
         .bind(lease_until)
+        .bind(org_id)
         .fetch_all(pool)
         .await
         .context("Failed to claim due outbox rows")
 }
-
-/// The Tallyfy guest id already known for this email, if any.
-pub(super) async fn ledger_lookup(
-    pool: &SqlitePool,
-    org_id: &str,
-    email: &str,
-) -> anyhow::Result<Option<String>> {
-    sqlx::query_scalar("SELECT guest_id FROM guest_ledger WHERE org_id = ?1 AND email = ?2")
-        .bind(org_id)
-        .bind(email)
-        .fetch_optional(pool)
-        .await
-        .context("Failed to read the guest ledger")
-}
-
-/// True when another row of this email was attempted and not delivered (in flight, retrying,
-/// failed or cancelled, or queued again by an operator's retry), or such a row was pruned (`attempted_emails`): its create may have
-/// reached Tallyfy, so this delivery must look the guest up before creating it. (A delivered
-/// row put its id in the ledger, which is checked first.) The state list is the
-/// `outbox_key_attempted` index's, so the query uses that index.
-pub(super) async fn email_attempted_before(
-    pool: &SqlitePool,
-    email: &str,
-    except_id: i64,
-) -> anyhow::Result<bool> {
-    sqlx::query_scalar(ATTEMPTED_BEFORE)
-        .bind(email)
-        .bind(except_id)
-        .fetch_one(pool)
-        .await
-        .context("Failed to read earlier attempts for an email")
-}
-
-/// ?1 email, ?2 the asking row. The second test is a row an operator retried, queued again
-/// after attempts of its own (queued rows are outside `outbox_key_attempted`); an email has few
-/// rows, so reading them all by `outbox_email_received` stays cheap.
-const ATTEMPTED_BEFORE: &str = "SELECT EXISTS (SELECT 1 FROM outbox INDEXED BY outbox_key_attempted
-         WHERE claim_key = ?1 AND id <> ?2
-           AND state IN ('in_flight', 'retrying', 'failed', 'cancelled'))
-     OR EXISTS (SELECT 1 FROM outbox INDEXED BY outbox_email_received
-         WHERE email = ?1 AND id <> ?2 AND state = 'queued' AND attempts > 0)
-     OR EXISTS (SELECT 1 FROM attempted_emails WHERE email = ?1)";
 
 /// When the next row becomes due (a retry time or a lease end), if any is waiting.
 pub(super) async fn next_due_at(pool: &SqlitePool) -> anyhow::Result<Option<i64>> {
@@ -121,15 +101,24 @@ mod tests {
     use super::*;
 
     /// The claim runs on every worker wake-up; a `SCAN outbox` would make it slower with every
-    /// delivered row kept.
+    /// delivered row kept. Its earlier-attempts and ledger reads go by index too.
     #[tokio::test]
     async fn the_claim_reads_only_indexes() {
         let detail = crate::outbox::sqlite::query_plan(CLAIM).await;
         assert!(
-            !detail.iter().any(|d| d.starts_with("SCAN outbox")),
+            !detail
+                .iter()
+                .any(|d| d.starts_with("SCAN outbox") || d.starts_with("SCAN o ")),
             "{detail:?}"
         );
-        for index in ["outbox_due", "outbox_leases", "outbox_key_attempted"] {
+        for index in [
+            "outbox_due",
+            "outbox_leases",
+            "outbox_key_attempted",
+            "outbox_email_received",
+            "SEARCH guest_ledger USING PRIMARY KEY",
+            "SEARCH a USING PRIMARY KEY",
+        ] {
             assert!(
                 detail.iter().any(|d| d.contains(index)),
                 "{index}: {detail:?}"
@@ -144,7 +133,7 @@ mod tests {
         let pool = crate::outbox::sqlite::memory_pool().await;
         for (i, limit) in [1, 4, 1, 32, 2].into_iter().enumerate() {
             let now = 1_000 + i as i64;
-            claim_due(&pool, now, limit, now + 90_000)
+            claim_due(&pool, "org", now, limit, now + 90_000)
                 .await
                 .expect("claim");
             next_due_at(&pool).await.expect("next due");
@@ -155,18 +144,95 @@ mod tests {
         );
     }
 
+    /// A claimed row comes with its email's ledger entry (of the worker's org only) and
+    /// whether another row of the email was attempted: retrying, queued again by an
+    /// operator's retry, or pruned.
     #[tokio::test]
-    async fn the_earlier_attempts_check_reads_only_indexes() {
-        let detail = crate::outbox::sqlite::query_plan(ATTEMPTED_BEFORE).await;
-        assert!(
-            !detail.iter().any(|d| d.starts_with("SCAN outbox")),
-            "{detail:?}"
-        );
-        for index in ["outbox_key_attempted", "outbox_email_received"] {
-            assert!(
-                detail.iter().any(|d| d.contains(index)),
-                "{index}: {detail:?}"
-            );
-        }
+    async fn a_claimed_row_knows_its_ledger_entry_and_earlier_attempts() {
+        let pool = crate::outbox::sqlite::memory_pool().await;
+        let queue = |email: &'static str, due: i64| {
+            let pool = pool.clone();
+            async move {
+                sqlx::query_scalar::<_, i64>(
+                    "INSERT INTO outbox (source, email, payload, next_attempt_at, received_at, updated_at)
+                     VALUES ('canonical', ?1, '{}', ?2, ?2, ?2) RETURNING id",
+                )
+                .bind(email)
+                .bind(due)
+                .fetch_one(&pool)
+                .await
+                .expect("insert")
+            }
+        };
+        let run = |sql: &'static str, id: i64| {
+            let pool = pool.clone();
+            async move {
+                sqlx::query(sql)
+                    .bind(id)
+                    .execute(&pool)
+                    .await
+                    .expect("update");
+            }
+        };
+        sqlx::query(
+            "INSERT INTO guest_ledger (org_id, email, guest_id, outbox_id, learned_by, created_at)
+             VALUES ('org', 'a@example.com', 'g1', 1, 'created', 1),
+                    ('other', 'z@example.com', 'g9', 2, 'created', 1)",
+        )
+        .execute(&pool)
+        .await
+        .expect("ledger");
+        let a = queue("a@example.com", 1).await;
+        let z = queue("z@example.com", 2).await;
+        let mut claimed = claim_due(&pool, "org", 100, 10, 1_000)
+            .await
+            .expect("claim");
+        claimed.sort_by_key(|c| c.id);
+        let seen: Vec<_> = claimed
+            .iter()
+            .map(|c| (c.id, c.known_guest_id.as_deref(), c.attempted_before))
+            .collect();
+        assert_eq!(seen, vec![(a, Some("g1"), false), (z, None, false)]);
+
+        // b's first row is retrying, not yet due: its second row must look the guest up.
+        let first = queue("b@example.com", 3).await;
+        let second = queue("b@example.com", 4).await;
+        run(
+            "UPDATE outbox SET state = 'retrying', attempts = 1, next_attempt_at = 99999 WHERE id = ?1",
+            first,
+        )
+        .await;
+        let claimed = claim_due(&pool, "org", 100, 10, 1_000)
+            .await
+            .expect("claim");
+        assert_eq!(claimed.len(), 1);
+        assert_eq!((claimed[0].id, claimed[0].attempted_before), (second, true));
+
+        // Queued again by an operator's retry, after an attempt of its own: still counts.
+        run("UPDATE outbox SET state = 'queued' WHERE id = ?1", first).await;
+        run(
+            "UPDATE outbox SET state = 'queued', lease_until = NULL WHERE id = ?1",
+            second,
+        )
+        .await;
+        let claimed = claim_due(&pool, "org", 100, 10, 1_000)
+            .await
+            .expect("claim");
+        assert_eq!(claimed.len(), 1);
+        assert_eq!((claimed[0].id, claimed[0].attempted_before), (second, true));
+
+        // A pruned attempted row.
+        sqlx::query(
+            "INSERT INTO attempted_emails (email, outbox_id, pruned_at) VALUES ('c@example.com', 9, 1)",
+        )
+        .execute(&pool)
+        .await
+        .expect("attempted");
+        let c = queue("c@example.com", 5).await;
+        let claimed = claim_due(&pool, "org", 100, 10, 1_000)
+            .await
+            .expect("claim");
+        assert_eq!(claimed.len(), 1);
+        assert_eq!((claimed[0].id, claimed[0].attempted_before), (c, true));
     }
 }

@@ -258,6 +258,8 @@ mod tests {
                 received_at: 0,
                 attempts_before_retry: 0,
                 retried_at: None,
+                known_guest_id: None,
+                attempted_before: false,
             },
             outcome: Outcome::Refused {
                 reason: "HubSpot contact 9: the contact has no email address".into(),

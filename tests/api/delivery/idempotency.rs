@@ -191,7 +191,7 @@ async fn a_lease_left_by_a_dead_worker_is_claimed_again_after_it_expires() {
     let now = env.clock_now();
     let claimed = env
         .store
-        .claim_due(now, 1, now + 90_000)
+        .claim_due(env.org(), now, 1, now + 90_000)
         .await
         .expect("claim");
     assert_eq!(claimed.len(), 1);

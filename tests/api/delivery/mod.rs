@@ -232,6 +232,11 @@ async fn every_attempt_is_logged() {
 }
 
 impl DeliveryEnv {
+    /// The org the worker delivers to: its ledger's key.
+    pub fn org(&self) -> &str {
+        self.app.settings.tallyfy.org_id.as_deref().expect("org id")
+    }
+
     pub fn clock_now(&self) -> i64 {
         use tallyfy_bridge::delivery::policy::Clock;
         self.clock.now_ms()

@@ -387,7 +387,7 @@ async fn a_worker_that_dies_after_its_spend_wastes_the_unit_and_sends_nothing_un
     let now = env.clock_now();
     let claimed = env
         .store
-        .claim_due(now, 1, now + 90_000)
+        .claim_due(env.org(), now, 1, now + 90_000)
         .await
         .expect("claim");
     assert_eq!(claimed.len(), 1);
