@@ -31,6 +31,10 @@ use policy::{Clock, RetryPolicy};
 /// How often the running worker proves it is alive in `/status` (a write, so not every loop).
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
 
+/// While attempts run, the worker claims again once an eighth of its slots are free (at least
+/// one): at concurrency 32, claims of 4 rows or more; at 4, every freed slot at once.
+const REFILL_DIVISOR: usize = 8;
+
 pub struct Worker {
     store: Arc<dyn Store>,
     client: TallyfyClient,
@@ -227,9 +231,17 @@ impl Worker {
             }
             let paused = worker.paused.load(Ordering::Relaxed);
             let free = worker.concurrency - running.len();
+            // Slots are refilled in groups while others run: a claim costs one statement and
+            // one write turn whatever its size, and one per finished attempt made claims the
+            // most frequent write at high concurrency.
+            let refill = if running.is_empty() {
+                1
+            } else {
+                (worker.concurrency / REFILL_DIVISOR).max(1)
+            };
             let may_claim = storage.backing_off().is_none()
                 && (!paused || (running.is_empty() && last_probe.elapsed() >= worker.paused_probe));
-            if may_claim && free > 0 {
+            if may_claim && free >= refill {
                 if paused {
                     last_probe = tokio::time::Instant::now();
                 }
@@ -250,8 +262,9 @@ impl Worker {
             let backing_off = storage.backing_off();
             let idle = if let Some(wait) = backing_off {
                 wait
-            } else if running.len() < worker.concurrency {
-                // With every slot busy, a finishing attempt wakes the loop; no look-ahead needed.
+            } else if free >= refill && running.len() < worker.concurrency {
+                // Slots the claim could not fill: sleep until a row is due. With the slots
+                // busy (or too few free to claim), a finishing attempt wakes the loop.
                 worker.idle_wait(paused).await
             } else {
                 worker.idle_poll
