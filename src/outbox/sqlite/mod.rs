@@ -158,9 +158,9 @@ pub(crate) async fn memory_pool() -> SqlitePool {
 /// since it was first prepared, but sqlx's own migration bookkeeping (each migration changes
 /// the schema under it).
 ///
-/// Why every `LIMIT` and `OFFSET` bound here is written `CAST(?n AS INTEGER)`: since 3.47 the
-/// planner reads a bare parameter's value there, and marks the statement stale whenever that
-/// parameter is bound anew, so each run is parsed and planned from scratch. The claim cost
+/// Why every `LIMIT` and `OFFSET` bound here is written `CAST(?n AS INTEGER)`: the bundled
+/// SQLite's planner reads a bare parameter's value there, and marks the statement stale
+/// whenever that parameter is bound anew, so each run was parsed and planned from scratch. The claim cost
 /// ~860,000 instructions a call that way, most of the delivery worker's CPU at low
 /// concurrency (issue 18). A cast is an expression the planner does not read.
 #[cfg(test)]
