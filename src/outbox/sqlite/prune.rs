@@ -219,9 +219,16 @@ async fn execute(
         .rows_affected())
 }
 
+/// How long emptying the WAL waits for readers before it gives up until the next prune: it
+/// blocks every writer while it waits. With the busy timeout (5 s by default) instead, each
+/// prune under a steady load stopped webhooks for up to 5 s every 5 minutes (issue 18's soak:
+/// thousands of connections piled up, and the bridge's memory grew at each stop).
+const TRUNCATE_WAIT_MS: i64 = 100;
+
 /// Copies the WAL into the file without blocking anyone, then, in the writer's turn, empties
-/// it: the second step only has the frames committed meanwhile to copy, so webhooks wait for
-/// it briefly. Notes the largest WAL seen and its size after, in `pruned`.
+/// it: the second step only has the frames committed meanwhile to copy, and waits at most
+/// [`TRUNCATE_WAIT_MS`] for readers, so webhooks wait for it briefly. Notes the largest WAL
+/// seen and its size after, in `pruned`.
 async fn truncate_wal(
     pool: &SqlitePool,
     turn: &Mutex<()>,
@@ -229,17 +236,38 @@ async fn truncate_wal(
     pruned: &mut Pruned,
 ) -> anyhow::Result<()> {
     let before = file_bytes(wal);
-    checkpoint(pool, "PRAGMA wal_checkpoint(PASSIVE)").await?;
-    let _turn = turn.lock().await;
-    checkpoint(pool, "PRAGMA wal_checkpoint(TRUNCATE)").await?;
+    let mut conn = pool
+        .acquire()
+        .await
+        .context("Failed to checkpoint the WAL during a prune")?;
+    checkpoint(&mut conn, "PRAGMA wal_checkpoint(PASSIVE)").await?;
+    let busy_timeout: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+        .fetch_one(&mut *conn)
+        .await
+        .context("Failed to read the busy timeout")?;
+    set_busy_timeout(&mut conn, TRUNCATE_WAIT_MS).await?;
+    let truncated = {
+        let _turn = turn.lock().await;
+        checkpoint(&mut conn, "PRAGMA wal_checkpoint(TRUNCATE)").await
+    };
+    set_busy_timeout(&mut conn, busy_timeout).await?;
+    truncated?;
     let largest = pruned.wal_truncated.map_or(0, |(largest, _)| largest);
     pruned.wal_truncated = Some((largest.max(before), file_bytes(wal)));
     Ok(())
 }
 
-async fn checkpoint(pool: &SqlitePool, sql: &'static str) -> anyhow::Result<()> {
+async fn set_busy_timeout(conn: &mut SqliteConnection, ms: i64) -> anyhow::Result<()> {
+    sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA busy_timeout = {ms}")))
+        .execute(&mut *conn)
+        .await
+        .context("Failed to set the busy timeout")?;
+    Ok(())
+}
+
+async fn checkpoint(conn: &mut SqliteConnection, sql: &'static str) -> anyhow::Result<()> {
     let (busy, _, _): (i64, i64, i64) = sqlx::query_as(sql)
-        .fetch_one(pool)
+        .fetch_one(&mut *conn)
         .await
         .context("Failed to checkpoint the WAL during a prune")?;
     if busy != 0 {
@@ -456,6 +484,84 @@ mod tests {
         let (before, after) = pruned.wal_truncated.expect("truncated after 12,000 rows");
         assert!(before > 1_000_000, "{before}");
         assert_eq!((after, file_bytes(&wal)), (0, 0));
+    }
+
+    /// Emptying the WAL blocks every writer while it waits for readers: a reader that keeps an
+    /// old snapshot must cost webhooks at most `TRUNCATE_WAIT_MS`, not the busy timeout, and
+    /// the connection keeps its busy timeout afterwards.
+    #[tokio::test]
+    async fn a_reader_on_the_wal_holds_its_truncation_back_only_briefly() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("wal.sqlite");
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+            .busy_timeout(Duration::from_secs(5))
+            .pragma("wal_autocheckpoint", "0");
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await
+            .expect("open");
+        crate::outbox::sqlite::MIGRATOR
+            .run(&pool)
+            .await
+            .expect("migrate");
+        sqlx::query(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 12001)
+             INSERT INTO outbox (source, event_id, email, payload, state, attempts, next_attempt_at,
+                                 received_at, updated_at)
+             SELECT 'contacts', 'e' || i, 'u' || i || '@x.com', '{}', 'delivered', 1, 0, 0, 0 FROM n",
+        )
+        .execute(&pool)
+        .await
+        .expect("rows");
+        let mut reader = sqlx::ConnectOptions::connect(&options)
+            .await
+            .expect("reader");
+        sqlx::query("BEGIN")
+            .execute(&mut reader)
+            .await
+            .expect("begin");
+        let _: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+            .fetch_one(&mut reader)
+            .await
+            .expect("read");
+        let policy = RetentionSettings {
+            delivered: Duration::from_secs(1),
+            failed: Duration::ZERO,
+            cancelled: Duration::ZERO,
+            refused: Duration::ZERO,
+            audit: Duration::ZERO,
+            every: Duration::from_secs(1),
+            batch_rows: MAX_BATCH_ROWS,
+        };
+
+        let started = Instant::now();
+        let pruned = prune(
+            &pool,
+            &Mutex::new(()),
+            &path.with_extension("sqlite-wal"),
+            10_000,
+            &policy,
+        )
+        .await
+        .expect("prune");
+
+        assert_eq!(pruned.outbox, 12_000);
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        let (_, after) = pruned.wal_truncated.expect("tried after 12,000 rows");
+        assert!(after > 0, "the reader's snapshot keeps the WAL");
+        let busy_timeout: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+            .fetch_one(&pool)
+            .await
+            .expect("busy timeout");
+        assert_eq!(busy_timeout, 5_000);
     }
 
     #[test]
