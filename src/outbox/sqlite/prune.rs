@@ -440,61 +440,17 @@ mod tests {
         assert_eq!(refused_left, 1);
     }
 
-    /// A large prune leaves its deletions in the WAL; the TRUNCATE afterwards empties it (the
-    /// free pages stay in the database file).
-    #[tokio::test]
-    async fn a_large_prune_truncates_the_wal() {
-        let dir = tempfile::tempdir().expect("dir");
-        let path = dir.path().join("wal.sqlite");
+    /// A WAL-mode file (busy timeout 5 s) on a one-connection pool, holding 12,001 delivered
+    /// rows; and a policy that prunes every delivered row but the newest.
+    async fn delivered_rows(
+        path: &Path,
+    ) -> (
+        sqlx::sqlite::SqliteConnectOptions,
+        SqlitePool,
+        RetentionSettings,
+    ) {
         let options = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(&path)
-            .create_if_missing(true)
-            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-            .pragma("wal_autocheckpoint", "0");
-        let pool = SqlitePool::connect_with(options).await.expect("open");
-        crate::outbox::sqlite::MIGRATOR
-            .run(&pool)
-            .await
-            .expect("migrate");
-        sqlx::query(
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 12001)
-             INSERT INTO outbox (source, event_id, email, payload, state, attempts, next_attempt_at,
-                                 received_at, updated_at)
-             SELECT 'contacts', 'e' || i, 'u' || i || '@x.com', '{}', 'delivered', 1, 0, 0, 0 FROM n",
-        )
-        .execute(&pool)
-        .await
-        .expect("rows");
-        let wal = path.with_extension("sqlite-wal");
-        let policy = RetentionSettings {
-            delivered: Duration::from_secs(1),
-            failed: Duration::ZERO,
-            cancelled: Duration::ZERO,
-            refused: Duration::ZERO,
-            audit: Duration::ZERO,
-            every: Duration::from_secs(1),
-            batch_rows: MAX_BATCH_ROWS,
-        };
-
-        let pruned = prune(&pool, &Mutex::new(()), &wal, 10_000, &policy)
-            .await
-            .expect("prune");
-
-        assert_eq!(pruned.outbox, 12_000);
-        let (before, after) = pruned.wal_truncated.expect("truncated after 12,000 rows");
-        assert!(before > 1_000_000, "{before}");
-        assert_eq!((after, file_bytes(&wal)), (0, 0));
-    }
-
-    /// Emptying the WAL blocks every writer while it waits for readers: a reader that keeps an
-    /// old snapshot must cost webhooks at most `TRUNCATE_WAIT_MS`, not the busy timeout, and
-    /// the connection keeps its busy timeout afterwards.
-    #[tokio::test]
-    async fn a_reader_on_the_wal_holds_its_truncation_back_only_briefly() {
-        let dir = tempfile::tempdir().expect("dir");
-        let path = dir.path().join("wal.sqlite");
-        let options = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(&path)
+            .filename(path)
             .create_if_missing(true)
             .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
             .busy_timeout(Duration::from_secs(5))
@@ -517,6 +473,45 @@ mod tests {
         .execute(&pool)
         .await
         .expect("rows");
+        let policy = RetentionSettings {
+            delivered: Duration::from_secs(1),
+            failed: Duration::ZERO,
+            cancelled: Duration::ZERO,
+            refused: Duration::ZERO,
+            audit: Duration::ZERO,
+            every: Duration::from_secs(1),
+            batch_rows: MAX_BATCH_ROWS,
+        };
+        (options, pool, policy)
+    }
+
+    /// A large prune leaves its deletions in the WAL; the TRUNCATE afterwards empties it (the
+    /// free pages stay in the database file).
+    #[tokio::test]
+    async fn a_large_prune_truncates_the_wal() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("wal.sqlite");
+        let (_, pool, policy) = delivered_rows(&path).await;
+        let wal = path.with_extension("sqlite-wal");
+
+        let pruned = prune(&pool, &Mutex::new(()), &wal, 10_000, &policy)
+            .await
+            .expect("prune");
+
+        assert_eq!(pruned.outbox, 12_000);
+        let (before, after) = pruned.wal_truncated.expect("truncated after 12,000 rows");
+        assert!(before > 1_000_000, "{before}");
+        assert_eq!((after, file_bytes(&wal)), (0, 0));
+    }
+
+    /// Emptying the WAL blocks every writer while it waits for readers: a reader that keeps an
+    /// old snapshot must cost webhooks at most `TRUNCATE_WAIT_MS`, not the busy timeout, and
+    /// the connection keeps its busy timeout afterwards.
+    #[tokio::test]
+    async fn a_reader_on_the_wal_holds_its_truncation_back_only_briefly() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("wal.sqlite");
+        let (options, pool, policy) = delivered_rows(&path).await;
         let mut reader = sqlx::ConnectOptions::connect(&options)
             .await
             .expect("reader");
@@ -528,26 +523,12 @@ mod tests {
             .fetch_one(&mut reader)
             .await
             .expect("read");
-        let policy = RetentionSettings {
-            delivered: Duration::from_secs(1),
-            failed: Duration::ZERO,
-            cancelled: Duration::ZERO,
-            refused: Duration::ZERO,
-            audit: Duration::ZERO,
-            every: Duration::from_secs(1),
-            batch_rows: MAX_BATCH_ROWS,
-        };
 
         let started = Instant::now();
-        let pruned = prune(
-            &pool,
-            &Mutex::new(()),
-            &path.with_extension("sqlite-wal"),
-            10_000,
-            &policy,
-        )
-        .await
-        .expect("prune");
+        let wal = path.with_extension("sqlite-wal");
+        let pruned = prune(&pool, &Mutex::new(()), &wal, 10_000, &policy)
+            .await
+            .expect("prune");
 
         assert_eq!(pruned.outbox, 12_000);
         assert!(
