@@ -32,7 +32,9 @@ use policy::{Clock, RetryPolicy};
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
 
 /// While attempts run, the worker claims again once an eighth of its slots are free (at least
-/// one): at concurrency 32, claims of 4 rows or more; at 4, every freed slot at once.
+/// one): at concurrency 32, claims of 4 rows or more; at 4, every freed slot at once. A claim
+/// costs one statement and one write turn whatever its size, and one per finished attempt made
+/// claims the most frequent write at high concurrency.
 const REFILL_DIVISOR: usize = 8;
 
 pub struct Worker {
@@ -231,9 +233,6 @@ impl Worker {
             }
             let paused = worker.paused.load(Ordering::Relaxed);
             let free = worker.concurrency - running.len();
-            // Slots are refilled in groups while others run: a claim costs one statement and
-            // one write turn whatever its size, and one per finished attempt made claims the
-            // most frequent write at high concurrency.
             let refill = if running.is_empty() {
                 1
             } else {
