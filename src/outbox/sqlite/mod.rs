@@ -3,6 +3,7 @@
 
 mod admin;
 mod append;
+mod checkpoint;
 mod claim;
 mod console;
 pub mod identity;
@@ -55,8 +56,9 @@ fn connect_options(settings: &DatabaseSettings) -> anyhow::Result<SqliteConnectO
         .synchronous(synchronous)
         .busy_timeout(settings.busy_timeout)
         .foreign_keys(true)
-        // Checkpoints run in the background (`checkpoint`), never inside a webhook's commit.
+        // Checkpoints run in the background (`checkpoint::copy_wal`), never inside a webhook's commit.
         .pragma("wal_autocheckpoint", "0")
+        .pragma("journal_size_limit", checkpoint::WAL_SIZE_LIMIT)
         // The claim's GROUP BY and ORDER BY, and statement journals, build temporary B-trees:
         // in memory, not in a file created and deleted under /var/tmp each time.
         .pragma("temp_store", "memory")
@@ -99,21 +101,6 @@ async fn migrate(pool: &SqlitePool) -> anyhow::Result<()> {
         .run(pool)
         .await
         .context("Failed to apply database migrations")
-}
-
-/// Copies committed WAL pages into the database file. `PASSIVE` never waits for (or blocks)
-/// readers or writers; `truncate` (at shutdown) also empties the WAL file.
-async fn checkpoint(pool: &SqlitePool, truncate: bool) -> anyhow::Result<()> {
-    let sql = if truncate {
-        "PRAGMA wal_checkpoint(TRUNCATE)"
-    } else {
-        "PRAGMA wal_checkpoint(PASSIVE)"
-    };
-    sqlx::query(sql)
-        .execute(pool)
-        .await
-        .context("Failed to checkpoint the WAL")?;
-    Ok(())
 }
 
 /// Ready means: every embedded migration is applied and a write commits now (a read-only file,

@@ -9,8 +9,8 @@ use sqlx::SqlitePool;
 use tokio::sync::Mutex;
 
 use super::{
-    DatabaseFile, admin, claim, console, pacing, prune, reads, reconcile, refused, results,
-    worker_state,
+    DatabaseFile, admin, checkpoint, claim, console, pacing, prune, reads, reconcile, refused,
+    results, worker_state,
 };
 use crate::configuration::{DatabaseSettings, RetentionSettings};
 use crate::console::{HourCounts, StoredSession};
@@ -30,7 +30,7 @@ pub struct SqliteStore {
     pool: SqlitePool,
     file: Arc<DatabaseFile>,
     /// Taken by the ingest writer for each group commit, by the delivery worker's claims,
-    /// results and spends, and by each prune batch (see [`Self::write_turn`]).
+    /// results and spends, by each prune batch, and by the checkpoint's last pass (see [`Self::write_turn`]).
     write_turn: Arc<Mutex<()>>,
 }
 
@@ -88,7 +88,11 @@ impl Store for SqliteStore {
     }
 
     async fn maintain(&self, finishing: bool) -> anyhow::Result<()> {
-        super::checkpoint(&self.pool, finishing).await
+        if finishing {
+            checkpoint::empty_wal(&self.pool).await
+        } else {
+            checkpoint::copy_wal(&self.pool, &self.write_turn).await
+        }
     }
 
     async fn close(&self) {
