@@ -103,6 +103,23 @@ fn a_malformed_value_names_its_key() {
     assert!(stderr.contains("database.synchronous"), "{stderr}");
 }
 
+/// The served process runs without transparent huge pages (`small_pages_only` in main.rs):
+/// with them, mimalloc's arenas made its resident memory creep up in 2 MiB steps.
+#[test]
+fn the_served_process_does_without_transparent_huge_pages() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut command = bridge(&dir.path().join("bridge.sqlite"));
+    command.env("BRIDGE__INGEST__AUTH__SIGNING_SECRET", SIGNING_SECRET);
+    let (child, _lines, _logs, _port) = start(command);
+
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.0.id())).expect("status");
+
+    assert!(
+        status.lines().any(|line| line == "THP_enabled:\t0"),
+        "{status}"
+    );
+}
+
 #[tokio::test]
 async fn sigterm_stops_gracefully_and_trace_logs_hold_no_secrets() {
     // Arrange: the binary, logging everything, down to trace.
