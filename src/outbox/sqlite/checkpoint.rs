@@ -3,6 +3,7 @@
 
 use anyhow::Context;
 use sqlx::SqlitePool;
+use sqlx::sqlite::SqliteConnection;
 use tokio::sync::Mutex;
 
 /// `journal_size_limit`, in bytes: when SQLite starts the WAL over, the commit that does so
@@ -24,17 +25,16 @@ pub(super) async fn copy_wal(pool: &SqlitePool, turn: &Mutex<()>) -> anyhow::Res
         .acquire()
         .await
         .context("Failed to checkpoint the WAL")?;
-    for in_turn in [false, true] {
-        let _turn = if in_turn {
-            Some(turn.lock().await)
-        } else {
-            None
-        };
-        sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&mut *conn)
-            .await
-            .context("Failed to checkpoint the WAL")?;
-    }
+    passive(&mut conn).await?;
+    let _turn = turn.lock().await;
+    passive(&mut conn).await
+}
+
+async fn passive(conn: &mut SqliteConnection) -> anyhow::Result<()> {
+    sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+        .execute(conn)
+        .await
+        .context("Failed to checkpoint the WAL")?;
     Ok(())
 }
 
