@@ -7,8 +7,9 @@ use sqlx::sqlite::SqliteConnection;
 use tokio::sync::Mutex;
 
 /// `journal_size_limit`, in bytes: when SQLite starts the WAL over, the commit that does so
-/// cuts a file grown past this back to it.
-pub(super) const WAL_SIZE_LIMIT: &str = "67108864";
+/// cuts a file grown past this back to it. A WAL still bigger was not started over: retention
+/// truncates it (see `prune`).
+pub(super) const WAL_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
 
 /// Copies committed WAL pages into the database file, in two passes, so that SQLite starts the
 /// WAL over at the next write instead of appending to it: it does so only once every frame is
@@ -30,7 +31,8 @@ pub(super) async fn copy_wal(pool: &SqlitePool, turn: &Mutex<()>) -> anyhow::Res
     passive(&mut conn).await
 }
 
-async fn passive(conn: &mut SqliteConnection) -> anyhow::Result<()> {
+/// One copy of the WAL into the file beside readers and writers.
+pub(super) async fn passive(conn: &mut SqliteConnection) -> anyhow::Result<()> {
     sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
         .execute(conn)
         .await

@@ -56,9 +56,10 @@ fn connect_options(settings: &DatabaseSettings) -> anyhow::Result<SqliteConnectO
         .synchronous(synchronous)
         .busy_timeout(settings.busy_timeout)
         .foreign_keys(true)
-        // Checkpoints run in the background (`checkpoint::copy_wal`), never inside a webhook's commit.
+        // Checkpoints run in the background (`checkpoint::copy_wal`), never inside a
+        // webhook's commit.
         .pragma("wal_autocheckpoint", "0")
-        .pragma("journal_size_limit", checkpoint::WAL_SIZE_LIMIT)
+        .pragma("journal_size_limit", checkpoint::WAL_SIZE_LIMIT.to_string())
         // The claim's GROUP BY and ORDER BY, and statement journals, build temporary B-trees:
         // in memory, not in a file created and deleted under /var/tmp each time.
         .pragma("temp_store", "memory")

@@ -30,7 +30,8 @@ pub struct SqliteStore {
     pool: SqlitePool,
     file: Arc<DatabaseFile>,
     /// Taken by the ingest writer for each group commit, by the delivery worker's claims,
-    /// results and spends, by each prune batch, and by the checkpoint's last pass (see [`Self::write_turn`]).
+    /// results and spends, by each prune batch, and by the checkpoint's last pass (see
+    /// [`Self::write_turn`]).
     write_turn: Arc<Mutex<()>>,
 }
 
@@ -59,8 +60,8 @@ impl SqliteStore {
         &self.pool
     }
 
-    /// The turn the ingest writer, the delivery worker and retention's batches take (first
-    /// come, first served) to write: they alternate instead of polling SQLite's lock, whose
+    /// The turn the ingest writer, the delivery worker, retention's batches and the WAL
+    /// checkpoint's last pass take (first come, first served) to write: they alternate instead of polling SQLite's lock, whose
     /// busy handler sleeps longer the longer it waits and leaves the lock idle meanwhile. Under
     /// a steady webhook load the group commits held the lock so often that the worker's claims
     /// and results waited out those sleeps: delivery fell to ~150 guests/s with ingest at
