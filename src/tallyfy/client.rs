@@ -43,8 +43,9 @@ pub struct ClientConfig {
 
 pub struct TallyfyClient {
     http: reqwest::Client,
-    /// `{base}/organizations/{org}/guests`, computed once.
-    guests_url: String,
+    /// `{base}/organizations/{org}/guests`, parsed once: a create sends it as it is (parsing
+    /// it anew for each call cost more than the JSON of the answer).
+    guests_url: reqwest::Url,
     credentials: Arc<Credentials>,
     metrics: Metrics,
 }
@@ -85,9 +86,11 @@ impl TallyfyClient {
             .build()
             .context("Failed to build the Tallyfy HTTP client")?;
         let org = utf8_percent_encode(config.org_id.trim(), SEGMENT);
+        let guests_url = reqwest::Url::parse(&format!("{base}/organizations/{org}/guests"))
+            .context("Failed to parse the Tallyfy guests URL")?;
         Ok(Self {
             http,
-            guests_url: format!("{base}/organizations/{org}/guests"),
+            guests_url,
             credentials: config.credentials,
             metrics: Metrics::default(),
         })
@@ -110,7 +113,7 @@ impl TallyfyClient {
         let (received, token) = self
             .send("create", || {
                 self.http
-                    .request(Method::POST, &self.guests_url)
+                    .request(Method::POST, self.guests_url.clone())
                     .json(&body)
             })
             .await?;
@@ -215,7 +218,7 @@ fn id_or_protocol_error(received: &Received) -> Result<GuestId, CallError> {
 impl fmt::Debug for TallyfyClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TallyfyClient")
-            .field("guests_url", &self.guests_url)
+            .field("guests_url", &self.guests_url.as_str())
             .field("credentials", &self.credentials)
             .finish_non_exhaustive()
     }
@@ -248,13 +251,13 @@ mod tests {
         for base in ["https://go.tallyfy.com/api", "https://go.tallyfy.com/api/"] {
             let client = TallyfyClient::new(config(base)).unwrap();
             assert_eq!(
-                client.guests_url,
+                client.guests_url.as_str(),
                 "https://go.tallyfy.com/api/organizations/org%201/guests"
             );
         }
         let client = TallyfyClient::new(config("https://api.tallyfy.com")).unwrap();
         assert_eq!(
-            client.guests_url,
+            client.guests_url.as_str(),
             "https://api.tallyfy.com/organizations/org%201/guests"
         );
     }

@@ -36,7 +36,9 @@ const CLAIM: &str = "WITH candidates AS (
              -- The first state test repeats the index's WHERE so SQLite may use
              -- outbox_key_attempted; the second is the one meant.
              SELECT 1 FROM outbox b INDEXED BY outbox_key_attempted
-             WHERE b.claim_key = c.claim_key AND b.state IN ('in_flight', 'retrying', 'failed', 'cancelled')
+             WHERE b.claim_key = c.claim_key
+               AND (b.state = 'in_flight' OR b.state = 'retrying' OR b.state = 'failed'
+                    OR b.state = 'cancelled')
                AND b.state = 'in_flight' AND b.lease_until > ?1)
          GROUP BY c.claim_key
          ORDER BY due_at
@@ -50,7 +52,8 @@ const CLAIM: &str = "WITH candidates AS (
              AS known_guest_id,
          EXISTS (SELECT 1 FROM outbox o INDEXED BY outbox_key_attempted
                  WHERE o.claim_key = outbox.email AND o.id <> outbox.id
-                   AND o.state IN ('in_flight', 'retrying', 'failed', 'cancelled'))
+                   AND (o.state = 'in_flight' OR o.state = 'retrying' OR o.state = 'failed'
+                        OR o.state = 'cancelled'))
          OR EXISTS (SELECT 1 FROM outbox o INDEXED BY outbox_email_received
                  WHERE o.email = outbox.email AND o.id <> outbox.id
                    AND o.state = 'queued' AND o.attempts > 0)
@@ -124,6 +127,14 @@ mod tests {
                 "{index}: {detail:?}"
             );
         }
+    }
+
+    /// The claim's temporary B-trees are its own steps (the two CTEs, GROUP BY, ORDER BY, the
+    /// picked ids and RETURNING), none a state test: those were eight more (issue 18).
+    #[tokio::test]
+    async fn the_claim_builds_temporary_tables_only_for_its_own_steps() {
+        let tables = crate::outbox::sqlite::temporary_tables(CLAIM).await;
+        assert!(tables <= 6, "{tables}");
     }
 
     /// Every claim binds a new `now` and often a new limit; neither may make SQLite parse and

@@ -14,7 +14,7 @@ const HOUR_MS: i64 = 3_600_000;
 /// One row per hour from ?1 (inclusive) to ?2 (exclusive): events accepted by `received_at`,
 /// rows delivered by when they became delivered (`updated_at` of a delivered row). Each count is
 /// a range of a covering index, so an hour costs what it holds, never what the outbox holds.
-/// The IN list repeats the `outbox_ended` index's WHERE so SQLite may use it.
+/// The OR chain repeats the `outbox_ended` index's WHERE so SQLite may use it.
 const HOURLY: &str = "WITH RECURSIVE hours(h) AS (
          SELECT ?1 WHERE ?1 < ?2
          UNION ALL SELECT h + ?3 FROM hours WHERE h + ?3 < ?2)
@@ -22,7 +22,8 @@ const HOURLY: &str = "WITH RECURSIVE hours(h) AS (
             (SELECT count(*) FROM outbox INDEXED BY outbox_received
               WHERE received_at >= h AND received_at < h + ?3) AS accepted,
             (SELECT count(*) FROM outbox INDEXED BY outbox_ended
-              WHERE state IN ('delivered', 'failed', 'cancelled') AND state = 'delivered'
+              WHERE (state = 'delivered' OR state = 'failed' OR state = 'cancelled')
+                AND state = 'delivered'
                 AND updated_at >= h AND updated_at < h + ?3) AS delivered
      FROM hours";
 

@@ -190,3 +190,125 @@ pub(crate) async fn query_plan(sql: &str) -> Vec<String> {
             .expect("plan");
     plan.into_iter().map(|row| row.3).collect()
 }
+
+/// The opcodes SQLite compiles `sql` to on a freshly migrated database.
+#[cfg(test)]
+pub(crate) async fn opcodes(sql: &str) -> Vec<String> {
+    use sqlx::Row;
+
+    let pool = memory_pool().await;
+    let program = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN {sql}")))
+        .fetch_all(&pool)
+        .await
+        .expect("program");
+    program
+        .iter()
+        .map(|op| op.try_get::<String, _>("opcode").expect("opcode"))
+        .collect()
+}
+
+/// How many temporary B-trees one run of `sql` opens (`OpenEphemeral`).
+#[cfg(test)]
+pub(crate) async fn temporary_tables(sql: &str) -> usize {
+    let ops = opcodes(sql).await;
+    ops.iter().filter(|op| *op == "OpenEphemeral").count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SQLite tests `x IN ('a', 'b', 'c')` (three constants or more) by filling a temporary
+    /// B-tree, once per statement run: the outbox's CHECK on `state` and its partial indexes'
+    /// WHERE clauses did that on every insert, update and delete, several times over (issue 18).
+    #[tokio::test]
+    async fn writing_an_outbox_row_builds_no_temporary_table() {
+        for sql in [
+            "INSERT INTO outbox (source, email, payload, next_attempt_at, received_at, updated_at)
+             VALUES ('canonical', 'a@x.io', '{}', 1, 1, 1)",
+            "UPDATE outbox SET state = 'delivered' WHERE id = 1",
+            "UPDATE outbox SET state = 'in_flight', lease_until = 2 WHERE id = 1",
+            "DELETE FROM outbox WHERE id = 1",
+        ] {
+            assert_eq!(temporary_tables(sql).await, 0, "{sql}");
+        }
+    }
+
+    /// The rebuild that rewrote those tests (20261204000002) keeps every row as it was, with
+    /// its counts, attempt log and ledger.
+    #[tokio::test]
+    async fn the_outbox_rebuild_keeps_every_row() {
+        const BEFORE: i64 = 20261204000001;
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .expect("memory db");
+        MIGRATOR.run_to(BEFORE, &pool).await.expect("old schema");
+        let states = [
+            "queued",
+            "in_flight",
+            "retrying",
+            "delivered",
+            "failed",
+            "cancelled",
+        ];
+        for (i, state) in states.into_iter().enumerate() {
+            let i = i as i64;
+            sqlx::query(
+                "INSERT INTO outbox (source, event_id, email, crm_record, payload, state, attempts,
+                     next_attempt_at, lease_until, guest_id, last_error, received_at, updated_at,
+                     delivered_at, retried_at, attempts_before_retry)
+                 VALUES ('pipedrive', 'e' || ?1, CASE WHEN ?1 % 2 = 0 THEN 'p' || ?1 || '@x.io' END,
+                     'person:' || ?1, '{}', ?2, ?1, 10 + ?1, 20 + ?1, 'g' || ?1, 'error ' || ?1,
+                     30 + ?1, 40 + ?1, 50 + ?1, 60 + ?1, ?1)",
+            )
+            .bind(i)
+            .bind(state)
+            .execute(&pool)
+            .await
+            .expect("row");
+        }
+        sqlx::query(
+            "INSERT INTO delivery_attempts (outbox_id, attempt, started_at, duration_ms, outcome)
+             VALUES (4, 1, 1, 1, 'delivered')",
+        )
+        .execute(&pool)
+        .await
+        .expect("attempt");
+        const ROWS: &str = "SELECT json_group_array(json_array(id, source, event_id, email,
+                 crm_record, claim_key, payload, state, attempts, next_attempt_at, lease_until,
+                 guest_id, last_error, received_at, updated_at, delivered_at, retried_at,
+                 attempts_before_retry))
+             FROM (SELECT * FROM outbox ORDER BY id)";
+        const COUNTS: &str = "SELECT json_group_array(json_array(state, n)) FROM (SELECT * FROM outbox_counts ORDER BY state)";
+        let read = |sql| {
+            let pool = pool.clone();
+            async move {
+                let text: String = sqlx::query_scalar(sql)
+                    .fetch_one(&pool)
+                    .await
+                    .expect("read");
+                text
+            }
+        };
+        let (rows, counts) = (read(ROWS).await, read(COUNTS).await);
+
+        MIGRATOR.run(&pool).await.expect("migrations");
+
+        assert_eq!(read(ROWS).await, rows);
+        assert_eq!(read(COUNTS).await, counts);
+        assert!(counts.contains(r#"["queued",1]"#), "{counts}");
+        let broken: Vec<(String, i64, String, i64)> = sqlx::query_as("PRAGMA foreign_key_check")
+            .fetch_all(&pool)
+            .await
+            .expect("foreign keys");
+        assert!(broken.is_empty(), "{broken:?}");
+        // Counted by the rebuilt triggers from here on.
+        sqlx::query("UPDATE outbox SET state = 'delivered' WHERE state = 'queued'")
+            .execute(&pool)
+            .await
+            .expect("update");
+        assert!(read(COUNTS).await.contains(r#"["delivered",2]"#));
+    }
+}

@@ -18,14 +18,15 @@ const LARGE_PRUNE_ROWS: u64 = 10_000;
 /// webhook p99 under full ingest from ~35 ms to ~0.1 s in the quick bench.
 const TRUNCATE_EVERY_ROWS: u64 = 100_000;
 
-/// ?1 state, ?2 ended before, ?3 how many: the oldest rows of one end state. The IN list repeats
-/// the `outbox_ended` index's WHERE so SQLite may use it with a bound state.
+/// ?1 state, ?2 ended before, ?3 how many: the oldest rows of one end state. The OR chain
+/// repeats the `outbox_ended` index's WHERE so SQLite may use it with a bound state.
 ///
 /// Each table keeps its newest row (by id) whatever its age: SQLite numbers a new row max(id) + 1,
 /// so deleting the newest would hand its id, which the ledger, the audit trail and operators'
 /// notes may name, to another row.
 const OLD_ROWS: &str = "SELECT id FROM outbox INDEXED BY outbox_ended
-     WHERE state IN ('delivered', 'failed', 'cancelled') AND state = ?1 AND updated_at < ?2
+     WHERE (state = 'delivered' OR state = 'failed' OR state = 'cancelled') AND state = ?1
+       AND updated_at < ?2
        AND id < (SELECT max(id) FROM outbox)
      ORDER BY updated_at LIMIT CAST(?3 AS INTEGER)";
 /// ?1 the batch's ids as a JSON array.

@@ -128,9 +128,16 @@ type WorkerRow = (
     Option<i64>,
 );
 
-/// Must match the `outbox_waiting` partial index's WHERE clause word for word to use it.
-const OLDEST_WAITING: &str = "SELECT min(received_at) FROM outbox INDEXED BY outbox_waiting
-     WHERE state IN ('queued', 'in_flight', 'retrying')";
+/// The least of three look-ups in `outbox_state_received`, one per waiting state.
+const OLDEST_WAITING: &str = "SELECT min(t) FROM (
+         SELECT min(received_at) AS t FROM outbox INDEXED BY outbox_state_received
+         WHERE state = 'queued'
+         UNION ALL
+         SELECT min(received_at) FROM outbox INDEXED BY outbox_state_received
+         WHERE state = 'in_flight'
+         UNION ALL
+         SELECT min(received_at) FROM outbox INDEXED BY outbox_state_received
+         WHERE state = 'retrying')";
 
 #[cfg(test)]
 mod tests {
@@ -148,7 +155,7 @@ mod tests {
             "{detail:?}"
         );
         assert!(
-            detail.iter().any(|d| d.contains("outbox_waiting")),
+            detail.iter().any(|d| d.contains("outbox_state_received")),
             "{detail:?}"
         );
     }

@@ -160,3 +160,16 @@ async fn record_one(
     .context("Failed to write the attempt log")?;
     Ok(owned)
 }
+
+#[cfg(test)]
+mod tests {
+    /// Recording an outcome updates one row: no temporary B-tree for a state test (see
+    /// `outbox::sqlite::tests`); there were seven.
+    #[tokio::test]
+    async fn recording_an_outcome_builds_no_temporary_table() {
+        assert_eq!(
+            crate::outbox::sqlite::temporary_tables(super::UPDATE_ROW).await,
+            0
+        );
+    }
+}
