@@ -245,15 +245,7 @@ mod tests {
             .await
             .expect("memory db");
         MIGRATOR.run_to(BEFORE, &pool).await.expect("old schema");
-        let states = [
-            "queued",
-            "in_flight",
-            "retrying",
-            "delivered",
-            "failed",
-            "cancelled",
-        ];
-        for (i, state) in states.into_iter().enumerate() {
+        for (i, state) in crate::outbox::RowState::ALL.into_iter().enumerate() {
             let i = i as i64;
             sqlx::query(
                 "INSERT INTO outbox (source, event_id, email, crm_record, payload, state, attempts,
@@ -264,7 +256,7 @@ mod tests {
                      30 + ?1, 40 + ?1, 50 + ?1, 60 + ?1, ?1)",
             )
             .bind(i)
-            .bind(state)
+            .bind(state.as_str())
             .execute(&pool)
             .await
             .expect("row");
