@@ -191,9 +191,10 @@ pub(crate) async fn query_plan(sql: &str) -> Vec<String> {
     plan.into_iter().map(|row| row.3).collect()
 }
 
-/// The opcodes SQLite compiles `sql` to on a freshly migrated database.
+/// How many temporary B-trees (`OpenEphemeral`) one run of `sql` opens, as SQLite compiles it
+/// on a freshly migrated database.
 #[cfg(test)]
-pub(crate) async fn opcodes(sql: &str) -> Vec<String> {
+pub(crate) async fn temporary_tables(sql: &str) -> usize {
     use sqlx::Row;
 
     let pool = memory_pool().await;
@@ -203,15 +204,8 @@ pub(crate) async fn opcodes(sql: &str) -> Vec<String> {
         .expect("program");
     program
         .iter()
-        .map(|op| op.try_get::<String, _>("opcode").expect("opcode"))
-        .collect()
-}
-
-/// How many temporary B-trees one run of `sql` opens (`OpenEphemeral`).
-#[cfg(test)]
-pub(crate) async fn temporary_tables(sql: &str) -> usize {
-    let ops = opcodes(sql).await;
-    ops.iter().filter(|op| *op == "OpenEphemeral").count()
+        .filter(|op| op.try_get::<String, _>("opcode").expect("opcode") == "OpenEphemeral")
+        .count()
 }
 
 #[cfg(test)]
@@ -235,7 +229,7 @@ mod tests {
     }
 
     /// The rebuild that rewrote those tests (20261204000002) keeps every row as it was, with
-    /// its counts, attempt log and ledger.
+    /// its counts and its attempt log.
     #[tokio::test]
     async fn the_outbox_rebuild_keeps_every_row() {
         const BEFORE: i64 = 20261204000001;
