@@ -2,7 +2,7 @@
 -- The outbox's state tests without lists of constants (issue 18). SQLite evaluates
 -- `state IN ('a', 'b', 'c')` (three constants or more) by filling a temporary B-tree, once per
 -- statement run: the CHECK on `state`, and each partial index's WHERE for the old and the new
--- row of an update. Recording one attempt's outcome built seven of them, a claim twelve, and
+-- row of an update. Recording one attempt's outcome built seven of them, the claim eight, and
 -- each costs more than the row update itself. The same tests written as comparisons joined by
 -- OR cost a few instructions. Queries that use a partial index repeat its WHERE word for word.
 --
