@@ -133,12 +133,18 @@ async fn check_ready(pool: &SqlitePool) -> anyhow::Result<()> {
 /// `sqlite::memory:` is a database of its own), for unit tests.
 #[cfg(test)]
 pub(crate) async fn memory_pool() -> SqlitePool {
+    memory_pool_at(MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)).await
+}
+
+/// The same, migrated up to `version` only.
+#[cfg(test)]
+async fn memory_pool_at(version: i64) -> SqlitePool {
     let pool = sqlx::sqlite::SqlitePoolOptions::new()
         .max_connections(1)
         .connect("sqlite::memory:")
         .await
         .expect("memory db");
-    MIGRATOR.run(&pool).await.expect("migrations");
+    MIGRATOR.run_to(version, &pool).await.expect("migrations");
     pool
 }
 
@@ -232,13 +238,7 @@ mod tests {
     /// its counts and its attempt log.
     #[tokio::test]
     async fn the_outbox_rebuild_keeps_every_row() {
-        const BEFORE: i64 = 20261204000001;
-        let pool = sqlx::sqlite::SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect("sqlite::memory:")
-            .await
-            .expect("memory db");
-        MIGRATOR.run_to(BEFORE, &pool).await.expect("old schema");
+        let pool = memory_pool_at(20261204000001).await;
         for (i, state) in crate::outbox::RowState::ALL.into_iter().enumerate() {
             let i = i as i64;
             sqlx::query(
@@ -268,22 +268,15 @@ mod tests {
                  attempts_before_retry))
              FROM (SELECT * FROM outbox ORDER BY id)";
         const COUNTS: &str = "SELECT json_group_array(json_array(state, n)) FROM (SELECT * FROM outbox_counts ORDER BY state)";
-        let read = |sql| {
-            let pool = pool.clone();
-            async move {
-                let text: String = sqlx::query_scalar(sql)
-                    .fetch_one(&pool)
-                    .await
-                    .expect("read");
-                text
-            }
-        };
-        let (rows, counts) = (read(ROWS).await, read(COUNTS).await);
+        async fn read(pool: &SqlitePool, sql: &'static str) -> String {
+            sqlx::query_scalar(sql).fetch_one(pool).await.expect("read")
+        }
+        let (rows, counts) = (read(&pool, ROWS).await, read(&pool, COUNTS).await);
 
         MIGRATOR.run(&pool).await.expect("migrations");
 
-        assert_eq!(read(ROWS).await, rows);
-        assert_eq!(read(COUNTS).await, counts);
+        assert_eq!(read(&pool, ROWS).await, rows);
+        assert_eq!(read(&pool, COUNTS).await, counts);
         assert!(counts.contains(r#"["queued",1]"#), "{counts}");
         let broken: Vec<(String, i64, String, i64)> = sqlx::query_as("PRAGMA foreign_key_check")
             .fetch_all(&pool)
@@ -295,6 +288,6 @@ mod tests {
             .execute(&pool)
             .await
             .expect("update");
-        assert!(read(COUNTS).await.contains(r#"["delivered",2]"#));
+        assert!(read(&pool, COUNTS).await.contains(r#"["delivered",2]"#));
     }
 }
