@@ -1,7 +1,8 @@
-//! Appends a whole batch with one multi-row INSERT, so a batch costs a few statements instead
-//! of one per event, and maps the inserted rows back to the events that asked for them. Events
-//! of a CRM record are first checked against the records already queued or refused (one query
-//! for the batch), and the records of the rows stored are remembered.
+//! Appends a whole batch with multi-row INSERTs (one per power-of-two run, [`super::runs`]), so
+//! a batch costs a few statements instead of one per event, and maps the inserted rows back to
+//! the events that asked for them. Events of a CRM record are first checked against the records
+//! already queued or refused (one query per run), and the records of the rows stored are
+//! remembered.
 
 use std::collections::{HashMap, HashSet};
 
@@ -49,25 +50,29 @@ async fn insert_rows(
     events: &[&NewEvent],
     now: i64,
 ) -> anyhow::Result<Vec<Accepted>> {
-    let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
-        "INSERT INTO outbox (source, event_id, email, crm_record, payload, next_attempt_at, received_at, updated_at) ",
-    );
-    insert.push_values(events, |mut row, event| {
-        row.push_bind(event.source)
-            .push_bind(event.event_id.as_deref())
-            .push_bind(event.email.as_deref())
-            .push_bind(event.crm_record.as_deref())
-            .push_bind(event.payload.as_str())
-            .push_bind(now)
-            .push_bind(now)
-            .push_bind(now);
-    });
-    insert.push(" ON CONFLICT DO NOTHING RETURNING id, source, event_id, email");
-    let inserted: Vec<Inserted> = insert
-        .build_query_as()
-        .fetch_all(&mut *conn)
-        .await
-        .context("Failed to insert outbox rows")?;
+    let mut inserted: Vec<Inserted> = Vec::with_capacity(events.len());
+    for run in super::runs(events) {
+        let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO outbox (source, event_id, email, crm_record, payload, next_attempt_at, received_at, updated_at) ",
+        );
+        insert.push_values(run, |mut row, event| {
+            row.push_bind(event.source)
+                .push_bind(event.event_id.as_deref())
+                .push_bind(event.email.as_deref())
+                .push_bind(event.crm_record.as_deref())
+                .push_bind(event.payload.as_str())
+                .push_bind(now)
+                .push_bind(now)
+                .push_bind(now);
+        });
+        insert.push(" ON CONFLICT DO NOTHING RETURNING id, source, event_id, email");
+        let rows: Vec<Inserted> = insert
+            .build_query_as()
+            .fetch_all(&mut *conn)
+            .await
+            .context("Failed to insert outbox rows")?;
+        inserted.extend(rows);
+    }
 
     let fresh: HashSet<Key> = inserted
         .iter()

@@ -131,6 +131,28 @@ async fn check_ready(pool: &SqlitePool) -> anyhow::Result<()> {
 
 /// A freshly migrated in-memory database on one connection (every connection to
 /// `sqlite::memory:` is a database of its own), for unit tests.
+/// The most rows one multi-row statement takes: 256 rows of 8 values stay far below SQLite's
+/// 32,766 bound variables whatever `ingest.max_batch` is.
+const MAX_STATEMENT_ROWS: usize = 256;
+
+/// Splits `items` into runs whose lengths are powers of two, largest first (37: 32, 4, 1), at
+/// most [`MAX_STATEMENT_ROWS`] each. sqlx keeps every statement text it prepares for the
+/// connection's life (up to 100 of them) and a multi-row statement's text depends on its row
+/// count, about a KiB of prepared program per row: one text per batch size would keep growing
+/// the writer's memory as rarer batch sizes turn up, and prepare each of them once more.
+pub(super) fn runs<T>(items: &[T]) -> impl Iterator<Item = &[T]> {
+    let mut rest = items;
+    std::iter::from_fn(move || {
+        let len = rest.len().min(MAX_STATEMENT_ROWS);
+        if len == 0 {
+            return None;
+        }
+        let (run, tail) = rest.split_at(1 << len.ilog2());
+        rest = tail;
+        Some(run)
+    })
+}
+
 #[cfg(test)]
 pub(crate) async fn memory_pool() -> SqlitePool {
     memory_pool_at(MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)).await
@@ -217,6 +239,15 @@ pub(crate) async fn temporary_tables(sql: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runs_are_powers_of_two_largest_first_and_bounded() {
+        let lengths = |n: usize| runs(&vec![(); n]).map(<[()]>::len).collect::<Vec<_>>();
+        assert_eq!(lengths(0), Vec::<usize>::new());
+        assert_eq!(lengths(1), [1]);
+        assert_eq!(lengths(37), [32, 4, 1]);
+        assert_eq!(lengths(600), [256, 256, 64, 16, 8]);
+    }
 
     /// SQLite tests `x IN ('a', 'b', 'c')` (three constants or more) by filling a temporary
     /// B-tree, once per statement run: the outbox's CHECK on `state` and its partial indexes'

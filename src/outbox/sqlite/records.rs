@@ -19,17 +19,21 @@ struct Row {
     open_refusal: bool,
 }
 
-/// The state of each `(source, record id)` in `keys`, in one query (absent: never seen).
+/// The state of each `(source, record id)` in `keys`, in one query per run (absent: never
+/// seen).
 pub(super) async fn states<'k>(
     conn: &mut SqliteConnection,
     keys: &[(&'k str, &'k str)],
 ) -> anyhow::Result<HashMap<(&'k str, &'k str), RecordState>> {
-    let mut query = states_query(keys);
-    let rows: Vec<Row> = query
-        .build_query_as()
-        .fetch_all(&mut *conn)
-        .await
-        .context("Failed to read the CRM records of a batch")?;
+    let mut rows: Vec<Row> = Vec::with_capacity(keys.len());
+    for run in super::runs(keys) {
+        let found: Vec<Row> = states_query(run)
+            .build_query_as()
+            .fetch_all(&mut *conn)
+            .await
+            .context("Failed to read the CRM records of a batch")?;
+        rows.extend(found);
+    }
     let mut found: HashMap<(String, String), RecordState> = rows
         .into_iter()
         .map(|row| {
@@ -69,35 +73,38 @@ fn states_query(keys: &[(&str, &str)]) -> QueryBuilder<Sqlite> {
     query
 }
 
-/// Remembers which row queued each record (one statement for the batch) and resolves the open
+/// Remembers which row queued each record (one statement per run) and resolves the open
 /// refusals among them.
 pub(super) async fn remember(
     conn: &mut SqliteConnection,
     rows: &[Remembered<'_>],
     now: i64,
 ) -> anyhow::Result<()> {
-    let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
-        "INSERT INTO crm_records (source, record_id, outbox_id, came_by, seen_at) ",
-    );
-    insert.push_values(rows, |mut row, stored| {
-        // A CRM's webhook names its event; a reconcile's listing has no event.
-        let came_by = match (stored.record.only_if, &stored.event.event_id) {
-            (OnlyIf::Refused, _) => "update",
-            (OnlyIf::Unseen, Some(_)) => "webhook",
-            (OnlyIf::Unseen, None) => "reconcile",
-        };
-        row.push_bind(stored.event.source)
-            .push_bind(stored.record.id.as_str())
-            .push_bind(stored.outbox_id)
-            .push_bind(came_by)
-            .push_bind(now);
-    });
-    insert.push(" ON CONFLICT (source, record_id) DO UPDATE SET outbox_id = excluded.outbox_id");
-    insert
-        .build()
-        .execute(&mut *conn)
-        .await
-        .context("Failed to remember CRM records")?;
+    for run in super::runs(rows) {
+        let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO crm_records (source, record_id, outbox_id, came_by, seen_at) ",
+        );
+        insert.push_values(run, |mut row, stored| {
+            // A CRM's webhook names its event; a reconcile's listing has no event.
+            let came_by = match (stored.record.only_if, &stored.event.event_id) {
+                (OnlyIf::Refused, _) => "update",
+                (OnlyIf::Unseen, Some(_)) => "webhook",
+                (OnlyIf::Unseen, None) => "reconcile",
+            };
+            row.push_bind(stored.event.source)
+                .push_bind(stored.record.id.as_str())
+                .push_bind(stored.outbox_id)
+                .push_bind(came_by)
+                .push_bind(now);
+        });
+        insert
+            .push(" ON CONFLICT (source, record_id) DO UPDATE SET outbox_id = excluded.outbox_id");
+        insert
+            .build()
+            .execute(&mut *conn)
+            .await
+            .context("Failed to remember CRM records")?;
+    }
     for stored in rows.iter().filter(|r| r.open_refusal) {
         sqlx::query(
             "UPDATE refused SET resolved_outbox_id = ?3

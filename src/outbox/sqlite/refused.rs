@@ -18,24 +18,26 @@ pub(super) async fn insert_batch(
     refusals: &[&NewRefusal],
     now: i64,
 ) -> anyhow::Result<()> {
-    let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
-        "INSERT INTO refused (source, event_id, record_id, notification_id, reason, field, refused_at) ",
-    );
-    insert.push_values(refusals, |mut row, refusal| {
-        row.push_bind(refusal.source)
-            .push_bind(refusal.event_id.clone())
-            .push_bind(refusal.record_id.clone())
-            .push_bind(refusal.notification_id.clone())
-            .push_bind(refusal.reason)
-            .push_bind(refusal.field.clone())
-            .push_bind(now);
-    });
-    insert.push(" ON CONFLICT DO NOTHING");
-    insert
-        .build()
-        .execute(&mut *conn)
-        .await
-        .context("Failed to keep refused CRM items")?;
+    for run in super::runs(refusals) {
+        let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO refused (source, event_id, record_id, notification_id, reason, field, refused_at) ",
+        );
+        insert.push_values(run, |mut row, refusal| {
+            row.push_bind(refusal.source)
+                .push_bind(refusal.event_id.clone())
+                .push_bind(refusal.record_id.clone())
+                .push_bind(refusal.notification_id.clone())
+                .push_bind(refusal.reason)
+                .push_bind(refusal.field.clone())
+                .push_bind(now);
+        });
+        insert.push(" ON CONFLICT DO NOTHING");
+        insert
+            .build()
+            .execute(&mut *conn)
+            .await
+            .context("Failed to keep refused CRM items")?;
+    }
     Ok(())
 }
 

@@ -90,7 +90,7 @@ mod tests {
     use sqlx::Connection;
 
     use super::*;
-    use crate::outbox::writer::commit_each_if_needed;
+    use crate::outbox::writer::{CrmRecord, commit_each_if_needed};
 
     /// A committer over an in-memory database, whose "file" is this test's own temp file.
     async fn memory() -> (SqliteCommit, tempfile::NamedTempFile) {
@@ -169,5 +169,100 @@ mod tests {
         assert_eq!(count(&mut backend.conn, "refused").await, 2);
         assert!(commit(&mut backend.conn, &[], &[&third]).await.is_ok());
         assert_eq!(count(&mut backend.conn, "refused").await, 3);
+    }
+
+    /// Events of every kind, in fives: with an event id (the 3rd repeats the 1st's), without
+    /// one, and of a CRM record (the 5th repeats the 4th's record).
+    fn mixed(batch: usize, size: usize) -> Vec<NewEvent> {
+        (0..size)
+            .map(|i| {
+                let mut event = event(Some(&format!("{batch}-{i}@x.io")));
+                match i % 5 {
+                    0 | 2 => event.event_id = Some(format!("{batch}-{}", i - i % 5)),
+                    3 | 4 => {
+                        event.source = "pipedrive";
+                        event.event_id = Some(format!("{batch}-{i}"));
+                        event.record = Some(CrmRecord::unseen(format!("{batch}-{}", i - i % 5)));
+                    }
+                    _ => {}
+                }
+                event
+            })
+            .collect()
+    }
+
+    /// A multi-row statement's text depends on its row count, and sqlx keeps every text it
+    /// prepares: batches go in as power-of-two runs, so all batch sizes up to 70 prepare 7
+    /// texts per statement (outbox rows, CRM records' states and rows, refusals), not 70.
+    #[tokio::test]
+    async fn batches_of_any_size_reuse_a_few_prepared_statements() {
+        let (mut backend, _marker) = memory().await;
+        for size in 1..=70 {
+            let events = mixed(size, size);
+            let refusals: Vec<NewRefusal> =
+                (0..size).map(|i| refusal(&format!("{size}:{i}"))).collect();
+            let events: Vec<&NewEvent> = events.iter().collect();
+            let refusals: Vec<&NewRefusal> = refusals.iter().collect();
+            commit(&mut backend.conn, &events, &refusals)
+                .await
+                .expect("commit");
+        }
+        // 4 statements × 7 powers of two, and BEGIN IMMEDIATE and COMMIT.
+        let prepared = backend.conn.cached_statements_size();
+        assert!(prepared <= 4 * 7 + 2, "{prepared} statements prepared");
+    }
+
+    /// Across runs a batch is still one: a repeated event id or CRM record in a later run is
+    /// answered with the earlier run's row, and rows without an id get their own, in order.
+    #[tokio::test]
+    async fn a_batch_split_into_runs_answers_each_event_as_one_statement_would() {
+        let (mut backend, _marker) = memory().await;
+        let mut events = mixed(0, 600);
+        // The 597th, in the last run, repeats the 1st's event id.
+        events[596].event_id = Some("0-0".into());
+        let events: Vec<&NewEvent> = events.iter().collect();
+
+        let accepted = commit(&mut backend.conn, &events, &[])
+            .await
+            .expect("commit");
+
+        for (i, answer) in accepted.iter().enumerate() {
+            let same_as = match i % 5 {
+                _ if i == 596 => Some(0),
+                2 => Some(i - 2),
+                4 => Some(i - 1),
+                _ => None,
+            };
+            match same_as {
+                Some(first) => {
+                    let id = accepted[first].id().expect("stored");
+                    assert_eq!(*answer, Accepted::Duplicate { id }, "event {i}");
+                }
+                None => assert!(
+                    matches!(answer, Accepted::Stored { .. }),
+                    "event {i}: {answer:?}"
+                ),
+            }
+        }
+        let stored = accepted
+            .iter()
+            .filter(|a| matches!(a, Accepted::Stored { .. }))
+            .count() as i64;
+        assert_eq!(count(&mut backend.conn, "outbox").await, stored);
+        let rows: Vec<(String, Option<String>)> =
+            sqlx::query_as("SELECT source, email FROM outbox ORDER BY id")
+                .fetch_all(&mut backend.conn)
+                .await
+                .expect("rows");
+        let expected: Vec<(String, Option<String>)> = events
+            .iter()
+            .zip(&accepted)
+            .filter(|(_, a)| matches!(a, Accepted::Stored { .. }))
+            .map(|(e, _)| (e.source.to_owned(), e.email.clone()))
+            .collect();
+        assert_eq!(
+            rows, expected,
+            "rows stored once each, in the batch's order"
+        );
     }
 }
