@@ -129,8 +129,6 @@ async fn check_ready(pool: &SqlitePool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A freshly migrated in-memory database on one connection (every connection to
-/// `sqlite::memory:` is a database of its own), for unit tests.
 /// The most rows one multi-row statement takes: 256 rows of 8 values stay far below SQLite's
 /// 32,766 bound variables whatever `ingest.max_batch` is.
 const MAX_STATEMENT_ROWS: usize = 256;
@@ -153,6 +151,8 @@ pub(super) fn runs<T>(items: &[T]) -> impl Iterator<Item = &[T]> {
     })
 }
 
+/// A freshly migrated in-memory database on one connection (every connection to
+/// `sqlite::memory:` is a database of its own), for unit tests.
 #[cfg(test)]
 pub(crate) async fn memory_pool() -> SqlitePool {
     memory_pool_at(MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)).await
